@@ -1,0 +1,45 @@
+# The two commands a new user needs: `make run` (the main job) and `make test`.
+# Each installs what it needs first (a .venv with the package and its cpu+dev extras).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Reinstall whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+RUN_DIR ?= runs/ml-100k
+export OMP_NUM_THREADS ?= 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run test test-slow bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install  ## the main job on the embedded default (ml-100k, local Ray)
+	$(PY) ray_jobs/prepare_data.py --dataset ml-100k --out $(RUN_DIR)
+
+test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+bench: install
+	$(PY) bench/prepare_bench.py
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

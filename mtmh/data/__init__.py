@@ -1,0 +1,1 @@
+"""Interaction logs and items: schema, validation, datasets, time split and training pairs."""

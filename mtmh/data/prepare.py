@@ -1,0 +1,273 @@
+"""`prepare`: raw dataset -> validated, split, paired tables under RUN/data (see schema.py).
+
+The pipeline, on Ray Data, streaming end to end (the driver never holds the log):
+
+    read logs (csv/tsv/parquet) --map_batches(LogValidator)--> write parquet partitioned by
+    user bucket (bucket=-1: quarantined rows)
+    buckets --map(scan_bucket)--> hourly histograms, users per bucket   [driver: cut, offsets]
+    buckets --map(finish_bucket)--> users/, t1/, t2/, pairs/, duplicates, item counts
+
+Only per-bucket summaries and per-item counts come back to the driver; the item catalog is the
+one table held in full (it is small next to the log).
+
+Example:
+    cfg = load_config(overrides=["data.dataset=ml-100k"])
+    stats = prepare(cfg, Path("runs/ml-100k"))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mtmh.config import RunConfig, config_hash, save_config
+from mtmh.data.buckets import finish_bucket, scan_bucket
+from mtmh.data.fetch import default_data_dir
+from mtmh.data.schema import ITEMS, QUARANTINE, QUARANTINE_REASONS
+from mtmh.data.sources import SourceData, get_source
+from mtmh.data.sources.base import LogFiles
+from mtmh.data.split import merge_histograms, time_cut
+from mtmh.data.validate import LogValidator, check_log_schema, csv_read_options
+
+log = logging.getLogger(__name__)
+
+# An interaction row in a text log is ~20-40 bytes; used only to size the bucket count.
+_TEXT_BYTES_PER_ROW = 24
+
+
+def estimate_rows(logs: LogFiles) -> int:
+    """Rows in the logs: exact for parquet (footers), estimated from size for text."""
+    if logs.format == "parquet":
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in logs.paths)
+    return sum(p.stat().st_size for p in logs.paths) // _TEXT_BYTES_PER_ROW + 1
+
+
+def choose_num_buckets(
+    rows: int, rows_per_bucket: int, max_buckets: int, min_buckets: int = 4
+) -> int:
+    return int(min(max(math.ceil(rows / rows_per_bucket), min_buckets), max_buckets))
+
+
+def assign_item_ids(items: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Contiguous item ids in catalog order; rows with no id or a repeated id are quarantined."""
+    raw = items["raw_id"]
+    missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(raw), ""), True)
+    seen: set[str] = set()
+    repeated = []
+    for value in raw.to_pylist():
+        repeated.append(value in seen)
+        if value is not None:
+            seen.add(value)
+    bad_missing = np.asarray(missing, dtype=bool)
+    bad = bad_missing | np.asarray(repeated, dtype=bool)
+    rejected = items.filter(pa.array(bad))
+    quarantine = pa.table({
+        "reason": ["missing_field" if m else "duplicate" for m in bad_missing[bad]],
+        "detail": ["item table: raw_id is empty" if m else "item table: raw_id repeats an "
+                   "earlier item" for m in bad_missing[bad]],
+        "source": ["items"] * len(rejected),
+        "raw": [json.dumps(r, default=str) for r in rejected.to_pylist()],
+    }, schema=QUARANTINE)  # fmt: skip
+    kept = items.filter(pa.array(~bad))
+    return kept.add_column(0, "item_id", pa.array(np.arange(kept.num_rows), pa.int32())), quarantine
+
+
+def _read_logs(logs: LogFiles, malformed_dir: Path) -> Any:
+    import ray
+
+    paths = [str(p) for p in logs.paths]
+    if logs.format == "parquet":
+        return ray.data.read_parquet(paths, include_paths=True)
+    return ray.data.read_csv(
+        paths, include_paths=True, **csv_read_options(logs, str(malformed_dir), logs.paths[0])
+    )
+
+
+def _validate_and_bucket(
+    cfg: RunConfig, source: SourceData, items: pa.Table, work: Path, num_buckets: int
+) -> None:
+    """Stage 1: stream the logs through the validator into user-bucket partitions."""
+    val = cfg.data.validation
+    max_ts = val.max_timestamp or int(time.time()) + val.max_future_seconds
+    available = items["available_from"].to_numpy(zero_copy_only=False)
+    available = np.nan_to_num(available.astype(np.float64), nan=-np.inf)
+    available = np.where(np.isfinite(available), available, np.iinfo(np.int64).min).astype(np.int64)
+    ds = _read_logs(source.logs, work / "malformed")
+    ds = ds.map_batches(
+        LogValidator,
+        fn_constructor_kwargs={
+            "item_raw_ids": items["raw_id"].combine_chunks(),
+            "item_available_from": available,
+            "min_timestamp": val.min_timestamp,
+            "max_timestamp": max_ts,
+            "num_buckets": num_buckets,
+            "column_map": source.logs.column_map,
+        },
+        batch_format="pyarrow",
+        batch_size=65_536,
+        num_cpus=cfg.ray.data_actor_cpus,
+        compute=_actor_pool(cfg),
+    )
+    ds.write_parquet(str(work / "validated"), partition_cols=["bucket"])
+
+
+def _actor_pool(cfg: RunConfig) -> Any:
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus)))
+
+
+def _per_bucket(
+    cfg: RunConfig, rows: list[dict[str, Any]], fn: Any, **kwargs: Any
+) -> list[dict[str, Any]]:
+    import ray
+
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    return ds.map(fn, fn_kwargs=kwargs, num_cpus=cfg.ray.data_task_cpus).take_all()
+
+
+def _fold_item_stats(items: pa.Table, stats_dir: Path) -> pa.Table:
+    n = items.num_rows
+    total = np.zeros(n, np.int64)
+    t1 = np.zeros(n, np.int64)
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    for part in sorted(stats_dir.glob("*.parquet")):
+        t = pq.read_table(part)
+        ids = t["item_id"].to_numpy()
+        np.add.at(total, ids, t["interactions"].to_numpy())
+        np.add.at(t1, ids, t["t1_interactions"].to_numpy())
+        np.minimum.at(first, ids, t["first_seen"].to_numpy())
+    available = items["available_from"]
+    seen = pa.array(first, pa.int64(), mask=first == np.iinfo(np.int64).max)
+    return pa.Table.from_arrays(
+        [*(items[name] for name in ITEMS.names[:9]),
+         pc.coalesce(available, seen), pa.array(total), pa.array(t1)],
+        schema=ITEMS,
+    )  # fmt: skip
+
+
+def _collect_quarantine(work: Path, data_dir: Path, item_quarantine: pa.Table) -> Counter[str]:
+    """Gather every rejected row into RUN/data/quarantine/ and count them by reason."""
+    qdir = data_dir / "quarantine"
+    qdir.mkdir(parents=True, exist_ok=True)
+    parts = {"items": item_quarantine}
+    bad_rows = work / "validated" / "bucket=-1"
+    if bad_rows.exists():
+        parts["validation"] = pq.read_table(bad_rows, columns=QUARANTINE.names).cast(QUARANTINE)
+    malformed = [
+        json.loads(line)
+        for f in sorted((work / "malformed").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+        if line
+    ]
+    if malformed:
+        parts["malformed"] = pa.Table.from_pylist(malformed, schema=QUARANTINE)
+    for name, table in parts.items():
+        if table.num_rows:
+            pq.write_table(table, qdir / f"{name}.parquet")
+    counts: Counter[str] = Counter()
+    for table in pq.ParquetDataset(qdir).fragments:
+        for reason, n in Counter(table.to_table(columns=["reason"])["reason"].to_pylist()).items():
+            counts[reason] += n
+    return counts
+
+
+def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Prepare `cfg.data.dataset` into `run_dir/data`; returns (and writes) stats.json."""
+    from mtmh.ray_utils import init_ray
+
+    started = time.time()
+    data_dir = Path(run_dir) / "data"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # a partial earlier run must not mix with this one
+    work = data_dir / "_work"
+    work.mkdir(parents=True)
+    cache = Path(cfg.data.data_dir) if cfg.data.data_dir else default_data_dir()
+    source = get_source(cfg.data).load(cache)
+    check_log_schema(source.logs)
+    items, item_quarantine = assign_item_ids(source.items)
+    rows_estimate = estimate_rows(source.logs)
+    num_buckets = choose_num_buckets(rows_estimate, cfg.data.rows_per_bucket, cfg.data.max_buckets)
+    log.info(
+        "%s: %d catalog items, ~%d log rows, %d user buckets",
+        source.description,
+        items.num_rows,
+        rows_estimate,
+        num_buckets,
+    )
+
+    init_ray(cfg.ray)
+    _validate_and_bucket(cfg, source, items, work, num_buckets)
+    validated = work / "validated"
+    rows_parsed = sum(pq.ParquetFile(p).metadata.num_rows for p in validated.rglob("*.parquet"))
+
+    buckets = [{"bucket": b} for b in range(num_buckets)]
+    scans = _per_bucket(cfg, buckets, scan_bucket, validated_dir=str(validated))
+    scans.sort(key=lambda r: r["bucket"])
+    cut = time_cut(cfg.data.split, *merge_histograms([(s["hours"], s["counts"]) for s in scans]))
+    offsets = np.concatenate([[0], np.cumsum([s["users"] for s in scans])[:-1]])
+    finish_rows = [
+        {"bucket": s["bucket"], "user_offset": int(o)} for s, o in zip(scans, offsets, strict=True)
+    ]
+    finished = _per_bucket(
+        cfg,
+        finish_rows,
+        finish_bucket,
+        validated_dir=str(validated),
+        out_dir=str(data_dir),
+        cut=cut,
+        window=cfg.data.pairs.window,
+    )
+
+    items_out = _fold_item_stats(items, work / "item_stats")
+    pq.write_table(items_out, data_dir / "items.parquet")
+    quarantined = _collect_quarantine(work, data_dir, item_quarantine)
+    (data_dir / "item_features.json").write_text(json.dumps(source.features.to_json(), indent=2))
+
+    def total(key: str) -> int:
+        return int(sum(r[key] for r in finished))
+
+    stats: dict[str, Any] = {
+        "dataset": cfg.data.dataset,
+        "source": source.description,
+        "rows_read": rows_parsed + quarantined.get("malformed_row", 0),
+        "interactions": total("interactions"),
+        "users": total("users"),
+        "items": int(pc.sum(pc.greater(items_out["interactions"], 0)).as_py() or 0),
+        "catalog_items": items_out.num_rows,
+        "pairs": total("pairs"),
+        "t1_interactions": total("t1_interactions"),
+        "t2_interactions": total("t2_interactions"),
+        "eval_users": total("eval_users"),
+        "items_with_l2_label": int(
+            pc.sum(pc.greater(pc.list_value_length(items_out["topic_l2"]), 0)).as_py() or 0
+        ),
+        "quarantined": {r: int(quarantined.get(r, 0)) for r in QUARANTINE_REASONS},
+        "cut_timestamp": cut,
+        "window": cfg.data.pairs.window,
+        "buckets": num_buckets,
+        "config_hash": config_hash(cfg.data),
+    }
+    log_quarantine = sum(stats["quarantined"].values()) - item_quarantine.num_rows
+    if stats["rows_read"] != stats["interactions"] + log_quarantine:
+        raise RuntimeError(
+            f"row accounting broke: read {stats['rows_read']}, kept {stats['interactions']}, "
+            f"quarantined {log_quarantine}"
+        )
+    shutil.rmtree(work)
+    stats["seconds"] = round(time.time() - started, 2)
+    (data_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    save_config(cfg, data_dir / "config.yaml")
+    return stats

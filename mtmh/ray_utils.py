@@ -1,0 +1,41 @@
+"""Starting or joining Ray the same way from every job, tests included."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from mtmh.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Join the cluster named by `cfg.address` or $RAY_ADDRESS (as under `ray job submit`),
+    else start a local Ray sized by `cfg`. Threads are capped in every worker: on a small
+    machine, BLAS/torch thread pools in each worker oversubscribe the cores badly.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    threads = str(cfg.omp_num_threads)
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    env = {
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        log.info("joined Ray at %s", address)
+        return
+    store = cfg.object_store_memory_mb * 1024**2 if cfg.object_store_memory_mb else None
+    ray.init(
+        num_cpus=cfg.num_cpus,
+        object_store_memory=store,
+        runtime_env={"env_vars": env},
+        include_dashboard=cfg.dashboard,
+    )
+    log.info("started a local Ray: %s", ray.cluster_resources())

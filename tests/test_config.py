@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtmh.config import ConfigError, RunConfig, build_config, load_config, save_config
+
+
+def test_default_config_loads_and_round_trips(tmp_path: Path) -> None:
+    cfg = load_config()
+    assert cfg.data.dataset == "ml-100k"
+    assert cfg.data.pairs.window == 10
+    saved = save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(saved) == cfg
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(
+        overrides=["data.pairs.window=20", "data.split.t1_fraction=0.7", "data.dataset=synthetic"]
+    )
+    assert cfg.data.pairs.window == 20
+    assert cfg.data.split.t1_fraction == pytest.approx(0.7)
+    assert cfg.data.dataset == "synthetic"
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"data\.pairs\.windw: unknown key"):
+        build_config(overrides=["data.pairs.windw=3"])
+
+
+def test_bad_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"data\.split\.t1_fraction"):
+        build_config(overrides=["data.split.t1_fraction=1.5"])
+    with pytest.raises(ConfigError, match=r"data\.pairs\.window"):
+        build_config(overrides=["data.pairs.window=many"])
+
+
+def test_unknown_dataset_and_missing_cut_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"data\.dataset=.imdb."):
+        build_config(overrides=["data.dataset=imdb"])
+    with pytest.raises(ConfigError, match=r"split\.cut_timestamp"):
+        build_config(overrides=["data.split.mode=timestamp"])
+
+
+def test_malformed_override_and_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        build_config(overrides=["data.pairs.window"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_config_is_frozen() -> None:
+    cfg = RunConfig()
+    with pytest.raises(Exception):  # noqa: B017 - frozen dataclass raises FrozenInstanceError
+        cfg.seed = 3  # type: ignore[misc]

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mtmh.config import SyntheticConfig, build_config
+from mtmh.data.prepare import prepare
+from mtmh.data.sources.synthetic import SyntheticSource, generate
+
+SMALL = SyntheticConfig(
+    num_items=600,
+    num_users=300,
+    num_interactions=20_000,
+    num_topics_l1=4,
+    topics_l2_per_l1=3,
+    shard_rows=5_000,
+    seed=7,
+)
+
+
+def _load(root: Path) -> tuple:
+    items = pq.read_table(root / "items.parquet")
+    logs = pq.read_table(root / "interactions")
+    return items, logs
+
+
+def test_deterministic_and_sharded(tmp_path: Path) -> None:
+    generate(SMALL, tmp_path / "a")
+    generate(SMALL, tmp_path / "b")
+    (items_a, logs_a), (items_b, logs_b) = _load(tmp_path / "a"), _load(tmp_path / "b")
+    assert items_a.equals(items_b) and logs_a.equals(logs_b)
+    assert logs_a.num_rows == SMALL.num_interactions
+    shards = list((tmp_path / "a" / "interactions").glob("*.parquet"))
+    assert len(shards) >= SMALL.num_interactions // SMALL.shard_rows
+    assert max(pq.ParquetFile(s).metadata.num_rows for s in shards) <= 2 * SMALL.shard_rows
+
+
+def test_planted_structure(tmp_path: Path) -> None:
+    generate(SMALL, tmp_path)
+    items, logs = _load(tmp_path)
+    arrival = items["available_from"].to_numpy()
+    item = logs["item_id"].to_numpy()
+    assert (logs["timestamp"].to_numpy() >= arrival[item]).all()  # no engagement before arrival
+    assert (arrival > SMALL.start_timestamp).mean() == pytest.approx(
+        SMALL.fresh_item_fraction, abs=0.05
+    )
+    # Popularity is heavy-tailed: the top 5% of items take a large share of events.
+    counts = np.sort(np.bincount(item, minlength=SMALL.num_items))[::-1]
+    assert counts[: SMALL.num_items // 20].sum() > 0.3 * counts.sum()
+    # Users stay mostly on their topics: same-L2 co-engagement far above chance (1/12).
+    l2 = np.array([t[0] for t in items["topic_l2"].to_pylist()])
+    users = logs["user_id"].to_numpy()
+    same_user = users[1:] == users[:-1]
+    same_topic = (l2[item[1:]] == l2[item[:-1]])[same_user].mean()
+    assert same_topic > 3 / 12
+    # Texts carry the topic's vocabulary, never the label itself.
+    text, label = items["text"][0].as_py(), items["topic_l2"][0].as_py()[0]
+    assert label not in text
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_synthetic_prepares(tmp_path: Path) -> None:
+    cfg = build_config(
+        overrides=[
+            "data.dataset=synthetic",
+            f"data.data_dir={tmp_path}",
+            "data.synthetic.num_items=300",
+            "data.synthetic.num_users=200",
+            "data.synthetic.num_interactions=8000",
+        ]
+    )
+    stats = prepare(cfg, tmp_path / "run")
+    assert stats["interactions"] == 8000 and sum(stats["quarantined"].values()) == 0
+    assert stats["eval_users"] > 0 and stats["pairs"] > 0
+    assert SyntheticSource(cfg.data.synthetic).load(tmp_path).items.num_rows == 300

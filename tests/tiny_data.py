@@ -1,0 +1,51 @@
+"""A tiny hand-made dataset in the `parquet:PATH` layout, with planted bad log rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ITEMS = ["a", "b", "c", "d", "e"]
+DAY = 86_400
+T0 = 1_700_000_000
+
+# (user, item, timestamp, weight): users u1 and u2 span both periods, u3 only T1.
+GOOD_ROWS = [
+    ("u1", "a", T0, "1"), ("u1", "b", T0 + DAY, "1"), ("u1", "c", T0 + 2 * DAY, "1"),
+    ("u1", "d", T0 + 9 * DAY, "1"),
+    ("u2", "b", T0 + DAY, "2"), ("u2", "c", T0 + 3 * DAY, "1"), ("u2", "e", T0 + 8 * DAY, "1"),
+    ("u3", "a", T0 + 2 * DAY, "1"), ("u3", "e", T0 + 3 * DAY, "1"),
+    ("u3", "a", T0 + 4 * DAY, "1"),  # a re-watch: kept, but not a pair with itself
+]  # fmt: skip
+
+# Bad rows, each with the reason the validator must give it.
+BAD_ROWS = [
+    (("", "a", str(T0), "1"), "missing_field"),
+    (("u1", "a", "", "1"), "missing_field"),
+    (("u1", "a", "yesterday", "1"), "unparseable_field"),
+    (("u1", "a", str(T0), "lots"), "unparseable_field"),
+    (("u1", "zzz", str(T0), "1"), "unknown_item"),
+    (("u1", "a", "-5", "1"), "impossible_timestamp"),
+    (("u1", "a", "99999999999", "1"), "impossible_timestamp"),
+    (("u2", "b", str(T0 + DAY), "2"), "duplicate"),  # exact copy of a good row
+]
+MALFORMED_LINES = ["u9,a", "u9,a,1,1,extra"]
+
+
+def write_tiny_dataset(root: Path, with_bad_rows: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({
+        "item_id": ITEMS,
+        "text": [f"item {i} text" for i in ITEMS],
+        "topic_l1": ["x", "x", "y", "y|z", ""],
+        "dense_score": [0.1, 0.2, 0.3, 0.4, 0.5],
+        "cat_kind": [0, 1, 0, 2, 1],
+    }), root / "items.parquet")  # fmt: skip
+    lines = ["user_id,item_id,timestamp,weight"]
+    lines += [",".join(map(str, r)) for r in GOOD_ROWS]
+    if with_bad_rows:
+        lines += [",".join(r) for r, _ in BAD_ROWS] + MALFORMED_LINES
+    (root / "interactions.csv").write_text("\n".join(lines) + "\n")
+    return root
