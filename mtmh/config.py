@@ -127,8 +127,6 @@ class RayConfig:
     # Object store of a local Ray (MiB); None lets Ray size it (30% of memory).
     object_store_memory_mb: Annotated[int | None, Field(ge=256)] = 2_048
     data_task_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # CPUs per Ray Data task
-    # Fractional CPUs per Ray Data actor, so on a 2-core machine the reader still gets a core.
-    data_actor_cpus: Annotated[float, Field(gt=0.0)] = 0.5
     dashboard: bool = False  # start the Ray dashboard with a local Ray
     omp_num_threads: Annotated[int, Field(ge=1)] = 1  # thread cap per worker (BLAS, torch)
 

@@ -1,8 +1,8 @@
 """Per-bucket work of `prepare`: every user's whole history lives in exactly one bucket.
 
 Two passes run over the buckets as Ray Data tasks:
-- `scan_bucket` (cheap, two columns): distinct users and an hourly histogram, from which the
-  driver derives the global time cut and each bucket's user-id offset;
+- `count_bucket_users` (cheap, one column): distinct users, from which the driver derives each
+  bucket's user-id offset (the time cut comes from the histograms of `BucketSink`);
 - `finish_bucket`: exact-duplicate quarantine, contiguous user ids, the T1/T2 split, pairs, and
   per-item counts, each written as this bucket's part of the output tables.
 
@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from mtmh.data.pairs import build_pairs
 from mtmh.data.schema import INTERACTIONS, QUARANTINE, USERS
-from mtmh.data.split import hour_histogram
 from mtmh.data.validate import VALIDATED
 
 VALID_COLUMNS = ["user_raw", "item_id", "timestamp", "weight"]
@@ -48,21 +47,16 @@ def _sorted_users(user_raw: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     return distinct, local.astype(np.int64)
 
 
-def scan_bucket(row: dict[str, Any], validated_dir: str) -> dict[str, Any]:
-    """Pass 1: number of distinct users and the hourly histogram of one bucket."""
-    table = _read(Path(validated_dir), int(row["bucket"]), ["user_raw", "timestamp"])
-    hours, counts = hour_histogram(table["timestamp"].to_numpy())
-    return {
-        "bucket": int(row["bucket"]),
-        "users": len(pc.unique(table["user_raw"])),
-        "hours": hours,
-        "counts": counts,
-    }
+def count_bucket_users(row: dict[str, Any], validated_dir: str) -> dict[str, Any]:
+    """Pass 1: the number of distinct users in one bucket (their ids' offset comes from it)."""
+    table = _read(Path(validated_dir), int(row["bucket"]), ["user_raw"])
+    return {"bucket": int(row["bucket"]), "users": len(pc.unique(table["user_raw"]))}
 
 
 def _write(table: pa.Table, folder: Path, bucket: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / f"part-{bucket:05d}.parquet")
+    # Id columns are high-cardinality: dictionary encoding costs write time and saves little.
+    pq.write_table(table, folder / f"part-{bucket:05d}.parquet", use_dictionary=False)
 
 
 def _duplicates(uid: np.ndarray, item: np.ndarray, ts: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -98,10 +92,24 @@ def _item_counts(item: np.ndarray, ts: np.ndarray, in_t1: np.ndarray) -> pa.Tabl
 def finish_bucket(
     row: dict[str, Any], validated_dir: str, out_dir: str, cut: int, window: int
 ) -> dict[str, Any]:
-    """Pass 2: write this bucket's users, t1, t2, pairs, duplicates and item counts."""
-    bucket, offset = int(row["bucket"]), int(row["user_offset"])
-    out = Path(out_dir)
+    """Pass 2 as a Ray Data `map` over bucket rows: read one bucket, then `finish_table`."""
+    bucket = int(row["bucket"])
     table = _read(Path(validated_dir), bucket, VALID_COLUMNS)
+    return finish_table(table, bucket, int(row["user_offset"]), Path(out_dir), cut, window)
+
+
+def finish_table(
+    table: pa.Table, bucket: int, offset: int, out: Path, cut: int, window: int
+) -> dict[str, Any]:
+    """Write the users, t1, t2, pairs, duplicates and item counts of whole user histories.
+
+    Args:
+        table: valid rows (VALID_COLUMNS) holding every row of the users it contains.
+        bucket: names the output part files; offset: first user id of these users.
+        cut: T1/T2 cut timestamp; window: pair window.
+    Returns:
+        counts for stats.json.
+    """
     distinct, local = _sorted_users(table["user_raw"])
     uid = local + offset
     item = table["item_id"].to_numpy().astype(np.int32)

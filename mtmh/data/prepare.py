@@ -2,9 +2,9 @@
 
 The pipeline, on Ray Data, streaming end to end (the driver never holds the log):
 
-    read logs (csv/tsv/parquet) --map_batches(LogValidator)--> write parquet partitioned by
-    user bucket (bucket=-1: quarantined rows)
-    buckets --map(scan_bucket)--> hourly histograms, users per bucket   [driver: cut, offsets]
+    read logs (csv/tsv/parquet) --map_batches(LogValidator)--> BucketSink: parquet per user
+        bucket (bucket=-1: quarantined rows), plus hourly histograms   [driver: time cut]
+    buckets --map(count_bucket_users)--> users per bucket             [driver: id offsets]
     buckets --map(finish_bucket)--> users/, t1/, t2/, pairs/, duplicates, item counts
 
 Only per-bucket summaries and per-item counts come back to the driver; the item catalog is the
@@ -32,18 +32,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtmh.config import RunConfig, config_hash, save_config
-from mtmh.data.buckets import finish_bucket, scan_bucket
+from mtmh.data.bucket_sink import BucketSink
+from mtmh.data.buckets import count_bucket_users, finish_bucket
 from mtmh.data.fetch import default_data_dir
 from mtmh.data.schema import ITEMS, QUARANTINE, QUARANTINE_REASONS
 from mtmh.data.sources import SourceData, get_source
 from mtmh.data.sources.base import LogFiles
-from mtmh.data.split import merge_histograms, time_cut
+from mtmh.data.split import time_cut
 from mtmh.data.validate import LogValidator, check_log_schema, csv_read_options
 
 log = logging.getLogger(__name__)
 
 # An interaction row in a text log is ~20-40 bytes; used only to size the bucket count.
 _TEXT_BYTES_PER_ROW = 24
+INT64_MIN = np.iinfo(np.int64).min
 
 
 def estimate_rows(logs: LogFiles) -> int:
@@ -96,37 +98,28 @@ def _read_logs(logs: LogFiles, malformed_dir: Path) -> Any:
 
 def _validate_and_bucket(
     cfg: RunConfig, source: SourceData, items: pa.Table, work: Path, num_buckets: int
-) -> None:
-    """Stage 1: stream the logs through the validator into user-bucket partitions."""
+) -> BucketSink:
+    """Stage 1: stream the logs through the validator into user-bucket folders."""
     val = cfg.data.validation
-    max_ts = val.max_timestamp or int(time.time()) + val.max_future_seconds
-    available = items["available_from"].to_numpy(zero_copy_only=False)
-    available = np.nan_to_num(available.astype(np.float64), nan=-np.inf)
-    available = np.where(np.isfinite(available), available, np.iinfo(np.int64).min).astype(np.int64)
-    ds = _read_logs(source.logs, work / "malformed")
-    ds = ds.map_batches(
-        LogValidator,
-        fn_constructor_kwargs={
-            "item_raw_ids": items["raw_id"].combine_chunks(),
-            "item_available_from": available,
-            "min_timestamp": val.min_timestamp,
-            "max_timestamp": max_ts,
-            "num_buckets": num_buckets,
-            "column_map": source.logs.column_map,
-        },
-        batch_format="pyarrow",
-        batch_size=65_536,
-        num_cpus=cfg.ray.data_actor_cpus,
-        compute=_actor_pool(cfg),
+    validator = LogValidator(
+        item_raw_ids=items["raw_id"].combine_chunks(),
+        item_available_from=items["available_from"].fill_null(INT64_MIN).to_numpy(),
+        min_timestamp=val.min_timestamp,
+        max_timestamp=val.max_timestamp or int(time.time()) + val.max_future_seconds,
+        num_buckets=num_buckets,
+        column_map=source.logs.column_map,
     )
-    ds.write_parquet(str(work / "validated"), partition_cols=["bucket"])
-
-
-def _actor_pool(cfg: RunConfig) -> Any:
-    import ray
-
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus)))
+    # Plain tasks, not an actor pool: measured on 10M rows (bench/prepare_bench.py), actor
+    # start-up cost more than shipping the catalog with each task (it is small beside a block).
+    ds = _read_logs(source.logs, work / "malformed").map_batches(
+        validator,
+        batch_format="pyarrow",
+        batch_size=None,  # one read block per call: few, large output files per bucket
+        num_cpus=cfg.ray.data_task_cpus,
+    )
+    sink = BucketSink(str(work / "validated"))
+    ds.write_datasink(sink)
+    return sink
 
 
 def _per_bucket(
@@ -209,17 +202,21 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     )
 
     init_ray(cfg.ray)
-    _validate_and_bucket(cfg, source, items, work, num_buckets)
+    stage = time.time()
+    sink = _validate_and_bucket(cfg, source, items, work, num_buckets)
+    log.info("stage 1/3 validate + bucket: %.1f s", time.time() - stage)
     validated = work / "validated"
-    rows_parsed = sum(pq.ParquetFile(p).metadata.num_rows for p in validated.rglob("*.parquet"))
+    cut = time_cut(cfg.data.split, sink.hours, sink.counts)
 
+    stage = time.time()
     buckets = [{"bucket": b} for b in range(num_buckets)]
-    scans = _per_bucket(cfg, buckets, scan_bucket, validated_dir=str(validated))
-    scans.sort(key=lambda r: r["bucket"])
-    cut = time_cut(cfg.data.split, *merge_histograms([(s["hours"], s["counts"]) for s in scans]))
-    offsets = np.concatenate([[0], np.cumsum([s["users"] for s in scans])[:-1]])
+    users = _per_bucket(cfg, buckets, count_bucket_users, validated_dir=str(validated))
+    users.sort(key=lambda r: r["bucket"])
+    offsets = np.concatenate([[0], np.cumsum([r["users"] for r in users])[:-1]])
+    log.info("stage 2/3 count users per bucket: %.1f s", time.time() - stage)
+    stage = time.time()
     finish_rows = [
-        {"bucket": s["bucket"], "user_offset": int(o)} for s, o in zip(scans, offsets, strict=True)
+        {"bucket": r["bucket"], "user_offset": int(o)} for r, o in zip(users, offsets, strict=True)
     ]
     finished = _per_bucket(
         cfg,
@@ -230,6 +227,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         cut=cut,
         window=cfg.data.pairs.window,
     )
+    log.info("stage 3/3 finish buckets (split, pairs, writes): %.1f s", time.time() - stage)
 
     items_out = _fold_item_stats(items, work / "item_stats")
     pq.write_table(items_out, data_dir / "items.parquet")
@@ -242,7 +240,7 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "dataset": cfg.data.dataset,
         "source": source.description,
-        "rows_read": rows_parsed + quarantined.get("malformed_row", 0),
+        "rows_read": sink.rows + quarantined.get("malformed_row", 0),
         "interactions": total("interactions"),
         "users": total("users"),
         "items": int(pc.sum(pc.greater(items_out["interactions"], 0)).as_py() or 0),
