@@ -18,6 +18,7 @@ peak memory stays bounded as the input grows 10x; its throughput is not below th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -242,7 +243,7 @@ def main() -> None:
         )
     for engine in ("ray", "reference"):
         runs = sorted(rows for e, rows in by if e == engine)
-        for lo, hi in zip(runs, runs[1:], strict=False):
+        for lo, hi in itertools.pairwise(runs):
             growth = by[(engine, hi)]["peak_mb"] / by[(engine, lo)]["peak_mb"]
             print(
                 f"  {engine:9s} peak memory x{growth:.2f} for x{hi / lo:.0f} rows "
