@@ -56,7 +56,8 @@ def run_reference(overrides: list[str], out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from mtmh.config import build_config
-    from mtmh.data.buckets import VALID_COLUMNS, finish_table
+    from mtmh.data.bucket_sink import VALID_COLUMNS
+    from mtmh.data.buckets import finish_table
     from mtmh.data.prepare import _fold_item_stats, assign_item_ids
     from mtmh.data.sources import get_source
     from mtmh.data.split import hour_histogram, time_cut
@@ -123,31 +124,49 @@ def run_ray(overrides: list[str], out: Path) -> dict[str, Any]:
 
 
 class PeakPss:
-    """Samples the PSS of a process and all its descendants in a background thread."""
+    """Samples the PSS of a process and all its descendants in a background thread.
+
+    Also keeps, for the moment of the peak, the PSS by role (driver, Ray workers, raylet,
+    GCS, other), so growth can be traced to the part that grew.
+    """
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
         self.root = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
+        self.breakdown: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _total(self) -> int:
-        total = 0
+    def _role(self, proc: psutil.Process) -> str:
+        if proc.pid == self.root.pid:
+            return "driver"
+        name = proc.name()
+        if name.startswith("ray::"):
+            return "workers"
+        return name if name in ("raylet", "gcs_server") else "other"
+
+    def _sample(self) -> tuple[int, dict[str, float]]:
+        by_role: dict[str, float] = {}
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0
+            return 0, by_role
         for proc in procs:
             try:
-                total += proc.memory_full_info().pss
+                pss = proc.memory_full_info().pss
+                role = self._role(proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        return total
+            by_role[role] = by_role.get(role, 0) + pss
+        return int(sum(by_role.values())), by_role
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
+            total, by_role = self._sample()
+            if total > self.peak:
+                self.peak = total
+                self.breakdown = {k: round(v / 2**20) for k, v in sorted(by_role.items())}
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakPss:
@@ -174,6 +193,7 @@ def measure(engine: str, rows: int, cache: Path, rows_per_bucket: int) -> dict[s
         **result,
         "engine": engine,
         "peak_mb": mem.peak / 2**20,
+        "peak_breakdown_mb": mem.breakdown,
         "rows_per_s": result["rows"] / result["seconds"],
     }
 
@@ -228,6 +248,7 @@ def main() -> None:
                 f"{r['rows_per_s']:>10,.0f} rows/s  peak {r['peak_mb']:7.0f} MiB{extra}",
                 flush=True,
             )
+            print(f"            peak by process (MiB): {r['peak_breakdown_mb']}", flush=True)
 
     print("\nside by side (same run, same machine):")
     by = {(r["engine"], r["rows"]): r for r in results}

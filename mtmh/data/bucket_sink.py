@@ -20,7 +20,10 @@ import pyarrow.parquet as pq
 from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink, WriteResult
 
+from mtmh.data.schema import QUARANTINE
 from mtmh.data.split import hour_histogram, merge_histograms
+
+VALID_COLUMNS = ["user_raw", "item_id", "timestamp", "weight"]
 
 
 class BucketSink(Datasink[dict[str, Any]]):
@@ -51,8 +54,8 @@ class BucketSink(Datasink[dict[str, Any]]):
             folder = os.path.join(self.out_dir, f"bucket={bucket[start]}")
             os.makedirs(folder, exist_ok=True)
             part = table.slice(start, end - start)
-            if bucket[start] >= 0:  # valid rows: drop the all-null quarantine columns
-                part = part.select(["user_raw", "item_id", "timestamp", "weight"])
+            # Valid rows keep their typed columns, quarantined ones exactly QUARANTINE's.
+            part = part.select(VALID_COLUMNS if bucket[start] >= 0 else QUARANTINE.names)
             pq.write_table(part, os.path.join(folder, f"part-{ctx.task_idx:06d}.parquet"),
                            use_dictionary=False)  # fmt: skip
         valid_ts = table["timestamp"].to_numpy(zero_copy_only=False)[bucket >= 0]

@@ -21,11 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mtmh.data.bucket_sink import VALID_COLUMNS
 from mtmh.data.pairs import build_pairs
 from mtmh.data.schema import INTERACTIONS, QUARANTINE, USERS
 from mtmh.data.validate import VALIDATED
-
-VALID_COLUMNS = ["user_raw", "item_id", "timestamp", "weight"]
 
 
 def bucket_dir(validated_dir: Path, bucket: int) -> Path:

@@ -152,28 +152,24 @@ def _fold_item_stats(items: pa.Table, stats_dir: Path) -> pa.Table:
 
 
 def _collect_quarantine(work: Path, data_dir: Path, item_quarantine: pa.Table) -> Counter[str]:
-    """Gather every rejected row into RUN/data/quarantine/ and count them by reason."""
+    """Move every rejected row into RUN/data/quarantine/ and count them by reason.
+
+    Rows rejected by the validator are moved as the files the sink wrote (never read whole by
+    the driver, however many there are); counting reads one file's `reason` column at a time.
+    """
     qdir = data_dir / "quarantine"
     qdir.mkdir(parents=True, exist_ok=True)
-    parts = {"items": item_quarantine}
-    bad_rows = work / "validated" / "bucket=-1"
-    if bad_rows.exists():
-        parts["validation"] = pq.read_table(bad_rows, columns=QUARANTINE.names).cast(QUARANTINE)
-    malformed = [
-        json.loads(line)
-        for f in sorted((work / "malformed").glob("*.jsonl"))
-        for line in f.read_text().splitlines()
-        if line
-    ]
-    if malformed:
-        parts["malformed"] = pa.Table.from_pylist(malformed, schema=QUARANTINE)
-    for name, table in parts.items():
-        if table.num_rows:
-            pq.write_table(table, qdir / f"{name}.parquet")
+    if (work / "validated" / "bucket=-1").exists():
+        shutil.move(work / "validated" / "bucket=-1", qdir / "validation")
+    if item_quarantine.num_rows:
+        pq.write_table(item_quarantine, qdir / "items.parquet")
+    malformed_files = sorted((work / "malformed").glob("*.jsonl"))
+    if malformed_files:  # one line per malformed log line: few by nature
+        rows = [json.loads(line) for f in malformed_files for line in f.read_text().splitlines()]
+        pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE), qdir / "malformed.parquet")
     counts: Counter[str] = Counter()
-    for table in pq.ParquetDataset(qdir).fragments:
-        for reason, n in Counter(table.to_table(columns=["reason"])["reason"].to_pylist()).items():
-            counts[reason] += n
+    for part in sorted(qdir.rglob("*.parquet")):
+        counts.update(pq.read_table(part, columns=["reason"])["reason"].to_pylist())
     return counts
 
 
