@@ -92,3 +92,17 @@ def test_ml100k_counts(tmp_path: Path) -> None:
 def test_ml1m_counts(tmp_path: Path) -> None:
     stats = prepare(build_config(overrides=["data.dataset=ml-1m"]), tmp_path / "run")
     assert (stats["interactions"], stats["users"], stats["items"]) == (1_000_209, 6_040, 3_706)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_malformed_lines_keep_their_file(tmp_path: Path) -> None:
+    root = write_tiny_dataset(tmp_path / "src", with_bad_rows=False)
+    logs = root / "interactions"
+    logs.mkdir()
+    (root / "interactions.csv").rename(logs / "a.csv")
+    (logs / "b.csv").write_text(f"user_id,item_id,timestamp\nu7,a,{T0}\nu7,b\n")
+    stats = _prepare(tmp_path, root)
+    assert stats["quarantined"]["malformed_row"] == 1
+    assert stats["interactions"] == len(GOOD_ROWS) + 1
+    bad = pq.read_table(tmp_path / "run" / "data" / "quarantine").to_pylist()
+    assert bad[0]["source"].endswith("b.csv") and bad[0]["raw"] == "u7,b"

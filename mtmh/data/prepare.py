@@ -88,12 +88,16 @@ def assign_item_ids(items: pa.Table) -> tuple[pa.Table, pa.Table]:
 def _read_logs(logs: LogFiles, malformed_dir: Path) -> Any:
     import ray
 
-    paths = [str(p) for p in logs.paths]
     if logs.format == "parquet":
-        return ray.data.read_parquet(paths, include_paths=True)
-    return ray.data.read_csv(
-        paths, include_paths=True, **csv_read_options(logs, str(malformed_dir), logs.paths[0])
-    )
+        return ray.data.read_parquet([str(p) for p in logs.paths], include_paths=True)
+    # One read per text file, so each malformed line is kept with the file it came from.
+    parts = [
+        ray.data.read_csv(
+            str(p), include_paths=True, **csv_read_options(logs, str(malformed_dir), p)
+        )
+        for p in logs.paths
+    ]
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
 def _validate_and_bucket(

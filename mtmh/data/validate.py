@@ -63,14 +63,19 @@ _ALLOWED = {
 }  # fmt: skip
 
 
-def _read_header(path: Path, logs: LogFiles) -> dict[str, pa.DataType]:
+def _source_columns(path: Path, logs: LogFiles) -> dict[str, pa.DataType]:
+    """The file's own column names and types (text files: every column is text)."""
     if logs.format == "parquet":
-        schema = pq.read_schema(path)
-        return {logs.schema_name(f.name): f.type for f in schema}
+        return {f.name: f.type for f in pq.read_schema(path)}
     with path.open(encoding="utf-8", errors="replace") as fh:
         first = fh.readline().rstrip("\r\n")
     sep = "\t" if logs.format == "tsv" else ","
-    return {logs.schema_name(name.strip()): pa.string() for name in first.split(sep)}
+    return {name.strip(): pa.string() for name in first.split(sep)}
+
+
+def _read_header(path: Path, logs: LogFiles) -> dict[str, pa.DataType]:
+    """The file's columns under our schema's names."""
+    return {logs.schema_name(name): t for name, t in _source_columns(path, logs).items()}
 
 
 def check_log_schema(logs: LogFiles) -> None:
@@ -122,8 +127,6 @@ class MalformedRowWriter:
 def csv_read_options(logs: LogFiles, malformed_dir: str, path: Path) -> dict[str, Any]:
     """pyarrow CSV options for `ray.data.read_csv`: every column as text, bad lines kept."""
     sep = "\t" if logs.format == "tsv" else ","
-    header = _read_header(path, logs)
-    source_names = [n for n in logs.column_map] or list(header)
     return {
         "parse_options": pcsv.ParseOptions(
             delimiter=sep,
@@ -132,7 +135,7 @@ def csv_read_options(logs: LogFiles, malformed_dir: str, path: Path) -> dict[str
         ),
         # Text everywhere: a bad value must reach the validator, not fail the whole read.
         "convert_options": pcsv.ConvertOptions(
-            column_types={name: pa.string() for name in [*source_names, *header]},
+            column_types={name: pa.string() for name in _source_columns(path, logs)},
             strings_can_be_null=False,
         ),
     }
