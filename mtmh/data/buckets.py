@@ -88,6 +88,26 @@ def _item_counts(item: np.ndarray, ts: np.ndarray, in_t1: np.ndarray) -> pa.Tabl
     )
 
 
+def _duplicate_rows(
+    raw_users: list[Any], item: np.ndarray, ts: np.ndarray, weight: np.ndarray
+) -> pa.Table:
+    """QUARANTINE rows for exact duplicates, with the values each duplicate carried."""
+    raw = [
+        json.dumps({"user_id": u, "item_id": int(i), "timestamp": int(t), "weight": float(w)})
+        for u, i, t, w in zip(raw_users, item, ts, weight, strict=True)
+    ]
+    n = len(raw)
+    return pa.table(
+        {
+            "reason": ["duplicate"] * n,
+            "detail": ["exact copy of an earlier row (same user, item, timestamp, weight)"] * n,
+            "source": [None] * n,
+            "raw": raw,
+        },
+        schema=QUARANTINE,
+    )
+
+
 def finish_bucket(
     row: dict[str, Any], validated_dir: str, out_dir: str, cut: int, window: int
 ) -> dict[str, Any]:
@@ -120,16 +140,9 @@ def finish_table(
 
     dup = _duplicates(uid, item, ts, weight)
     if dup.any():
-        raws = distinct.take(pa.array(uid[dup] - offset)).to_pylist()
-        _write(pa.table({
-            "reason": ["duplicate"] * int(dup.sum()),
-            "detail": ["exact copy of an earlier row (same user, item, timestamp, weight)"]
-            * int(dup.sum()),
-            "source": [None] * int(dup.sum()),
-            "raw": [json.dumps({"user_id": u, "item_id": int(i), "timestamp": int(t),
-                                "weight": float(w)})
-                    for u, i, t, w in zip(raws, item[dup], ts[dup], weight[dup], strict=True)],
-        }, schema=QUARANTINE), out / "quarantine" / "duplicates", bucket)  # fmt: skip
+        raw_users = distinct.take(pa.array(uid[dup] - offset)).to_pylist()
+        quarantine = _duplicate_rows(raw_users, item[dup], ts[dup], weight[dup])
+        _write(quarantine, out / "quarantine" / "duplicates", bucket)
         keep = ~dup
         uid, item, ts, weight = uid[keep], item[keep], ts[keep], weight[keep]
 
