@@ -56,12 +56,11 @@ def run_reference(overrides: list[str], out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from mtmh.config import build_config
-    from mtmh.data.bucket_sink import VALID_COLUMNS
     from mtmh.data.buckets import finish_table
     from mtmh.data.prepare import _fold_item_stats, assign_item_ids
     from mtmh.data.sources import get_source
     from mtmh.data.split import hour_histogram, time_cut
-    from mtmh.data.validate import LogValidator, check_log_schema
+    from mtmh.data.validate import VALID_COLUMNS, LogValidator, check_log_schema
 
     cfg = build_config(overrides=overrides)
     source = get_source(cfg.data).load(Path(cfg.data.data_dir or "."))

@@ -22,8 +22,7 @@ from ray.data.datasource import Datasink, WriteResult
 
 from mtmh.data.schema import QUARANTINE
 from mtmh.data.split import hour_histogram, merge_histograms
-
-VALID_COLUMNS = ["user_raw", "item_id", "timestamp", "weight"]
+from mtmh.data.validate import VALID_COLUMNS
 
 
 class BucketSink(Datasink[dict[str, Any]]):

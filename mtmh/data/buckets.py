@@ -21,10 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mtmh.data.bucket_sink import VALID_COLUMNS
 from mtmh.data.pairs import build_pairs
 from mtmh.data.schema import INTERACTIONS, QUARANTINE, USERS
-from mtmh.data.validate import VALIDATED
+from mtmh.data.validate import VALID_COLUMNS, VALIDATED
 
 
 def bucket_dir(validated_dir: Path, bucket: int) -> Path:

@@ -50,6 +50,10 @@ VALIDATED = pa.schema(
 )
 
 
+# The columns a valid row keeps once its bucket is known (the first four of VALIDATED).
+VALID_COLUMNS = VALIDATED.names[:4]
+
+
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
