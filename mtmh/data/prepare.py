@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # An interaction row in a text log is ~20-40 bytes; used only to size the bucket count.
 _TEXT_BYTES_PER_ROW = 24
+# ITEMS columns that come straight from the source catalog (the rest prepare computes).
+RAW_ITEM_COLUMNS = ITEMS.names[: ITEMS.names.index("available_from") + 1]
 INT64_MIN = np.iinfo(np.int64).min
 
 
@@ -149,7 +151,7 @@ def _fold_item_stats(items: pa.Table, stats_dir: Path) -> pa.Table:
     available = items["available_from"]
     seen = pa.array(first, pa.int64(), mask=first == np.iinfo(np.int64).max)
     return pa.Table.from_arrays(
-        [*(items[name] for name in ITEMS.names[:9]),
+        [*(items[name] for name in RAW_ITEM_COLUMNS),
          pc.coalesce(available, seen), pa.array(total), pa.array(t1)],
         schema=ITEMS,
     )  # fmt: skip

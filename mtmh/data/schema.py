@@ -49,6 +49,9 @@ ITEMS = pa.schema(
         ("raw_id", pa.string()),  # the dataset's own id
         ("text", pa.string()),  # what the content encoder reads (never the topic labels)
         ("image_uri", pa.string()),  # local path or file:// URL, null when there is none
+        # Concept strings for the content encoder's concept tower (tags, knowledge-graph facts);
+        # never the topic labels. Empty when the dataset has none.
+        ("concepts", pa.list_(pa.string())),
         ("dense", pa.list_(pa.float32())),  # float features, names in item_features.json
         ("categorical", pa.list_(pa.int32())),  # categorical features as codes
         ("topic_l1", pa.list_(pa.string())),  # EVALUATION ONLY: coarse topic labels

@@ -21,6 +21,7 @@ RAW_ITEMS = pa.schema(
         ("raw_id", pa.string()),
         ("text", pa.string()),
         ("image_uri", pa.string()),
+        ("concepts", pa.list_(pa.string())),
         ("dense", pa.list_(pa.float32())),
         ("categorical", pa.list_(pa.int32())),
         ("topic_l1", pa.list_(pa.string())),

@@ -12,6 +12,15 @@ the text. Topic labels:
   (e.g. "Action|Adventure|Thriller"): a leaf under each of its L1 genres, finer than any one
   of them. Two movies match at L2 only when their whole genre sets agree.
 
+Concepts (the content encoder's concept tower, never a model input otherwise):
+
+- ml-100k: the movie's Freebase facts other than genre, from the .kg file: actors, directors,
+  writers, subjects, production companies, language and country, as "relation entity" strings
+  (e.g. "director m.0bln8"). Freebase ids are opaque, so these act as shared tags: two movies
+  with the same director share a concept string. Genre triples are excluded (they are L2).
+- ml-1m: none (no knowledge graph); the content encoder falls back to a fitted projection of
+  the text embedding (mtmh/content/train.py).
+
 Item features (non-content side information, allowed as model inputs): dense = release year
 scaled to [0, 1] over 1900..2000 and a has-year flag; categorical = release decade.
 
@@ -58,6 +67,18 @@ ML1M = WheelAsset(
     },
 )  # fmt: skip
 
+# Freebase relations that become concepts, with the short name used in the concept string.
+# Genre relations are deliberately absent: Freebase genre is the L2 evaluation label.
+CONCEPT_RELATIONS = {
+    "film.film.actor": "actor",
+    "film.film.directed_by": "director",
+    "film.film.written_by": "writer",
+    "film.film.subjects": "subject",
+    "film.film.production_companies": "company",
+    "film.film.language": "language",
+    "film.film.country": "country",
+}
+
 # RecBole's atomic-file headers ("name:type") -> our log schema.
 INTER_COLUMNS = {
     "user_id:token": "user_id",
@@ -92,7 +113,7 @@ def _year_features(year_text: str) -> tuple[list[float], list[int]]:
 
 def _catalog(
     rows: list[dict[str, str]], text_of: dict[str, str], genres_key: str,
-    l2_of: dict[str, list[str]],
+    l2_of: dict[str, list[str]], concepts_of: dict[str, list[str]] | None = None,
 ) -> pa.Table:  # fmt: skip
     cols: dict[str, list[object]] = defaultdict(list)
     for row in rows:
@@ -100,6 +121,7 @@ def _catalog(
         dense, cat = _year_features(row.get("release_year", ""))
         cols["raw_id"].append(raw_id)
         cols["text"].append(text_of[raw_id])
+        cols["concepts"].append((concepts_of or {}).get(raw_id, []))
         cols["dense"].append(dense)
         cols["categorical"].append(cat)
         cols["topic_l1"].append(sorted(set(row.get(genres_key, "").split())))
@@ -120,17 +142,22 @@ class MovieLens100K:
         rows = _read_atomic(files[".item"])
         entity_of = {r["item_id"]: r["entity_id"] for r in _read_atomic(files[".link"])}
         film_genres: dict[str, set[str]] = defaultdict(set)
+        film_facts: dict[str, set[str]] = defaultdict(set)
         for triple in _read_atomic(files[".kg"]):
-            if triple["relation_id"] == "film.film.genre":
-                film_genres[triple["head_id"]].add(triple["tail_id"])
+            relation, head, tail = triple["relation_id"], triple["head_id"], triple["tail_id"]
+            if relation == "film.film.genre":
+                film_genres[head].add(tail)
+            elif relation in CONCEPT_RELATIONS:
+                film_facts[head].add(f"{CONCEPT_RELATIONS[relation]} {tail}")
         l2 = {
             item: sorted(film_genres[entity])
             for item, entity in entity_of.items()
             if film_genres.get(entity)
         }
+        concepts = {item: sorted(film_facts[entity]) for item, entity in entity_of.items()}
         text = {r["item_id"]: _title_with_year(r["movie_title"], r["release_year"]) for r in rows}
         return SourceData(
-            items=_catalog(rows, text, "class", l2),
+            items=_catalog(rows, text, "class", l2, concepts),
             features=FEATURES,
             logs=LogFiles([files[".inter"]], "tsv", INTER_COLUMNS),
             description=f"MovieLens 100K from {ML100K.package}=={ML100K.version}",

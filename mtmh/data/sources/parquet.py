@@ -5,6 +5,8 @@ Layout under PATH:
         item_id        int or string, required
         text           string, required (what the content encoder reads)
         image_uri      string, optional
+        concepts       list<string> or "|"-separated string, optional: tags, queries or facts
+                       for the content encoder's concept tower (never the topic labels)
         available_from int epoch seconds, optional (interactions before it are impossible)
         topic_l1/_l2   list<string> or "|"-separated string, optional, EVALUATION ONLY
         dense_<name>   float columns -> dense features
@@ -33,11 +35,16 @@ class SchemaError(ValueError):
 
 
 def _labels(table: pa.Table, name: str, path: Path) -> pa.Array:
+    """An optional string-list column, given as a list or a '|'-separated string."""
     if name not in table.column_names:
         return pa.array([[] for _ in range(table.num_rows)], type=pa.list_(pa.string()))
     col = table[name].combine_chunks()
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return pc.split_pattern(pc.fill_null(col, ""), "|").cast(pa.list_(pa.string()))
+        parts = pc.split_pattern(pc.fill_null(col, ""), "|")
+        # "" -> [] rather than [""]: an empty cell means no labels.
+        return pa.array(
+            [[v for v in row if v] for row in parts.to_pylist()], type=pa.list_(pa.string())
+        )
     if pa.types.is_list(col.type) and pa.types.is_string(col.type.value_type):
         return col
     raise SchemaError(
@@ -88,7 +95,7 @@ def read_item_table(path: Path) -> tuple[pa.Table, ItemFeatureSpec]:
     )
     items = pa.Table.from_arrays(
         [
-            raw_id, text, image,
+            raw_id, text, image, _labels(table, "concepts", path),
             pa.array(dense, type=pa.list_(pa.float32())),
             pa.array(cats, type=pa.list_(pa.int32())),
             _labels(table, "topic_l1", path), _labels(table, "topic_l2", path),

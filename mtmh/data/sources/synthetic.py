@@ -9,7 +9,10 @@ What it plants, and why:
   popular, off-topic co-engagement that makes co-engagement models lose relevance;
 - fresh items (`fresh_item_fraction`) that arrive during the log, with no engagement before;
 - side features a model may use: a creator id (creators mostly stay within one topic), a format
-  code, and two float features.
+  code, and two float features;
+- generated tags (`concepts`) for the content encoder's concept tower: 2-4 hashtags drawn
+  from the words of the item's topics, a fifth of them from a random other topic (tagging is
+  noisy). Tags are vocabulary words, never the topic names that serve as evaluation labels.
 
 Output (under the cache dir, keyed by the config's hash) is the `parquet:PATH` layout, written
 shard by shard: memory is bounded by `shard_rows`, not by the number of interactions.
@@ -33,6 +36,9 @@ from mtmh.data.sources.vocabulary import FILLER_WORDS, topic_tree
 log = logging.getLogger(__name__)
 DAY = 86_400
 NUM_FORMATS = 4
+# Part of the cache key: bump it when the generator's output changes for the same config.
+GENERATOR_VERSION = 2
+TAG_NOISE = 0.2  # share of tags drawn from a random topic instead of the item's own
 
 
 class _Catalog:
@@ -97,6 +103,7 @@ def _item_table(cfg: SyntheticConfig, cat: _Catalog, rng: np.random.Generator) -
         words += list(rng.choice(FILLER_WORDS, n_fill[i], replace=False))
         rng.shuffle(words)
         texts.append(" ".join(words))
+    tags = _tags(cfg, cat.topic, l2_words, [tree[p][1] for p in l1_of_l2])
     # Creators specialise: 80% of an item's creator draws come from its topic's creators.
     creators_per_topic = max(1, n // (50 * cat.num_topics))
     own = cat.topic * creators_per_topic + rng.integers(0, creators_per_topic, size=n)
@@ -105,6 +112,7 @@ def _item_table(cfg: SyntheticConfig, cat: _Catalog, rng: np.random.Generator) -
     return pa.table({
         "item_id": np.arange(n, dtype=np.int64),
         "text": texts,
+        "concepts": tags,
         "available_from": cat.available_from,
         "topic_l1": [[tree[l1_of_l2[t]][0]] for t in cat.topic],
         "topic_l2": [[l2_names[t]] for t in cat.topic],
@@ -113,6 +121,22 @@ def _item_table(cfg: SyntheticConfig, cat: _Catalog, rng: np.random.Generator) -
         "cat_creator": creator.astype(np.int32),
         "cat_format": rng.integers(0, NUM_FORMATS, size=n).astype(np.int32),
     })  # fmt: skip
+
+
+def _tags(
+    cfg: SyntheticConfig, topic: np.ndarray, l2_words: list[list[str]], l1_words: list[list[str]]
+) -> list[list[str]]:
+    """Generated hashtags per item. A separate seeded stream, so adding tags left the rest of
+    the generated data unchanged."""
+    rng = np.random.default_rng([cfg.seed, 0x7A65])
+    out = []
+    for t in topic:
+        n = int(rng.integers(2, 5))
+        noisy = rng.random(n) < TAG_NOISE
+        source = np.where(noisy, rng.integers(0, len(l2_words), size=n), t)
+        words = {str(rng.choice(l2_words[s] + l1_words[s])) for s in source}
+        out.append(sorted(f"#{w}" for w in words))
+    return out
 
 
 def _user_topics(
@@ -197,7 +221,7 @@ class SyntheticSource:
         self.cfg = cfg
 
     def load(self, cache_dir: Path) -> SourceData:
-        root = cache_dir / "synthetic" / config_hash(self.cfg)
+        root = cache_dir / "synthetic" / f"v{GENERATOR_VERSION}-{config_hash(self.cfg)}"
         if not (root / "_SUCCESS").exists():
             log.info("generating synthetic dataset under %s", root)
             generate(self.cfg, root)

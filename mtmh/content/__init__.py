@@ -1,0 +1,1 @@
+"""The content encoder: MTMH's frozen multimodal teacher (spec section 5)."""

@@ -1,0 +1,86 @@
+"""Frozen backbone features of items: text and image embeddings with their masks.
+
+Both the encoder's training and the catalog-embedding job read items through this one class,
+so that training and serving see identical inputs. An empty text or a missing image is not an
+error: its mask is 0 and its vector is zero, and the fusion MLP learns from the masks what is
+present (the fallback the issue asks for).
+
+Example:
+    featurizer = ContentFeaturizer.load(content_cfg)
+    feats = featurizer.featurize(["sourdough bread", ""], [None, "file:///img/1.jpg"])
+    feats.text_emb.shape  # [2, 384]; feats.text_mask == [1, 0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mtmh.config import ContentConfig
+from mtmh.content.text_tower import TextTower
+from mtmh.content.vision_tower import VisionTower
+
+
+@dataclass
+class ItemFeatures:
+    """Backbone features of B items."""
+
+    text_emb: np.ndarray  # [B, Ht] float32, zero where text_mask is 0
+    text_mask: np.ndarray  # [B] float32, 1 when the item has non-empty text
+    image_emb: np.ndarray  # [B, Hi] float32 (Hi = 0 without a vision tower)
+    image_mask: np.ndarray  # [B] float32, 1 when the item's image loaded
+    image_errors: list[str | None]  # per item: why its image was not used, or None
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+        return tuple(
+            torch.from_numpy(a).to(device)
+            for a in (self.text_emb, self.text_mask, self.image_emb, self.image_mask)
+        )
+
+
+class ContentFeaturizer:
+    """The frozen text tower, plus the vision tower when one is configured."""
+
+    def __init__(self, text: TextTower, vision: VisionTower | None) -> None:
+        self.text = text
+        self.vision = vision
+
+    @classmethod
+    def load(cls, cfg: ContentConfig, device: str = "cpu") -> ContentFeaturizer:
+        text = TextTower.load(cfg.text.model, cfg.text.max_length, device)
+        vision, v = None, cfg.vision
+        if v.model_name is not None:
+            vision = VisionTower.load(
+                v.model_name, v.checkpoint, v.model_config, v.random_init, device
+            )
+        return cls(text, vision)
+
+    @property
+    def image_dim(self) -> int:
+        return self.vision.dim if self.vision is not None else 0
+
+    def featurize(
+        self, texts: Sequence[str | None], image_uris: Sequence[str | None] | None = None
+    ) -> ItemFeatures:
+        n = len(texts)
+        has_text = np.array([bool(t and t.strip()) for t in texts])
+        text_emb = np.zeros((n, self.text.dim), np.float32)
+        if has_text.any():
+            text_emb[has_text] = self.text.encode([t for t in texts if t and t.strip()])
+
+        image_emb = np.zeros((n, self.image_dim), np.float32)
+        image_ok = np.zeros(n, bool)
+        uris = list(image_uris) if image_uris is not None else [None] * n
+        if self.vision is None:
+            # Images exist but nothing can read them: say so per item instead of hiding it.
+            errors: list[str | None] = ["no_vision_tower" if u else None for u in uris]
+        else:
+            pixels, image_ok, errors = self.vision.load_images(uris)
+            if image_ok.any():
+                image_emb[image_ok] = self.vision.encode(pixels).cpu().numpy()
+        return ItemFeatures(
+            text_emb, has_text.astype(np.float32), image_emb, image_ok.astype(np.float32), errors
+        )

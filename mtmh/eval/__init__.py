@@ -1,0 +1,1 @@
+"""Evaluation: the paper's protocol, metrics, reports and plots (spec section 7)."""

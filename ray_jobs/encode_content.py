@@ -1,0 +1,77 @@
+"""Train (or load) the content encoder for a run and embed its whole catalog with Ray Data.
+
+python ray_jobs/encode_content.py --run runs/ml-100k
+ray job submit -- python ray_jobs/encode_content.py --run /shared/runs/ml-1m \
+    --set content.use_gpu=true
+
+Reads RUN/data (from prepare_data.py) and writes RUN/content/. The run's own config
+(RUN/data/config.yaml) is the base; --config replaces it and --set overrides either. After
+embedding, it prints the topic match of each item's top-10 content neighbours against random
+neighbours (a diagnostic that reads the evaluation labels; it feeds nothing back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mtmh.cli import add_config_args, setup_logging
+from mtmh.config import ConfigError, load_config
+from mtmh.content.encode import encode_content
+from mtmh.eval.content_quality import content_topic_match
+from mtmh.ray_utils import init_ray
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", required=True, type=Path, help="run directory (after prepare)")
+    parser.add_argument("--retrain", action="store_true", help="train even if an encoder exists")
+    parser.add_argument("--k", type=int, default=10, help="neighbours for the topic-match check")
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    base = args.config or (args.run / "data" / "config.yaml")
+    try:
+        cfg = load_config(base, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    init_ray(cfg.ray)
+    try:
+        stats = encode_content(cfg, args.run, retrain=args.retrain)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    quality = content_topic_match(args.run, k=args.k, seed=cfg.seed)
+    (args.run / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+
+    table = Table(title=f"{stats['dataset']}: content embeddings ({stats['encoder']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("items", "dim", "no_text", "with_image", "no_content"):
+        table.add_row(key, f"{stats.get(key, 0):,}")
+    for key, value in stats.items():
+        if key.startswith("image_"):
+            table.add_row(f"image error: {key.removeprefix('image_')}", f"{value:,}")
+    table.add_row("train / embed seconds", f"{stats['train_seconds']} / {stats['embed_seconds']}")
+    table.add_row("items per second (embed)", f"{stats['items_per_second']}")
+    k = quality["k"]
+    for level in ("l1", "l2"):
+        table.add_row(
+            f"{level.upper()} match of top-{k} neighbours (random)",
+            f"{quality[f'{level}_match']:.3f} ({quality[f'{level}_random']:.3f})",
+        )
+    Console().print(table)
+    print(json.dumps({"stats": stats, "quality": quality}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
