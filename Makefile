@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench bench-prepare bench-encode lint format clean
+.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train lint format clean
 
 install: $(STAMP)
 
@@ -30,13 +30,16 @@ test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: bench-prepare bench-encode  ## every benchmark (see bench/README.md)
+bench: bench-prepare bench-encode bench-train  ## every benchmark (see bench/README.md)
 
 bench-prepare: install
 	$(PY) bench/prepare_bench.py
 
 bench-encode: install
 	$(PY) bench/encode_bench.py
+
+bench-train: install
+	$(PY) bench/train_bench.py
 
 lint: install
 	$(PY) -m ruff check .

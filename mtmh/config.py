@@ -234,6 +234,10 @@ class TrainConfig:
     max_failures: Annotated[int, Field(ge=-1)] = 2  # worker failures to recover from (-1: no limit)
     # Snapshot the embeddings of fresh items every N steps (spec section 7); None: off.
     fresh_snapshot_every: Annotated[int | None, Field(ge=1)] = None
+    # Which items are "fresh": at most this many T1 interactions (up to fresh_max_items of
+    # them, the least engaged first).
+    fresh_max_interactions: Annotated[int, Field(ge=0)] = 5
+    fresh_max_items: Annotated[int, Field(ge=1)] = 500
 
 
 @dataclass(frozen=True, config=_STRICT)

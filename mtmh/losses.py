@@ -1,0 +1,99 @@
+"""MTMH's losses (spec section 3): co-engagement InfoNCE, KL distillation, the multi-task sum.
+
+Candidate set. For a batch of B (trigger i, positive j) pairs plus L random negatives shared
+by the batch (mixed negative sampling, Yang et al. 2020), row i scores B + L candidates: the
+B in-batch positives (its own at column i, the others as negatives) and the L random ones.
+
+- logQ correction: in-batch candidates arrive in proportion to their popularity and random
+  negatives in proportion to the random sampler. Each candidate's logit is reduced by the log
+  of its sampling probability, so popular items are not punished for being sampled often
+  (Yi et al. 2019). The caller passes `log_q` per candidate column.
+- Accidental hits: a column holding the same item as row i's positive, other than column i
+  itself, is masked out. It is not a negative. Nor is a column holding row i's trigger:
+  an item is trivially closest to itself, and retrieval never returns the trigger.
+
+The distillation loss uses the same candidates and masks. `P` is the softmax of the raw
+student logits (no logQ: it compares similarity structures, not sampled probabilities), and
+`Q` is the softmax of teacher logits from the frozen content embeddings. The loss is
+KL(Q || P), per row.
+
+Shapes: anchors, positives [B, D]; negatives [L, D]; ids [B] and [L]; log_q [B + L].
+
+Example:
+    cands = CandidateSet.build(pos_ids, neg_ids, log_q)
+    s = candidate_logits(trigger_emb, pos_emb, neg_emb, temperature)
+    t = candidate_logits(trigger_f, pos_f, neg_f, teacher_temperature)  # content embeddings
+    loss = multi_task(info_nce(s, cands), kl_distillation(s, t, cands), w_r=0.5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+NEG_INF = -1e9  # a large finite negative: keeps softmax and KL free of NaN on masked columns
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    """Which item sits in each candidate column, its log sampling probability, and the mask."""
+
+    ids: torch.Tensor  # [B + L] item id per column
+    log_q: torch.Tensor  # [B + L] log sampling probability per column
+    valid: torch.Tensor  # [B, B + L] bool: False where column is an accidental hit for row
+
+    @classmethod
+    def build(
+        cls,
+        pos_ids: torch.Tensor,
+        neg_ids: torch.Tensor,
+        log_q: torch.Tensor | None = None,
+        trigger_ids: torch.Tensor | None = None,
+    ) -> CandidateSet:
+        ids = torch.cat([pos_ids, neg_ids])
+        b = len(pos_ids)
+        same_item = pos_ids.unsqueeze(1) == ids.unsqueeze(0)  # [B, B + L]
+        if trigger_ids is not None:
+            same_item |= trigger_ids.unsqueeze(1) == ids.unsqueeze(0)
+        own = torch.zeros_like(same_item)
+        own[torch.arange(b), torch.arange(b)] = True
+        if log_q is None:
+            log_q = torch.zeros(len(ids), device=ids.device)
+        return cls(ids, log_q, ~same_item | own)
+
+
+def candidate_logits(
+    anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """[B, D], [B, D], [L, D] -> [B, B + L] inner products / temperature."""
+    return anchors @ torch.cat([positives, negatives]).T / temperature
+
+
+def info_nce(
+    logits: torch.Tensor, cands: CandidateSet, log_q_correction: bool = True
+) -> torch.Tensor:
+    """Eq. 1, mean over rows: -log softmax(logits - log_q)[i, i] with accidental hits masked."""
+    if log_q_correction:
+        logits = logits - cands.log_q.unsqueeze(0)
+    logits = logits.masked_fill(~cands.valid, NEG_INF)
+    target = torch.arange(len(logits), device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def kl_distillation(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, cands: CandidateSet
+) -> torch.Tensor:
+    """Eq. 2, mean over rows: KL(softmax(teacher) || softmax(student)) over valid columns."""
+    student = student_logits.masked_fill(~cands.valid, NEG_INF)
+    teacher = teacher_logits.masked_fill(~cands.valid, NEG_INF)
+    log_p = F.log_softmax(student, dim=1)
+    log_q = F.log_softmax(teacher, dim=1)
+    kl = (log_q.exp() * (log_q - log_p)).masked_fill(~cands.valid, 0.0)
+    return kl.sum(dim=1).mean()
+
+
+def multi_task(l_e: torch.Tensor, l_r: torch.Tensor, w_r: float) -> torch.Tensor:
+    """Eq. 3: L_mt = L_e + w_r * L_r."""
+    return l_e + w_r * l_r

@@ -1,0 +1,1 @@
+"""The MTMH item tower and its variants (spec section 4)."""
