@@ -189,3 +189,19 @@ def test_a_failed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     steps = [json.loads(line)["step"] for line in lines]
     # Step 10 was reported before the failure and again after resuming from step 8.
     assert steps.count(10) == 2 and steps.count(8) == 1
+
+
+def test_hashed_id_table_is_bounded_and_spreads_neighbouring_ids() -> None:
+    from mtmh.model.sparse import SparseNN
+
+    sparse = SparseNN(num_items=1_000_000, id_dim=4, hash_buckets=1000)
+    assert sparse.id_table.num_embeddings == 1000
+    rows = sparse.id_rows(torch.arange(1000))
+    assert int(rows.min()) >= 0 and int(rows.max()) < 1000
+    assert len(set(rows.tolist())) > 600  # consecutive ids do not pile into a few rows
+    assert sparse(torch.tensor([999_999])).shape == (1, 4)
+
+
+def test_unknown_variant_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"unknown model variant 'mtmx'.*mtmh"):
+        get_variant("mtmx")
