@@ -200,8 +200,8 @@ class ContentConfig:
 class ModelConfig:
     """The item tower and its losses (spec sections 3 and 4); defaults follow the paper."""
 
-    # mtmh, mtsh, stmh, itemcf, neucf, mol or hllm (mtmh/model/variants.py).
-    variant: str = "mtmh"
+    # Which model the paper compares (mtmh/model/variants.py says what each one is).
+    variant: Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm"] = "mtmh"
     dim: Annotated[int, Field(ge=2)] = 128  # embedding size of each head (the paper's)
     id_dim: Annotated[int, Field(ge=1)] = 64  # item-id embedding width
     cat_dim: Annotated[int, Field(ge=1)] = 16  # width of each categorical feature embedding

@@ -205,3 +205,12 @@ def test_hashed_id_table_is_bounded_and_spreads_neighbouring_ids() -> None:
 def test_unknown_variant_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"unknown model variant 'mtmx'.*mtmh"):
         get_variant("mtmx")
+
+
+def test_config_accepts_every_known_variant_and_names_a_bad_one() -> None:
+    from mtmh.config import ConfigError
+
+    for name in VARIANTS:
+        assert build_config(overrides=[f"model.variant={name}"]).model.variant == name
+    with pytest.raises(ConfigError, match=r"model\.variant"):
+        build_config(overrides=["model.variant=mtmx"])
