@@ -1,10 +1,11 @@
 """Benchmark: item-tower training under Ray Train (TorchTrainer, 1 worker) against a plain torch
 loop over the same model, the same batch size and the same number of steps.
 
-The data is a generated run directory (items with side features, positive pairs and content
-embeddings). Both sides build the task with `build_task` (the MTMH variant, both heads, L_e and
-L_r), use Adagrad at the config's learning rate, draw the same number of random negatives,
-and run with one torch thread. Throughput is steady state: pairs per second after a warm-up
+The data is the tests' generated run directory (`tests/tiny_data.write_tiny_run`: items with
+side features, positive pairs and 128-d content embeddings) at benchmark size. Both sides
+build the task with `build_task` (the MTMH variant, both heads, L_e and L_r), use Adagrad at
+the config's learning rate, draw the same number of random negatives, and run with one torch
+thread. Throughput is steady state: pairs per second after a warm-up
 of `--warmup` steps, measured inside the loop on both sides (the Ray side reports it per
 window to Ray; the start-up of Ray Train and its data pipeline is reported apart).
 
@@ -22,58 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The generated run comes from the tests' helpers; make the repository root importable when
+# this runs as `python bench/train_bench.py`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-
-def write_run(root: Path, items: int, pairs: int, seed: int = 0) -> Path:
-    """A run directory with the files training reads: topical pairs, side features, content."""
-    rng = np.random.default_rng(seed)
-    data, content = root / "data", root / "content"
-    (data / "pairs").mkdir(parents=True)
-    content.mkdir()
-    topic = rng.integers(0, 50, items)
-    pq.write_table(
-        pa.table({
-            "item_id": pa.array(range(items), pa.int32()),
-            "dense": pa.array(rng.random((items, 2)).tolist(), pa.list_(pa.float32())),
-            "categorical": pa.array(rng.integers(0, 8, (items, 1)).tolist(), pa.list_(pa.int32())),
-            "t1_interactions": pa.array(rng.zipf(1.5, items).clip(max=10_000), pa.int64()),
-        }),
-        data / "items.parquet",
-    )  # fmt: skip
-    (data / "item_features.json").write_text(
-        json.dumps({"dense_names": ["a", "b"], "categorical_names": ["c"],
-                    "categorical_cardinalities": [8]})
-    )  # fmt: skip
-    trig = rng.integers(0, items, pairs)
-    by_topic = [np.flatnonzero(topic == t) for t in range(50)]
-    target = np.array([rng.choice(by_topic[topic[t]]) for t in trig[:10_000]])
-    target = np.resize(target, pairs)  # reuse the sampled targets; throughput is all we need
-    pq.write_table(
-        pa.table(
-            {"trigger_id": pa.array(trig, pa.int32()), "target_id": pa.array(target, pa.int32())}
-        ),
-        data / "pairs" / "part-0.parquet",
-    )
-    emb = rng.normal(size=(items, 128)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 128)
-    pq.write_table(
-        pa.table({"item_id": pa.array(range(items), pa.int32()), "embedding": vectors,
-                  "content_features": vectors}),
-        content / "item_embeddings.parquet",
-    )  # fmt: skip
-    return root
+from tests.tiny_data import write_tiny_run
 
 
 def plain_loop(cfg, run: Path, steps: int, warmup: int) -> float:  # type: ignore[no-untyped-def]
@@ -150,8 +116,11 @@ def main() -> None:
     from mtmh.config import RayConfig, build_config
     from mtmh.ray_utils import init_ray
 
-    run = write_run(Path(tempfile.mkdtemp(prefix="train-bench-")), args.items,
-                    args.steps * args.batch_size)  # fmt: skip
+    # The tests' generated run, at benchmark size (throughput does not depend on the pairs).
+    run = write_tiny_run(
+        Path(tempfile.mkdtemp(prefix="train-bench-")), args.items, args.steps * args.batch_size,
+        dim=128,
+    )  # fmt: skip
     cfg = build_config(overrides=[
         "model.variant=mtmh", f"train.batch_size={args.batch_size}",
         f"train.max_steps={args.steps}", "train.report_every=10", "train.checkpoint_every=100000",

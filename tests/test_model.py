@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -15,6 +14,7 @@ from mtmh.config import ModelConfig, RunConfig, build_config
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemFeatureTables, ItemTower
 from mtmh.model.variants import VARIANTS, get_variant
+from tests.tiny_data import write_tiny_run
 
 N_ITEMS = 24
 
@@ -101,45 +101,6 @@ def test_a_tiny_model_overfits_a_tiny_pair_set() -> None:
     assert loss.item() < 0.2 * first
 
 
-def write_tiny_run(root: Path, n_items: int = N_ITEMS, n_pairs: int = 512) -> Path:
-    """A run directory with the files training reads (data/ and content/), no Ray needed."""
-    rng = np.random.default_rng(0)
-    data, content = root / "data", root / "content"
-    (data / "pairs").mkdir(parents=True)
-    content.mkdir()
-    pq.write_table(
-        pa.table({
-            "item_id": pa.array(range(n_items), pa.int32()),
-            "dense": pa.array(rng.random((n_items, 2)).tolist(), pa.list_(pa.float32())),
-            "categorical": pa.array(
-                rng.integers(0, 3, (n_items, 1)).tolist(), pa.list_(pa.int32())
-            ),
-            "t1_interactions": pa.array(rng.integers(0, 50, n_items), pa.int64()),
-        }),
-        data / "items.parquet",
-    )  # fmt: skip
-    (data / "item_features.json").write_text(json.dumps({
-        "dense_names": ["a", "b"], "categorical_names": ["c"], "categorical_cardinalities": [3],
-    }))  # fmt: skip
-    trig = rng.integers(0, n_items, n_pairs)
-    for part in range(2):
-        sl = slice(part * n_pairs // 2, (part + 1) * n_pairs // 2)
-        pq.write_table(
-            pa.table({"trigger_id": pa.array(trig[sl], pa.int32()),
-                      "target_id": pa.array(trig[sl] ^ 1, pa.int32())}),
-            data / "pairs" / f"part-{part}.parquet",
-        )  # fmt: skip
-    emb = rng.normal(size=(n_items, 8)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 8)
-    pq.write_table(
-        pa.table({"item_id": pa.array(range(n_items), pa.int32()), "embedding": vectors,
-                  "content_features": vectors}),
-        content / "item_embeddings.parquet",
-    )  # fmt: skip
-    return root
-
-
 def _train_cfg(*extra: str) -> RunConfig:
     return build_config(overrides=[
         "model.dim=8", "model.id_dim=8", "model.hidden_dim=16", "model.num_random_negatives=8",
@@ -152,7 +113,7 @@ def _train_cfg(*extra: str) -> RunConfig:
 def test_two_worker_torch_trainer_finishes_on_tiny_data(tmp_path: Path) -> None:
     from mtmh.model.train_loop import fit
 
-    run = write_tiny_run(tmp_path / "run")
+    run = write_tiny_run(tmp_path / "run", N_ITEMS)
     cfg = _train_cfg(
         "train.num_workers=2", "train.epochs=2",
         "train.fresh_snapshot_every=4", "train.fresh_max_interactions=1000",
@@ -177,7 +138,7 @@ def test_two_worker_torch_trainer_finishes_on_tiny_data(tmp_path: Path) -> None:
 def test_a_failed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from mtmh.model.train_loop import fit
 
-    run = write_tiny_run(tmp_path / "run")
+    run = write_tiny_run(tmp_path / "run", N_ITEMS)
     marker = tmp_path / "failed-once"
     cfg = _train_cfg("train.epochs=2", "train.checkpoint_every=4", "model.variant=itemcf")
     result = fit(cfg, run, fail_at_step=10, fail_marker=str(marker))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -74,4 +76,46 @@ def write_tiny_dataset(root: Path, with_bad_rows: bool = True, with_images: bool
     if with_bad_rows:
         lines += [",".join(r) for r, _ in BAD_ROWS] + MALFORMED_LINES
     (root / "interactions.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def write_tiny_run(root: Path, n_items: int, n_pairs: int = 512, dim: int = 8) -> Path:
+    """A run directory with the files training reads (data/ and content/), no Ray needed.
+
+    Items come in pairs (0,1), (2,3), ...: each pair's trigger and target. The benchmark of
+    training reuses it at a larger size."""
+    rng = np.random.default_rng(0)
+    data, content = root / "data", root / "content"
+    (data / "pairs").mkdir(parents=True)
+    content.mkdir()
+    pq.write_table(
+        pa.table({
+            "item_id": pa.array(range(n_items), pa.int32()),
+            "dense": pa.array(rng.random((n_items, 2)).tolist(), pa.list_(pa.float32())),
+            "categorical": pa.array(
+                rng.integers(0, 3, (n_items, 1)).tolist(), pa.list_(pa.int32())
+            ),
+            "t1_interactions": pa.array(rng.integers(0, 50, n_items), pa.int64()),
+        }),
+        data / "items.parquet",
+    )  # fmt: skip
+    (data / "item_features.json").write_text(json.dumps({
+        "dense_names": ["a", "b"], "categorical_names": ["c"], "categorical_cardinalities": [3],
+    }))  # fmt: skip
+    trig = rng.integers(0, n_items, n_pairs)
+    for part in range(2):
+        sl = slice(part * n_pairs // 2, (part + 1) * n_pairs // 2)
+        pq.write_table(
+            pa.table({"trigger_id": pa.array(trig[sl], pa.int32()),
+                      "target_id": pa.array(trig[sl] ^ 1, pa.int32())}),
+            data / "pairs" / f"part-{part}.parquet",
+        )  # fmt: skip
+    emb = rng.normal(size=(n_items, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim)
+    pq.write_table(
+        pa.table({"item_id": pa.array(range(n_items), pa.int32()), "embedding": vectors,
+                  "content_features": vectors}),
+        content / "item_embeddings.parquet",
+    )  # fmt: skip
     return root
