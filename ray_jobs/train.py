@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", f"{cfg.model.variant}")
     summary = {
         "variant": cfg.model.variant,
-        "steps": rows[-1]["step"] if rows else 0,
+        "steps": int(result.metrics["step"]),
         "seconds": round(time.perf_counter() - started, 1),
         "first": {k: round(v, 4) for k, v in rows[0].items() if "/" in k} if rows else {},
         "last": {k: round(v, 4) for k, v in rows[-1].items() if "/" in k} if rows else {},

@@ -152,6 +152,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     shard = ray.train.get_dataset_shard("train")
     window_start, window_pairs = time.perf_counter(), 0
+    reported_step = step
+    last_losses: dict[str, torch.Tensor] | None = None
     for epoch in range(epoch0, tc.epochs):
         step_in_epoch = 0
         batches = shard.iter_torch_batches(
@@ -187,28 +189,51 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 fresh_dir = model_dir(run_dir, cfg.model.variant) / "fresh"
                 snapshot_fresh(task.tower, fresh_ids, fresh_dir / f"step-{step:07d}.npz")
             window_pairs += len(batch["trigger_id"]) * world
+            last_losses = losses
             last = tc.max_steps is not None and step >= tc.max_steps
             if step % tc.report_every == 0 or step % tc.checkpoint_every == 0 or last:
-                elapsed = time.perf_counter() - window_start
-                metrics = {
-                    "step": step,
-                    "epoch": epoch,
-                    "pairs_per_s": window_pairs / elapsed if elapsed > 0 else 0.0,
-                    **{k: float(v) for k, v in losses.items()},
-                }
                 ckpt = None
                 if step % tc.checkpoint_every == 0 and rank == 0:
                     ckpt = _save_state(ddp_task, opt, step, epoch, step_in_epoch)
-                if rank == 0:
-                    with metrics_path.open("a") as fh:
-                        fh.write(json.dumps(metrics) + "\n")
-                ray.train.report(metrics, checkpoint=ckpt)
+                metrics = _metrics_row(step, epoch, window_pairs, window_start, losses)
+                _log_metrics(metrics, metrics_path if rank == 0 else None, ckpt)
+                reported_step = step
                 window_start, window_pairs = time.perf_counter(), 0
         skip = 0
+    # The last report carries the final checkpoint, and the tail steps since the last metrics
+    # row (an epoch rarely ends on a report boundary).
     final = _save_state(ddp_task, opt, step, tc.epochs, 0) if rank == 0 else None
-    ray.train.report({"step": step, "done": 1.0}, checkpoint=final)
+    metrics = {"step": step, "done": 1.0}
+    if last_losses is not None and step > reported_step:
+        metrics = {
+            **_metrics_row(step, tc.epochs - 1, window_pairs, window_start, last_losses),
+            "done": 1.0,
+        }
+    _log_metrics(metrics, metrics_path if rank == 0 and "loss" in metrics else None, final)
     if rank == 0:
         write_outputs(_unwrap(ddp_task).tower, cfg, run_dir)  # type: ignore[arg-type]
+
+
+def _metrics_row(
+    step: int, epoch: int, pairs: int, since: float, losses: dict[str, torch.Tensor]
+) -> dict[str, float]:
+    elapsed = time.perf_counter() - since
+    return {
+        "step": step,
+        "epoch": epoch,
+        "pairs_per_s": pairs / elapsed if elapsed > 0 else 0.0,
+        **{k: float(v) for k, v in losses.items()},
+    }
+
+
+def _log_metrics(metrics: dict[str, float], path: Path | None, checkpoint: Any) -> None:
+    """Report to Ray (every rank must) and append to metrics.jsonl (rank 0 passes `path`)."""
+    import ray.train
+
+    if path is not None:
+        with path.open("a") as fh:
+            fh.write(json.dumps(metrics) + "\n")
+    ray.train.report(metrics, checkpoint=checkpoint)
 
 
 @torch.no_grad()
