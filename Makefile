@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 run: install  ## the main job on the embedded default (ml-100k, local Ray)
 	$(PY) ray_jobs/prepare_data.py --dataset ml-100k --out $(RUN_DIR)
 	$(PY) ray_jobs/encode_content.py --run $(RUN_DIR)
+	$(PY) ray_jobs/train.py --run $(RUN_DIR) --variant mtmh
 
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest
