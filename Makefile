@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train lint format clean
+.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train bench-index lint format clean
 
 install: $(STAMP)
 
@@ -20,10 +20,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-run: install  ## the main job on the embedded default (ml-100k, local Ray)
-	$(PY) ray_jobs/prepare_data.py --dataset ml-100k --out $(RUN_DIR)
-	$(PY) ray_jobs/encode_content.py --run $(RUN_DIR)
-	$(PY) ray_jobs/train.py --run $(RUN_DIR) --variant mtmh
+run: install  ## the main job on the embedded default: the whole ml-100k pipeline, local Ray
+	$(PY) ray_jobs/pipeline.py --dataset ml-100k --out $(RUN_DIR)
 
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest
@@ -31,7 +29,7 @@ test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: bench-prepare bench-encode bench-train  ## every benchmark (see bench/README.md)
+bench: bench-prepare bench-encode bench-train bench-index  ## every benchmark (see bench/README.md)
 
 bench-prepare: install
 	$(PY) bench/prepare_bench.py
@@ -41,6 +39,9 @@ bench-encode: install
 
 bench-train: install
 	$(PY) bench/train_bench.py
+
+bench-index: install
+	$(PY) bench/index_bench.py
 
 lint: install
 	$(PY) -m ruff check .

@@ -24,6 +24,9 @@ from pydantic.dataclasses import dataclass
 
 _STRICT = ConfigDict(extra="forbid")
 
+# The models the paper compares (mtmh/model/variants.py says what each one is).
+VariantName = Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm"]
+
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "configs" / "default.yaml"
 
 
@@ -201,7 +204,7 @@ class ModelConfig:
     """The item tower and its losses (spec sections 3 and 4); defaults follow the paper."""
 
     # Which model the paper compares (mtmh/model/variants.py says what each one is).
-    variant: Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm"] = "mtmh"
+    variant: VariantName = "mtmh"
     dim: Annotated[int, Field(ge=2)] = 128  # embedding size of each head (the paper's)
     id_dim: Annotated[int, Field(ge=1)] = 64  # item-id embedding width
     cat_dim: Annotated[int, Field(ge=1)] = 16  # width of each categorical feature embedding
@@ -241,6 +244,85 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class IndexConfig:
+    """Per-head ANN indexes (spec section 6): FAISS IVF over inner product."""
+
+    # Coarse k-means clusters; None = about 4 * sqrt(N), clamped so each cluster gets at least
+    # `min_points_per_list` training points.
+    nlist: Annotated[int | None, Field(ge=1)] = None
+    nprobe: Annotated[int, Field(ge=1)] = 16  # C: clusters searched per query
+    min_points_per_list: Annotated[int, Field(ge=1)] = 39  # FAISS warns below 39
+    kmeans_iterations: Annotated[int, Field(ge=1)] = 20
+    max_training_points: Annotated[int, Field(ge=1_000)] = 256_000  # sample for k-means
+    use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed
+    build_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of each head's build task
+    build_threads: Annotated[int, Field(ge=1)] = 1  # FAISS OpenMP threads in a build task
+
+
+@dataclass(frozen=True, config=_STRICT)
+class PrerankerConfig:
+    """The multi-task user-to-item preranker (spec section 6) and its Ray Train job."""
+
+    history_length: Annotated[int, Field(ge=1)] = 20  # most recent items the user encoder reads
+    dim: Annotated[int, Field(ge=2)] = 64  # user and item vector size
+    hidden_dim: Annotated[int, Field(ge=2)] = 128
+    # The satisfaction task: an interaction with weight >= this is "satisfied" (MovieLens
+    # rating >= 4). Datasets without explicit feedback have weight 1 everywhere.
+    satisfaction_threshold: float = 4.0
+    # score = engagement logit + satisfaction_weight * log sigmoid(satisfaction logit)
+    satisfaction_weight: Annotated[float, Field(ge=0.0)] = 1.0
+    temperature: Annotated[float, Field(gt=0.0)] = 0.1  # of the engagement softmax
+    batch_size: Annotated[int, Field(ge=2)] = 1024  # examples per step (in-batch negatives)
+    lr: Annotated[float, Field(gt=0.0)] = 3e-3  # Adam
+    epochs: Annotated[int, Field(ge=1)] = 3
+    max_steps: Annotated[int | None, Field(ge=1)] = None
+    num_workers: Annotated[int, Field(ge=1)] = 1
+    use_gpu: bool = False
+    cpus_per_worker: Annotated[float, Field(gt=0.0)] = 0.5
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+
+
+@dataclass(frozen=True, config=_STRICT)
+class EvalConfig:
+    """The paper's evaluation protocol (spec section 7) and its knobs."""
+
+    max_users: Annotated[int | None, Field(ge=1)] = 2_000  # eval users sampled (None: all)
+    max_triggers: Annotated[int, Field(ge=1)] = 50  # most recent T1 items per user
+    k_ann: Annotated[int, Field(ge=1)] = 2_000  # ANN candidates per head and trigger
+    # K_ann is also capped at this share of the catalog: with K_ann >= N the ANN stage selects
+    # nothing, every head returns the whole catalog and every model collapses to the preranker.
+    k_ann_max_catalog_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    keep_per_head: Annotated[int, Field(ge=1)] = 30  # preranker keeps this many per head = K
+    top_k: Annotated[int, Field(ge=1)] = 500  # per user, after pooling all triggers
+    recall_at: tuple[int, ...] = (5, 20, 100, 500)
+    alpha: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0  # engagement quota, percent
+    alphas: tuple[float, ...] = (0.0, 30.0, 50.0, 70.0, 100.0)  # the alpha sweep
+    # Leave out items the user already engaged with in T1 (they are not T2 discoveries).
+    exclude_seen: bool = True
+    ann_recall_queries: Annotated[int, Field(ge=1)] = 1_000  # queries for IVF-vs-exact recall
+    # Training snapshots of fresh items every N steps, for the convergence curve.
+    fresh_snapshot_every: Annotated[int, Field(ge=1)] = 10
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _alphas_in_range(self) -> EvalConfig:
+        if any(not 0.0 <= a <= 100.0 for a in self.alphas):
+            raise ValueError("eval.alphas must lie in [0, 100]")
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
+class PipelineConfig:
+    """Which variants `ray_jobs/pipeline.py` trains, and how many at once."""
+
+    # Longest first (two heads before one), so the last training alone is a short one.
+    variants: tuple[VariantName, ...] = ("mtmh", "stmh", "mtsh", "hllm", "mol", "neucf", "itemcf")
+    # Trainings that run side by side, each as its own TorchTrainer (train.cpus_per_worker
+    # each, plus the Ray Data tasks that feed them).
+    concurrent_trainings: Annotated[int, Field(ge=1)] = 2
+
+
+@dataclass(frozen=True, config=_STRICT)
 class RunConfig:
     """The whole configuration of one run; each stage reads its own section."""
 
@@ -248,6 +330,10 @@ class RunConfig:
     content: ContentConfig = ContentConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    index: IndexConfig = IndexConfig()
+    preranker: PrerankerConfig = PrerankerConfig()
+    eval: EvalConfig = EvalConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
 

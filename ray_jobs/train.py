@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from mtmh.cli import add_config_args, setup_logging
 from mtmh.config import ConfigError, load_config
-from mtmh.model.curves import plot_loss_curves, read_metrics
-from mtmh.model.train_loop import fit, model_dir
+from mtmh.model.job import TrainingFailed, train_variant
 from mtmh.model.variants import VARIANTS
 from mtmh.ray_utils import init_ray
 
@@ -44,28 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     init_ray(cfg.ray)
-    started = time.perf_counter()
     try:
-        result = fit(cfg, args.run)
+        summary = train_variant(cfg, args.run)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if result.error is not None:
-        print(f"error: training failed: {result.error}", file=sys.stderr)
+    except TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
-    out = model_dir(args.run, cfg.model.variant)
-    rows = read_metrics(out / "metrics.jsonl")
-    plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", f"{cfg.model.variant}")
-    summary = {
-        "variant": cfg.model.variant,
-        "steps": int(result.metrics["step"]),
-        "seconds": round(time.perf_counter() - started, 1),
-        "first": {k: round(v, 4) for k, v in rows[0].items() if "/" in k} if rows else {},
-        "last": {k: round(v, 4) for k, v in rows[-1].items() if "/" in k} if rows else {},
-        "pairs_per_s_last": round(rows[-1]["pairs_per_s"], 1) if rows else None,
-        "outputs": str(out),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
 

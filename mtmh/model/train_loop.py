@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -275,6 +276,7 @@ def fit(cfg: RunConfig, run_dir: Path, **loop_extras: Any) -> Any:
     out = model_dir(run_dir, cfg.model.variant)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
     ds = ray.data.read_parquet(str(pairs)).select_columns(["trigger_id", "target_id"])
     tc = cfg.train
     trainer = TorchTrainer(

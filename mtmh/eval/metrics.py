@@ -1,0 +1,76 @@
+"""The paper's metrics (spec section 7), on plain Python inputs so tests can hand-compute them.
+
+- recall@K: the share of a user's T2 items found in the user's top K, averaged over users.
+- topic match: the share of (trigger, candidate) pairs, both labelled, that share a label
+  (see mtmh/eval/topic_match.py for why unlabelled pairs are left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+def recall_at(ranked: Sequence[int], truth: set[int], ks: Iterable[int]) -> dict[int, float]:
+    """{K: |top-K ∩ truth| / |truth|} for one user; truth must not be empty."""
+    if not truth:
+        raise ValueError("recall is undefined for a user with no T2 items")
+    out = {}
+    for k in ks:
+        out[k] = len(truth.intersection(ranked[:k])) / len(truth)
+    return out
+
+
+@dataclass
+class MatchCounter:
+    """Running topic-match counts over (trigger, candidate) pairs at one label level."""
+
+    labels: Sequence[frozenset[str]]  # per item id
+    hits: int = 0
+    total: int = 0
+
+    def add(self, trigger: int, candidates: Iterable[int]) -> None:
+        t = self.labels[trigger]
+        if not t:
+            return
+        for c in candidates:
+            other = self.labels[c]
+            if other:
+                self.total += 1
+                self.hits += not t.isdisjoint(other)
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.total if self.total else float("nan")
+
+
+@dataclass
+class RecallMean:
+    """Mean of per-user recall@K."""
+
+    ks: tuple[int, ...]
+    sums: dict[int, float] = field(default_factory=dict)
+    squares: dict[int, float] = field(default_factory=dict)
+    users: int = 0
+
+    def add(self, ranked: Sequence[int], truth: set[int]) -> None:
+        for k, v in recall_at(ranked, truth, self.ks).items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.squares[k] = self.squares.get(k, 0.0) + v * v
+        self.users += 1
+
+    def standard_errors(self) -> dict[int, float]:
+        """Standard error of each mean over users: how much of a gap between models is noise."""
+        n = self.users
+        if n < 2:
+            return {k: float("nan") for k in self.ks}
+        out = {}
+        for k in self.ks:
+            mean = self.sums.get(k, 0.0) / n
+            var = max(self.squares.get(k, 0.0) / n - mean * mean, 0.0) * n / (n - 1)
+            out[k] = (var / n) ** 0.5
+        return out
+
+    def means(self) -> dict[int, float]:
+        return {k: self.sums.get(k, 0.0) / self.users if self.users else float("nan")
+                for k in self.ks}  # fmt: skip

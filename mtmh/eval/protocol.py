@@ -1,0 +1,163 @@
+"""The evaluation protocol of spec section 7 over one model: who is evaluated, with which
+triggers, and the metrics of every alpha from one pass of retrieval.
+
+- Users: up to `eval.max_users` users with history in both T1 and T2, sampled with
+  `eval.seed` (the same users for every model).
+- Triggers: the user's most recent distinct T1 items, at most `eval.max_triggers`.
+- Truth: the user's distinct T2 items; with `eval.exclude_seen`, minus the T1 items (those
+  are never candidates either). Users left with no truth are not evaluated.
+- Per trigger and head: IVF top K_ann, where K_ann = min(eval.k_ann,
+  k_ann_max_catalog_fraction * N) but at least `keep_per_head`; the preranker keeps
+  `keep_per_head`; the quota merge gives K = keep_per_head per trigger.
+- Per user: all triggers' candidates pooled, by preranker score, the top `top_k`.
+- recall@K on the pooled list; L1/L2 topic match over the (trigger, merged candidate) pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mtmh.config import EvalConfig, RunConfig
+from mtmh.data.histories import load_histories
+from mtmh.eval.metrics import MatchCounter, RecallMean
+from mtmh.eval.retrieval import Retriever, load_heads, pool
+from mtmh.index.faiss_index import build_exact, search
+from mtmh.preranker.train import load_preranker
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A row of the report: which embeddings, and which of their heads serve."""
+
+    name: str  # as reported ("MTMH", "MTMH-H1", "ContentEncoder", ...)
+    source: str  # embedding source: a variant, or "content"
+    heads: tuple[str, ...]
+
+
+REPORT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("ItemCF", "itemcf", ("engagement",)),
+    ModelSpec("NeuCF", "neucf", ("engagement",)),
+    ModelSpec("MoL", "mol", ("engagement",)),
+    ModelSpec("HLLM", "hllm", ("engagement",)),
+    ModelSpec("ContentEncoder", "content", ("content",)),
+    ModelSpec("MTSH", "mtsh", ("engagement",)),
+    ModelSpec("STMH", "stmh", ("engagement", "relevance")),
+    ModelSpec("MTMH-H1", "mtmh", ("engagement",)),
+    ModelSpec("MTMH-H2", "mtmh", ("relevance",)),
+    ModelSpec("MTMH", "mtmh", ("engagement", "relevance")),
+)
+
+
+@dataclass(frozen=True)
+class EvalUser:
+    user_id: int
+    history: np.ndarray  # T1 items, oldest first
+    triggers: np.ndarray  # most recent distinct T1 items, most recent first
+    truth: frozenset[int]  # T2 items to find
+
+
+def effective_k_ann(cfg: EvalConfig, num_items: int) -> int:
+    capped = int(cfg.k_ann_max_catalog_fraction * num_items)
+    return max(cfg.keep_per_head, min(cfg.k_ann, capped, num_items))
+
+
+def sample_users(run_dir: Path, cfg: EvalConfig) -> list[EvalUser]:
+    data = run_dir / "data"
+    users = pq.read_table(data / "users", columns=["user_id", "is_eval"])
+    ids = np.sort(users["user_id"].to_numpy()[users["is_eval"].to_numpy()])
+    if cfg.max_users is not None and len(ids) > cfg.max_users:
+        rng = np.random.default_rng(cfg.seed)
+        ids = np.sort(rng.choice(ids, cfg.max_users, replace=False))
+    t1 = load_histories(data / "t1", ids)
+    t2 = load_histories(data / "t2", ids)
+    out = []
+    for u in ids:
+        u = int(u)
+        if u not in t1 or u not in t2:
+            continue
+        items = t1[u].items
+        _, first = np.unique(items[::-1], return_index=True)  # most recent occurrence
+        triggers = items[::-1][np.sort(first)][: cfg.max_triggers]
+        truth = set(t2[u].items.tolist())
+        if cfg.exclude_seen:
+            truth -= set(items.tolist())
+        if truth:
+            out.append(EvalUser(u, items, triggers, frozenset(truth)))
+    return out
+
+
+def label_sets(run_dir: Path) -> dict[str, list[frozenset[str]]]:
+    """{"l1": [...], "l2": [...]} label sets per item id (evaluation only)."""
+    items = pq.read_table(
+        run_dir / "data" / "items.parquet", columns=["item_id", "topic_l1", "topic_l2"]
+    ).sort_by("item_id")
+    return {
+        level: [frozenset(x or ()) for x in items[f"topic_{level}"].to_pylist()]
+        for level in ("l1", "l2")
+    }
+
+
+def evaluate_model(
+    run_dir: Path, spec: ModelSpec, cfg: RunConfig, users: list[EvalUser], alphas: list[float]
+) -> dict[str, Any]:
+    """{"by_alpha": {alpha: metrics}, "ann_recall": {head: ...}, "users": n} for one model.
+    Single-head models ignore alpha (one entry, keyed by the first alpha)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    ec = cfg.eval
+    heads = load_heads(run_dir, spec.source, spec.heads, use_gpu=cfg.index.use_gpu)
+    num_items = next(iter(heads.values())).vectors.shape[0]
+    ret = Retriever(heads, load_preranker(run_dir), effective_k_ann(ec, num_items),
+                    ec.keep_per_head)  # fmt: skip
+    labels = label_sets(run_dir)
+    kept = [
+        ret.preranked(u.history, u.triggers, u.history if ec.exclude_seen else ()) for u in users
+    ]
+    alphas = alphas if len(spec.heads) == 2 else alphas[:1]
+    by_alpha = {}
+    for alpha in alphas:
+        recall = RecallMean(tuple(ec.recall_at))
+        match = {lvl: MatchCounter(labels[lvl]) for lvl in labels}
+        for user, user_kept in zip(users, kept, strict=True):
+            per_trigger = ret.merge(user_kept, alpha)
+            for trigger, row in zip(user.triggers, per_trigger, strict=True):
+                for counter in match.values():
+                    counter.add(int(trigger), [c.item_id for c in row])
+            ranked = [item for item, _ in pool(per_trigger, ec.top_k)]
+            recall.add(ranked, set(user.truth))
+        by_alpha[alpha] = {
+            **{f"recall@{k}": v for k, v in recall.means().items()},
+            **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
+            "l1_match": match["l1"].rate,
+            "l2_match": match["l2"].rate,
+        }
+    return {
+        "by_alpha": by_alpha,
+        "ann_recall": {
+            h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec) for h, hi in heads.items()
+        },
+        "users": len(users),
+        "k_ann": ret.k_ann,
+        "model_version": next(iter(heads.values())).version,
+    }
+
+
+def ann_recall(vectors: np.ndarray, index: Any, k_ann: int, cfg: EvalConfig) -> dict[str, float]:
+    """Recall of the IVF index's top-k against the exact top-k, over sampled item queries."""
+    rng = np.random.default_rng(cfg.seed)
+    n = len(vectors)
+    queries = vectors[np.sort(rng.choice(n, min(cfg.ann_recall_queries, n), replace=False))]
+    exact = build_exact(vectors, np.arange(n))
+    out = {}
+    for k in sorted({min(100, k_ann), k_ann}):
+        _, truth = search(exact, queries, k)
+        _, found = search(index, queries, k)
+        hits = sum(len(set(t) & set(f[f >= 0])) for t, f in zip(truth, found, strict=True))
+        out[f"recall@{k}"] = hits / (k * len(queries))
+    return out

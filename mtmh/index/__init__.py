@@ -1,0 +1,1 @@
+"""Per-head ANN indexes: exact inner product (the reference) and FAISS IVF (serving)."""

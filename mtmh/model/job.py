@@ -1,0 +1,39 @@
+"""One variant's training job: `fit` plus what a person reads afterwards (loss curves and
+summary.json). Shared by ray_jobs/train.py and the pipeline."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mtmh.config import RunConfig
+from mtmh.model.curves import plot_loss_curves, read_metrics
+from mtmh.model.train_loop import fit, model_dir
+
+
+class TrainingFailed(RuntimeError):
+    """Ray Train gave up on the run (failures beyond train.max_failures)."""
+
+
+def train_variant(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Train `cfg.model.variant` on the run; returns (and writes) its summary."""
+    started = time.perf_counter()
+    result = fit(cfg, run_dir)
+    if result.error is not None:
+        raise TrainingFailed(f"training {cfg.model.variant} failed: {result.error}")
+    out = model_dir(run_dir, cfg.model.variant)
+    rows = read_metrics(out / "metrics.jsonl")
+    plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", cfg.model.variant)
+    summary = {
+        "variant": cfg.model.variant,
+        "steps": int(result.metrics["step"]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "first": {k: round(v, 4) for k, v in rows[0].items() if "/" in k} if rows else {},
+        "last": {k: round(v, 4) for k, v in rows[-1].items() if "/" in k} if rows else {},
+        "pairs_per_s_last": round(rows[-1]["pairs_per_s"], 1) if rows else None,
+        "outputs": str(out),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

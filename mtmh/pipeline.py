@@ -1,0 +1,187 @@
+"""Every stage of a run, in order, each skipped when its artifact is current.
+
+    prepare -> encode -> train (every variant; concurrently) -> indexes -> preranker -> evaluate
+
+A stage is current when its marker file (`stage.json` in its artifact directory) holds the
+same key: a hash of the config sections the stage reads and of the keys of the stages it
+depends on. Changing `model.w_r` therefore redoes the trainings, their indexes and the
+evaluation, but not prepare or encode. `force=True` redoes everything.
+
+Example:
+    run_pipeline(load_config(overrides=["data.dataset=ml-100k"]), Path("runs/ml-100k"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mtmh.config import RunConfig, VariantName, config_to_dict, save_config
+from mtmh.content.encode import encode_content
+from mtmh.data.prepare import prepare
+from mtmh.embeddings import CONTENT_SOURCE
+from mtmh.eval.content_quality import content_topic_match
+from mtmh.eval.evaluate import evaluate_run
+from mtmh.index.build import build_indexes
+from mtmh.model.job import train_variant
+from mtmh.preranker.train import fit_preranker
+
+log = logging.getLogger(__name__)
+MARKER = "stage.json"
+FRESH_VARIANTS = ("mtmh", "itemcf")  # the two curves of the fresh-content analysis
+
+
+def stage_key(*parts: Any) -> str:
+    blob = json.dumps(
+        [config_to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Stage:
+    name: str
+    key: str
+    folder: Path  # the artifact directory; its stage.json records the key
+    run: Callable[[], Any] = field(repr=False)
+
+    def current(self) -> bool:
+        marker = self.folder / MARKER
+        return marker.is_file() and json.loads(marker.read_text()).get("key") == self.key
+
+    def mark(self, seconds: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"stage": self.name, "key": self.key, "seconds": round(seconds, 1),
+                  "finished_at": time.time()}  # fmt: skip
+        (self.folder / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def variant_config(cfg: RunConfig, variant: VariantName) -> RunConfig:
+    """The run config for one variant's training (fresh snapshots for the analysis pair)."""
+    train = cfg.train
+    if variant in FRESH_VARIANTS:
+        train = dataclasses.replace(train, fresh_snapshot_every=cfg.eval.fresh_snapshot_every)
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, variant=variant), train=train
+    )
+
+
+def _train_remote(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """A Ray task holding one TorchTrainer (its workers get their own resources)."""
+    return train_variant(cfg, run_dir)
+
+
+def train_concurrently(
+    configs: dict[str, RunConfig], run_dir: Path, concurrent: int, on_done: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Train each variant, at most `concurrent` at a time; each driver is a 0-CPU Ray task."""
+    import ray
+
+    task = ray.remote(_train_remote).options(num_cpus=0)
+    queue = list(configs)
+    running: dict[Any, str] = {}
+    out = {}
+    while queue or running:
+        while queue and len(running) < concurrent:
+            v = queue.pop(0)
+            running[task.remote(configs[v], run_dir.resolve())] = v
+        done, _ = ray.wait(list(running), num_returns=1)
+        v = running.pop(done[0])
+        out[v] = ray.get(done[0])
+        on_done(v)
+    return out
+
+
+def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
+    """The stages of a run with their keys, in dependency order."""
+    k_prep = stage_key("prepare", cfg.data, cfg.seed)
+    k_enc = stage_key("encode", k_prep, cfg.content)
+    variants = list(cfg.pipeline.variants)
+    configs = {v: variant_config(cfg, v) for v in variants}
+    k_train = {v: stage_key("train", k_enc, c.model, c.train) for v, c in configs.items()}
+    stages = [
+        Stage("prepare", k_prep, run_dir / "data", lambda: prepare(cfg, run_dir)),
+        Stage("encode", k_enc, run_dir / "content", lambda: _encode(cfg, run_dir)),
+    ]
+    for v in variants:
+        stages.append(
+            Stage(f"train:{v}", k_train[v], run_dir / "models" / v,
+                  lambda v=v: train_variant(configs[v], run_dir))  # type: ignore[misc]
+        )  # fmt: skip
+    for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
+        stages.append(
+            Stage(f"index:{source}", stage_key("index", key, cfg.index, cfg.seed),
+                  run_dir / "indexes" / source,
+                  lambda s=source: build_indexes(run_dir, s, cfg.index, cfg.seed))  # type: ignore[misc]
+        )  # fmt: skip
+    k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.seed)
+    stages.append(Stage("preranker", k_pre, run_dir / "preranker",
+                        lambda: fit_preranker(cfg, run_dir)))  # fmt: skip
+    k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)
+    stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
+    return stages
+
+
+def _encode(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    stats = encode_content(cfg, run_dir)
+    quality = content_topic_match(run_dir, k=10, seed=cfg.seed)
+    (run_dir / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    return stats
+
+
+def run_pipeline(
+    cfg: RunConfig, run_dir: Path, force: bool = False, console: Console | None = None
+) -> dict[str, Any]:
+    """Run every stage that is not current; returns the report (evaluate's output)."""
+    console = console or Console()
+    stages = plan(cfg, run_dir)
+    save_config(cfg, run_dir / "pipeline.yaml")
+    todo = [s for s in stages if force or not s.current()]
+    for s in stages:
+        if s not in todo:
+            console.print(f"[dim]- {s.name}: current, skipped[/dim]")
+    trainings = {s.name.removeprefix("train:"): s for s in todo if s.name.startswith("train:")}
+    started_all = time.perf_counter()
+    for i, s in enumerate(todo):
+        if s.name.startswith("train:"):
+            if not trainings:
+                continue  # already trained with the batch below
+            _run_trainings(cfg, run_dir, trainings, console)
+            trainings = {}
+            continue
+        console.rule(f"[bold]{s.name}[/bold] ({i + 1}/{len(todo)})")
+        t0 = time.perf_counter()
+        s.run()
+        s.mark(time.perf_counter() - t0)
+        console.print(f"{s.name}: done in {time.perf_counter() - t0:.1f} s")
+    console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
+    report_path = run_dir / "report.json"
+    return json.loads(report_path.read_text()) if report_path.is_file() else {}
+
+
+def _run_trainings(
+    cfg: RunConfig, run_dir: Path, stages: dict[str, Stage], console: Console
+) -> None:
+    console.rule(f"[bold]train[/bold] {', '.join(stages)} "
+                 f"({cfg.pipeline.concurrent_trainings} at a time)")  # fmt: skip
+    t0 = time.perf_counter()
+    configs: dict[str, RunConfig] = {
+        v: variant_config(cfg, v) for v in cfg.pipeline.variants if v in stages
+    }
+
+    def done(v: str) -> None:
+        stages[v].mark(time.perf_counter() - t0)
+        console.print(f"train:{v}: done at {time.perf_counter() - t0:.1f} s")
+
+    train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done)

@@ -1,0 +1,140 @@
+"""Indexes, the quota merge, the metrics and the in-process serving path, on hand-made data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtmh.config import IndexConfig
+from mtmh.eval.metrics import MatchCounter, RecallMean, recall_at
+from mtmh.eval.retrieval import pool, rank_rows
+from mtmh.index.artifact import IndexMismatchError, load_index, make_meta, save_index
+from mtmh.index.faiss_index import AnnIndexError, build_exact, build_ivf, default_nlist, search
+from mtmh.merge import Candidate, engagement_quota, quota_merge
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    """Unit vectors around random centres: the structure real item embeddings have."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivf_search_finds_most_of_the_exact_top_k() -> None:
+    x = clustered(20_000, 32, 64, seed=0)
+    ids = np.arange(len(x)) + 1_000  # labels are item ids, not row positions
+    cfg = IndexConfig(nlist=128, nprobe=16)
+    ivf = build_ivf(x, ids, cfg)
+    exact = build_exact(x, ids)
+    q = x[:300]
+    _, truth = search(exact, q, 50)
+    _, found = search(ivf, q, 50)
+    recall = np.mean([len(set(t) & set(f)) / 50 for t, f in zip(truth, found, strict=True)])
+    assert recall >= 0.9, recall
+    assert truth.min() >= 1_000
+    # More probes never hurt: all lists probed is exact.
+    _, all_lists = search(ivf, q, 50, nprobe=128)
+    assert np.mean([len(set(t) & set(f)) / 50 for t, f in zip(truth, all_lists, strict=True)]) == 1
+
+
+def test_nlist_default_keeps_enough_points_per_list() -> None:
+    cfg = IndexConfig()
+    assert default_nlist(1_682, cfg) == 1_682 // 39
+    assert default_nlist(1_000_000, cfg) == 4_000
+    assert default_nlist(10, cfg) == 1
+
+
+def test_gpu_request_without_faiss_gpu_is_an_error() -> None:
+    x = clustered(500, 8, 4, seed=1)
+    with pytest.raises(AnnIndexError, match="faiss-gpu"):
+        build_ivf(x, np.arange(500), IndexConfig(use_gpu=True))
+
+
+def test_saved_index_loads_only_for_its_model_version_head_and_dim(tmp_path: Path) -> None:
+    x = clustered(2_000, 16, 8, seed=2)
+    ids = np.arange(2_000)
+    cfg = IndexConfig(nprobe=4)
+    index = build_ivf(x, ids, cfg)
+    save_index(index, make_meta("mtmh", "mtmh-aaa", "relevance", 16, ids, index, cfg, 0.1),
+               tmp_path)  # fmt: skip
+    loaded, meta = load_index(tmp_path, "mtmh-aaa", "relevance", 16)
+    assert meta.nlist == index.nlist and meta.num_items == 2_000
+    np.testing.assert_array_equal(search(loaded, x[:5], 3)[1], search(index, x[:5], 3)[1])
+    with pytest.raises(IndexMismatchError, match="model_version is 'mtmh-aaa'"):
+        load_index(tmp_path, "mtmh-bbb", "relevance", 16)
+    with pytest.raises(IndexMismatchError, match="head"):
+        load_index(tmp_path, "mtmh-aaa", "engagement", 16)
+    with pytest.raises(IndexMismatchError, match="dim"):
+        load_index(tmp_path, "mtmh-aaa", "relevance", 32)
+
+
+ENG = [(1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0)]
+REL = [(3, 7.0), (5, 5.0), (6, 4.0), (1, 9.0)]
+
+
+@pytest.mark.parametrize(
+    ("alpha", "expected"),
+    [
+        (0, [(3, "relevance"), (5, "relevance"), (6, "relevance"), (1, "relevance")]),
+        (50, [(1, "engagement"), (2, "engagement"), (3, "relevance"), (5, "relevance")]),
+        (100, [(1, "engagement"), (2, "engagement"), (3, "engagement"), (4, "engagement")]),
+    ],
+)
+def test_quota_merge_takes_alpha_percent_from_engagement(
+    alpha: float, expected: list[tuple[int, str]]
+) -> None:
+    out = quota_merge(ENG, REL, k=4, alpha=alpha)
+    assert [(c.item_id, c.head) for c in out] == expected
+    assert len({c.item_id for c in out}) == 4  # no duplicates
+    assert out == quota_merge(list(ENG), list(REL), k=4, alpha=alpha)  # deterministic
+
+
+def test_quota_merge_drops_duplicates_and_fills_from_the_other_head() -> None:
+    # Relevance repeats engagement's picks: it must reach past them for unique items.
+    out = quota_merge(ENG, [(1, 9.0), (2, 8.0), (7, 1.0)], k=4, alpha=50)
+    assert [c.item_id for c in out] == [1, 2, 7, 3]  # relevance ran out; engagement fills
+    # Fewer unique items than K: all of them, once each.
+    assert [c.item_id for c in quota_merge([(1, 1.0)], [(1, 1.0), (2, 0.5)], 5, 50)] == [1, 2]
+    assert quota_merge([], [], 3, 50) == []
+
+
+def test_engagement_quota_rounds_half_up_and_rejects_bad_alpha() -> None:
+    assert [engagement_quota(30, a) for a in (0, 30, 50, 70, 100)] == [0, 9, 15, 21, 30]
+    assert engagement_quota(5, 50) == 3
+    with pytest.raises(ValueError, match="alpha"):
+        engagement_quota(10, 101)
+
+
+def test_recall_and_topic_match_on_hand_computed_cases() -> None:
+    assert recall_at([4, 9, 1, 7], {1, 2}, (1, 3, 4)) == {1: 0.0, 3: 0.5, 4: 0.5}
+    mean = RecallMean((2,))
+    mean.add([1, 2, 3], {1, 2})  # 1.0
+    mean.add([5, 6, 1], {1})  # 0.0
+    assert mean.means() == {2: 0.5}
+    assert mean.standard_errors()[2] == pytest.approx(0.5)  # sample sd 0.707 / sqrt(2)
+    labels = [frozenset({"a"}), frozenset({"a", "b"}), frozenset({"c"}), frozenset()]
+    m = MatchCounter(labels)
+    m.add(0, [1, 2, 3])  # (0,1) match, (0,2) no, (0,3) unlabelled: skipped
+    m.add(3, [0, 1])  # unlabelled trigger: skipped
+    m.add(1, [2])  # no
+    assert (m.hits, m.total) == (1, 3)
+    with pytest.raises(ValueError, match="no T2 items"):
+        recall_at([1], set(), (1,))
+
+
+def test_rank_rows_breaks_ties_by_item_id_and_skips_invalid() -> None:
+    items = np.array([[7, 3, 5, 9]])
+    scores = np.array([[1.0, 2.0, 2.0, -np.inf]])
+    assert rank_rows(items, scores, keep=3) == [[(3, 2.0), (5, 2.0), (7, 1.0)]]
+
+
+def test_pool_dedups_across_triggers_by_score() -> None:
+    rows = [
+        [Candidate(1, 0.5, "engagement"), Candidate(2, 0.9, "relevance")],
+        [Candidate(2, 0.9, "engagement"), Candidate(3, 0.5, "relevance")],
+    ]
+    assert pool(rows, top_k=10) == [(2, 0.9), (1, 0.5), (3, 0.5)]
+    assert pool(rows, top_k=1) == [(2, 0.9)]
