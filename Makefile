@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train bench-index lint format clean
+.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train bench-index sweep lint format clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 
 run: install  ## the main job on the embedded default: the whole ml-100k pipeline, local Ray
 	$(PY) ray_jobs/pipeline.py --dataset ml-100k --out $(RUN_DIR)
+
+sweep: install  ## the Ray Tune sweep of w_r (and alpha) on the run made by `make run`
+	$(PY) tune/sweep_wr.py --run $(RUN_DIR)
 
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest

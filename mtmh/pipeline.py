@@ -41,12 +41,26 @@ FRESH_VARIANTS = ("mtmh", "itemcf")  # the two curves of the fresh-content analy
 
 
 def stage_key(*parts: Any) -> str:
-    blob = json.dumps(
-        [config_to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts],
-        sort_keys=True,
-        default=str,
-    )
+    blob = json.dumps([artifact_fields(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Knobs that change how fast or where a stage runs, never what it produces: left out of the
+# stage keys, so resizing a job does not redo its artifacts.
+RESOURCE_FIELDS = frozenset({
+    "cpus", "threads", "actor_cpus", "actor_threads", "actors_min", "actors_max",
+    "cpus_per_worker", "threads_per_worker", "data_cpus", "report_every", "checkpoint_every",
+    "max_failures", "build_cpus", "build_threads",
+})  # fmt: skip
+
+
+def artifact_fields(section: Any) -> Any:
+    """A config section as a dict without its RESOURCE_FIELDS (recursively)."""
+    if dataclasses.is_dataclass(section):
+        section = config_to_dict(section)
+    if isinstance(section, dict):
+        return {k: artifact_fields(v) for k, v in section.items() if k not in RESOURCE_FIELDS}
+    return section
 
 
 @dataclass

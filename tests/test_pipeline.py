@@ -62,6 +62,9 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     changed = load_config(overrides=[*TINY, "eval.keep_per_head=10"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]
+    # Resource knobs (CPUs, threads, reporting) never make an artifact stale.
+    resized = load_config(overrides=[*TINY, "train.cpus_per_worker=1.0", "train.report_every=7"])
+    assert all(stage.current() for stage in plan(resized, run))
 
     # An index is bound to its model version: another model's index under itemcf's name is
     # refused when the serving path loads it.

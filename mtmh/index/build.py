@@ -42,12 +42,16 @@ def build_head_index(
 
 
 def build_indexes(
-    run_dir: Path, model: str, cfg: IndexConfig, seed: int = 0
+    run_dir: Path, model: str, cfg: IndexConfig, seed: int = 0, in_process: bool = False
 ) -> dict[str, IndexMeta]:
-    """{head: meta} for every head of `model`, built concurrently as Ray tasks."""
+    """{head: meta} for every head of `model`, built concurrently as Ray tasks, or one after
+    the other in this process with `in_process` (inside a Tune trial, whose placement group
+    has no CPU for extra tasks)."""
     import ray
 
     heads = sorted(EmbeddingSource.named(run_dir, model).heads)
+    if in_process:
+        return {h: build_head_index(run_dir, model, h, cfg, seed) for h in heads}
     task = ray.remote(build_head_index).options(
         num_cpus=cfg.build_cpus, num_gpus=1 if cfg.use_gpu else 0, name=f"index-{model}"
     )

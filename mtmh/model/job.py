@@ -10,24 +10,29 @@ from typing import Any
 
 from mtmh.config import RunConfig
 from mtmh.model.curves import plot_loss_curves, read_metrics
-from mtmh.model.train_loop import fit, model_dir
+from mtmh.model.train_loop import fit, model_dir, model_name
 
 
 class TrainingFailed(RuntimeError):
     """Ray Train gave up on the run (failures beyond train.max_failures)."""
 
 
-def train_variant(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Train `cfg.model.variant` on the run; returns (and writes) its summary."""
+def train_variant(
+    cfg: RunConfig, run_dir: Path, callbacks: list[Any] | None = None
+) -> dict[str, Any]:
+    """Train `cfg.model.variant` into RUN/models/<model.name or variant>; returns (and writes)
+    its summary."""
     started = time.perf_counter()
-    result = fit(cfg, run_dir)
+    name = model_name(cfg)
+    result = fit(cfg, run_dir, callbacks=callbacks)
     if result.error is not None:
-        raise TrainingFailed(f"training {cfg.model.variant} failed: {result.error}")
-    out = model_dir(run_dir, cfg.model.variant)
+        raise TrainingFailed(f"training {name} failed: {result.error}")
+    out = model_dir(run_dir, name)
     rows = read_metrics(out / "metrics.jsonl")
-    plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", cfg.model.variant)
+    plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", name)
     summary = {
         "variant": cfg.model.variant,
+        "name": name,
         "steps": int(result.metrics["step"]),
         "seconds": round(time.perf_counter() - started, 1),
         "first": {k: round(v, 4) for k, v in rows[0].items() if "/" in k} if rows else {},

@@ -40,8 +40,13 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 
 
-def model_dir(run_dir: Path, variant: str) -> Path:
-    return run_dir / "models" / variant
+def model_name(cfg: RunConfig) -> str:
+    """Where a training's outputs go: `model.name`, else the variant's name."""
+    return cfg.model.name or cfg.model.variant
+
+
+def model_dir(run_dir: Path, name: str) -> Path:
+    return run_dir / "models" / name
 
 
 def build_task(cfg: RunConfig, run_dir: Path) -> RetrievalTask:
@@ -146,7 +151,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         log.info("rank %d resumed at step %d (epoch %d, +%d batches)", rank, step, epoch0, skip)
     ddp_task = ray.train.torch.prepare_model(task)
     device = ray.train.torch.get_device()
-    metrics_path = model_dir(run_dir, cfg.model.variant) / "metrics.jsonl"
+    metrics_path = model_dir(run_dir, model_name(cfg)) / "metrics.jsonl"
     fresh_ids = None
     if tc.fresh_snapshot_every is not None and rank == 0:
         fresh_ids = fresh_item_ids(run_dir, tc.fresh_max_interactions, tc.fresh_max_items)
@@ -187,7 +192,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             step += 1
             step_in_epoch += 1
             if fresh_ids is not None and step % (tc.fresh_snapshot_every or 1) == 0:
-                fresh_dir = model_dir(run_dir, cfg.model.variant) / "fresh"
+                fresh_dir = model_dir(run_dir, model_name(cfg)) / "fresh"
                 snapshot_fresh(task.tower, fresh_ids, fresh_dir / f"step-{step:07d}.npz")
             window_pairs += len(batch["trigger_id"]) * world
             last_losses = losses
@@ -202,13 +207,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 window_start, window_pairs = time.perf_counter(), 0
         skip = 0
     # The last report carries the final checkpoint, and the tail steps since the last metrics
-    # row (an epoch rarely ends on a report boundary).
+    # row (an epoch rarely ends on a report boundary). It is flagged "final", not "done":
+    # Ray Tune reads a reported "done" as the end of the trial.
     final = _save_state(ddp_task, opt, step, tc.epochs, 0) if rank == 0 else None
-    metrics = {"step": step, "done": 1.0}
+    metrics = {"step": step, "final": 1.0}
     if last_losses is not None and step > reported_step:
         metrics = {
             **_metrics_row(step, tc.epochs - 1, window_pairs, window_start, last_losses),
-            "done": 1.0,
+            "final": 1.0,
         }
     _log_metrics(metrics, metrics_path if rank == 0 and "loss" in metrics else None, final)
     if rank == 0:
@@ -251,7 +257,7 @@ def embed_all(tower: ItemTower, batch_size: int = 8192) -> dict[str, np.ndarray]
 
 
 def write_outputs(tower: ItemTower, cfg: RunConfig, run_dir: Path) -> None:
-    out = model_dir(run_dir, cfg.model.variant)
+    out = model_dir(run_dir, model_name(cfg))
     (out / "embeddings").mkdir(parents=True, exist_ok=True)
     torch.save(tower.state_dict(), out / "model.pt")
     save_config(cfg, out / "config.yaml")
@@ -264,8 +270,11 @@ def write_outputs(tower: ItemTower, cfg: RunConfig, run_dir: Path) -> None:
         pq.write_table(table, out / "embeddings" / f"{head}.parquet")
 
 
-def fit(cfg: RunConfig, run_dir: Path, **loop_extras: Any) -> Any:
-    """Train `cfg.model.variant` on RUN/data/pairs with a TorchTrainer; returns Ray's Result."""
+def fit(
+    cfg: RunConfig, run_dir: Path, callbacks: list[Any] | None = None, **loop_extras: Any
+) -> Any:
+    """Train `cfg.model.variant` on RUN/data/pairs with a TorchTrainer; returns Ray's Result.
+    `callbacks` go to Ray Train's RunConfig (a Tune trial passes TuneReportCallback)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -273,11 +282,17 @@ def fit(cfg: RunConfig, run_dir: Path, **loop_extras: Any) -> Any:
     pairs = run_dir / "data" / "pairs"
     if not pairs.is_dir():
         raise FileNotFoundError(f"{pairs} not found: run ray_jobs/prepare_data.py first")
-    out = model_dir(run_dir, cfg.model.variant)
+    out = model_dir(run_dir, model_name(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
+    # A new training starts clean: Ray Train resumes from whatever checkpoint it finds under
+    # the same storage path and name, so an earlier run's final checkpoint would make this
+    # one train nothing. (Recovery from a failure inside this fit() is Ray's, unaffected.)
+    shutil.rmtree(out / "ray_train", ignore_errors=True)
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
-    ds = ray.data.read_parquet(str(pairs)).select_columns(["trigger_id", "target_id"])
+    ds = ray.data.read_parquet(
+        str(pairs), columns=["trigger_id", "target_id"], num_cpus=cfg.train.data_cpus
+    )
     tc = cfg.train
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -292,10 +307,11 @@ def fit(cfg: RunConfig, run_dir: Path, **loop_extras: Any) -> Any:
             resources_per_worker={"CPU": tc.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(
-            name=f"train-{cfg.model.variant}",
+            name=f"train-{model_name(cfg)}",
             storage_path=str((out / "ray_train").resolve()),
             failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
             # Train v2's RunConfig; the type stubs still describe v1's, which lacks it.
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(tc.threads_per_worker)}},  # type: ignore[call-arg]
         ),

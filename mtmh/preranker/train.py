@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -120,6 +121,7 @@ def fit_preranker(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     out = preranker_dir(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(out / "ray_train", ignore_errors=True)  # else Ray Train resumes the old run
     pc = cfg.preranker
     started = time.perf_counter()
     trainer = TorchTrainer(

@@ -1,0 +1,162 @@
+"""The sweep's outputs: wr_sweep.json (one object per trial), wr_sweep.md (the paper's Table 4
+layout: change relative to w_r = 0.5) and wr_sweep.png (every (w_r, alpha) point on the
+recall-relevance plane, with the Pareto front), plus the recommended point.
+
+The recommendation: among all (w_r, alpha) points whose recall@500 is at least that of the
+same trial's engagement head (alpha = 100) minus `sweep.recall_tolerance`, the one with the
+highest L2 match (ties: higher recall@500, then smaller w_r).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from mtmh.config import RunConfig
+from mtmh.eval.report import METRICS, metrics_table
+from mtmh.sweep.trial import alpha_key
+
+REFERENCE_W_R = 0.5  # Table 4 reports changes relative to the paper's default
+
+
+def trial_objects(records: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+    """The JSON objects: w_r, seed, status, metrics (serving alpha) and the alpha sweep."""
+    alphas = sorted({*cfg.eval.alphas, cfg.eval.alpha})
+    out = []
+    for r in records:
+        m = r["metrics"]
+        obj: dict[str, Any] = {"w_r": r["w_r"], "seed": r["seed"], "status": r["status"]}
+        if r["status"] == "evaluated":
+            obj["metrics"] = {k: m[k] for k in METRICS if k in m}
+            obj["alpha_sweep"] = [
+                {"alpha": a, **{k: m[alpha_key(a, k)] for k in METRICS if alpha_key(a, k) in m}}
+                for a in alphas
+            ]
+        else:
+            obj["error"] = r["error"]
+            obj["last_reported"] = {k: v for k, v in m.items() if isinstance(v, int | float)}
+        out.append(obj)
+    return out
+
+
+def mean_by_w_r(trials: list[dict[str, Any]]) -> dict[float, dict[str, float]]:
+    """Metrics at the serving alpha, averaged over seeds, per w_r."""
+    groups: dict[float, list[dict[str, float]]] = defaultdict(list)
+    for t in trials:
+        if "metrics" in t:
+            groups[t["w_r"]].append(t["metrics"])
+    return {
+        w: {k: sum(m[k] for m in ms) / len(ms) for k in METRICS} for w, ms in sorted(groups.items())
+    }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (both maximised)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points)
+            if j != i
+        )  # fmt: skip
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def recommend(trials: list[dict[str, Any]], tolerance: float) -> dict[str, Any] | None:
+    best = None
+    for t in trials:
+        sweep = {row["alpha"]: row for row in t.get("alpha_sweep", [])}
+        if 100.0 not in sweep:
+            continue
+        floor = sweep[100.0]["recall@500"] - tolerance
+        for alpha, row in sweep.items():
+            if row["recall@500"] < floor:
+                continue
+            key = (row["l2_match"], row["recall@500"], -t["w_r"])
+            if best is None or key > best[0]:
+                point = {"w_r": t["w_r"], "seed": t["seed"], "alpha": alpha, **row}
+                point["engagement_head_recall@500"] = sweep[100.0]["recall@500"]
+                best = (key, point)
+    return best[1] if best else None
+
+
+def write_sweep_report(
+    records: list[dict[str, Any]], cfg: RunConfig, out_dir: Path
+) -> dict[str, Any]:
+    trials = trial_objects(records, cfg)
+    means = mean_by_w_r(trials)
+    pick = recommend(trials, cfg.sweep.recall_tolerance)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "wr_sweep.json").write_text(json.dumps(trials, indent=2) + "\n")
+    lines = [
+        f"# {cfg.data.dataset}: w_r sweep (MTMH at alpha {cfg.eval.alpha:g})",
+        "",
+        f"{len(trials)} trials; seeds {sorted({t['seed'] for t in trials})}; metrics are the "
+        "mean over seeds. Percent; in brackets the change relative to w_r = 0.5 (the paper's "
+        "Table 4 layout).",
+        "",
+    ]
+    rows = {f"w_r {w:g}": m for w, m in means.items()}
+    base = f"w_r {REFERENCE_W_R:g}" if REFERENCE_W_R in means else None
+    lines += metrics_table(rows, base, "w_r")
+    not_done = [t for t in trials if t["status"] != "evaluated"]
+    if not_done:
+        lines += ["", "Not evaluated: " + ", ".join(
+            f"w_r {t['w_r']:g} seed {t['seed']} ({t['status']})" for t in not_done)]  # fmt: skip
+    lines += ["", "## Recommended point", ""]
+    if pick:
+        lines.append(
+            f"w_r {pick['w_r']:g}, alpha {pick['alpha']:g} (seed {pick['seed']}): recall@500 "
+            f"{100 * pick['recall@500']:.2f}% (engagement head "
+            f"{100 * pick['engagement_head_recall@500']:.2f}%), L2 {100 * pick['l2_match']:.2f}%"
+            f", L1 {100 * pick['l1_match']:.2f}%: the most relevant point that loses no "
+            f"recall@500 against its engagement head (tolerance "
+            f"{100 * cfg.sweep.recall_tolerance:g} points)."
+        )
+    else:
+        lines.append("No evaluated trial.")
+    lines += ["", "Plot: wr_sweep.png (every (w_r, alpha) point; the line is the Pareto front).",
+              ""]  # fmt: skip
+    (out_dir / "wr_sweep.md").write_text("\n".join(lines))
+    plot_sweep(trials, out_dir / "wr_sweep.png", cfg.data.dataset, pick)
+    return {"trials": trials, "by_w_r": means, "recommended": pick}
+
+
+def plot_sweep(
+    trials: list[dict[str, Any]], path: Path, dataset: str, pick: dict[str, Any] | None
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points, labels = [], []
+    for t in trials:
+        for row in t.get("alpha_sweep", []):
+            if not (math.isnan(row["recall@500"]) or math.isnan(row["l2_match"])):
+                points.append((100 * row["recall@500"], 100 * row["l2_match"]))
+                labels.append((t["w_r"], row["alpha"]))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    w_values = sorted({w for w, _ in labels})
+    cmap = plt.get_cmap("viridis", max(len(w_values), 2))
+    for k, w in enumerate(w_values):
+        xs = [p for p, (w2, _) in zip(points, labels, strict=True) if w2 == w]
+        ax.scatter([x for x, _ in xs], [y for _, y in xs], color=cmap(k), label=f"w_r {w:g}")
+    for (x, y), (_, a) in zip(points, labels, strict=True):
+        ax.annotate(f"{a:g}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    front = pareto_front(points)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1,
+            label="Pareto front")  # fmt: skip
+    if pick:
+        ax.scatter([100 * pick["recall@500"]], [100 * pick["l2_match"]], s=160,
+                   facecolors="none", edgecolors="red", label="recommended")  # fmt: skip
+    ax.set(xlabel="recall@500 (%)", ylabel="L2 topic match (%)",
+           title=f"{dataset}: w_r x alpha (labels: alpha)")  # fmt: skip
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,89 @@
+"""The w_r sweep: the report's pure parts, and a tiny sweep through Ray Tune in a local Ray."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mtmh.config import load_config
+from mtmh.sweep.report import pareto_front, recommend
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(1.0, 5.0), (2.0, 4.0), (1.5, 3.0), (3.0, 1.0), (2.0, 4.0)]
+    assert pareto_front(points) == [0, 1, 4, 3]  # (1.5, 3) is beaten by (2, 4)
+
+
+def test_recommendation_is_the_most_relevant_point_without_recall_loss() -> None:
+    def sweep(*rows: tuple[float, float, float]) -> list[dict[str, float]]:
+        return [{"alpha": a, "recall@500": r, "l2_match": l2, "l1_match": 0.0} for a, r, l2 in rows]
+
+    low = sweep((0, 0.30, 0.9), (50, 0.41, 0.6), (100, 0.40, 0.5))
+    high = sweep((0, 0.20, 0.95), (50, 0.39, 0.7), (100, 0.40, 0.5))
+    trials = [
+        {"w_r": 0.5, "seed": 0, "alpha_sweep": low},
+        {"w_r": 5.0, "seed": 0, "alpha_sweep": high},
+    ]
+    pick = recommend(trials, tolerance=0.0)
+    assert pick is not None and (pick["w_r"], pick["alpha"]) == (0.5, 50)
+    loose = recommend(trials, tolerance=0.015)  # now w_r 5 at alpha 50 qualifies and wins on L2
+    assert loose is not None and (loose["w_r"], loose["alpha"]) == (5.0, 50)
+
+
+TINY = [
+    "data.dataset=synthetic",
+    "data.synthetic.num_items=300",
+    "data.synthetic.num_users=200",
+    "data.synthetic.num_interactions=6000",
+    "content.train.epochs=2",
+    "train.batch_size=256",
+    "train.cpus_per_worker=0.5",
+    "train.report_every=2",
+    "preranker.batch_size=128",
+    "preranker.epochs=1",
+    "sweep.w_r_values=[0.0, 1.0]",
+]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_tiny_sweep_runs_through_tune_and_resumes(tmp_path: Path) -> None:
+    from mtmh.content.encode import encode_content
+    from mtmh.data.prepare import prepare
+    from mtmh.sweep.report import write_sweep_report
+    from mtmh.sweep.tuner import EXPERIMENT, run_sweep, sweep_dir
+
+    cfg = load_config(overrides=TINY)
+    run = tmp_path / "run"
+    prepare(cfg, run)
+    encode_content(cfg, run)
+    records = run_sweep(cfg, run)
+    summary = write_sweep_report(records, cfg, sweep_dir(run))
+
+    trials = json.loads((sweep_dir(run) / "wr_sweep.json").read_text())
+    assert [(t["w_r"], t["seed"], t["status"]) for t in trials] == [
+        (0.0, 0, "evaluated"), (1.0, 0, "evaluated")
+    ]  # fmt: skip
+    for t in trials:
+        assert 0.0 <= t["metrics"]["recall@500"] <= 1.0
+        assert [row["alpha"] for row in t["alpha_sweep"]] == [0, 30, 50, 70, 100]
+    table_rows = re.findall(r"^\| w_r \d", (sweep_dir(run) / "wr_sweep.md").read_text(), re.M)
+    assert len(table_rows) == 2
+    assert (sweep_dir(run) / "wr_sweep.png").stat().st_size > 0
+    assert summary["recommended"] is not None
+    # Tune saw the training losses as they were reported (what ASHA needs), then the final
+    # evaluation; and wrote TensorBoard logs.
+    experiment = sweep_dir(run) / EXPERIMENT
+    for record in records:
+        rows = (Path(record["path"]) / "result.json").read_text().splitlines()
+        assert len(rows) >= 3 and "relevance/l_e" in json.loads(rows[0])
+        assert json.loads(rows[-1])["evaluated"] == 1.0
+    assert list(experiment.rglob("events.out.tfevents*"))
+
+    # Restoring a finished sweep retrains nothing and returns the same trials.
+    again = run_sweep(cfg, run, resume=True)
+    assert [(r["w_r"], r["metrics"]["recall@500"]) for r in again] == [
+        (r["w_r"], r["metrics"]["recall@500"]) for r in records
+    ]

@@ -1,0 +1,64 @@
+"""Ray Tune sweep of w_r (each trial trains MTMH, builds its indexes and evaluates it at every
+alpha), written as RUN/tune/wr_sweep.{json,md,png}.
+
+python tune/sweep_wr.py --run runs/ml-100k                  # after prepare and encode
+python tune/sweep_wr.py --run runs/ml-100k --resume         # continue an interrupted sweep
+python tune/sweep_wr.py --run runs/ml-100k --set sweep.scheduler=asha \
+    --set "sweep.seeds=[0,1,2]" --dashboard
+ray job submit -- python tune/sweep_wr.py --run /shared/runs/ml-1m --set train.use_gpu=true
+
+Watch it in the Ray dashboard (--dashboard on a local Ray; a cluster always has one) and in
+TensorBoard: `tensorboard --logdir RUN/tune/wr_sweep`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+
+from mtmh.cli import add_config_args, setup_logging
+from mtmh.config import ConfigError, load_config
+from mtmh.ray_utils import init_ray
+from mtmh.sweep.report import write_sweep_report
+from mtmh.sweep.tuner import run_sweep, sweep_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", required=True, type=Path, help="run directory (prepared, encoded)")
+    parser.add_argument("--resume", action="store_true", help="restore an interrupted sweep")
+    parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard")
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_config(args.config or (args.run / "data" / "config.yaml"), args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for needed in (args.run / "data" / "pairs", args.run / "content" / "item_embeddings.parquet"):
+        if not needed.exists():
+            print(f"error: {needed} not found: run prepare_data.py and encode_content.py first",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    if args.dashboard:
+        cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, dashboard=True))
+    init_ray(cfg.ray)
+    records = run_sweep(cfg, args.run, resume=args.resume)
+    summary = write_sweep_report(records, cfg, sweep_dir(args.run))
+    Console().print(Markdown((sweep_dir(args.run) / "wr_sweep.md").read_text()))
+    print(json.dumps({"recommended": summary["recommended"]}, default=str))
+    failed = [r for r in records if r["status"] == "error"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
