@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from mtmh.config import ConfigError, RunConfig, load_config
 
@@ -31,6 +32,21 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
         return load_config(args.config, [*(extra or []), *args.overrides])
     except ConfigError as err:
         sys.exit(f"error: {err}")
+
+
+def run_config_from_args(
+    args: argparse.Namespace, run_dir: Path, extra: list[str] | None = None
+) -> RunConfig:
+    """The config of a job on an existing run: --config, else the run's own
+    RUN/data/config.yaml, plus --set overrides. A bad config exits with status 2 and the
+    validation message (no traceback for a user error)."""
+    try:
+        return load_config(
+            args.config or (run_dir / "data" / "config.yaml"), [*(extra or []), *args.overrides]
+        )
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -15,8 +15,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from mtmh.cli import add_config_args, setup_logging
-from mtmh.config import ConfigError, load_config
+from mtmh.cli import add_config_args, run_config_from_args, setup_logging
 from mtmh.index.build import build_indexes
 from mtmh.index.faiss_index import AnnIndexError
 from mtmh.ray_utils import init_ray
@@ -31,11 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_config(args.config or (args.run / "data" / "config.yaml"), args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = run_config_from_args(args, args.run)
     init_ray(cfg.ray)
     out = {}
     for model in args.model:

@@ -20,8 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtmh.cli import add_config_args, setup_logging
-from mtmh.config import ConfigError, load_config
+from mtmh.cli import add_config_args, run_config_from_args, setup_logging
 from mtmh.content.encode import encode_content
 from mtmh.eval.content_quality import content_topic_match
 from mtmh.ray_utils import init_ray
@@ -37,12 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    base = args.config or (args.run / "data" / "config.yaml")
-    try:
-        cfg = load_config(base, args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = run_config_from_args(args, args.run)
     init_ray(cfg.ray)
     try:
         stats = encode_content(cfg, args.run, retrain=args.retrain)

@@ -17,8 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markdown import Markdown
 
-from mtmh.cli import add_config_args, setup_logging
-from mtmh.config import ConfigError, load_config
+from mtmh.cli import add_config_args, run_config_from_args, setup_logging
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.artifact import IndexMismatchError
 from mtmh.ray_utils import init_ray
@@ -32,11 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_config(args.config or (args.run / "data" / "config.yaml"), args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = run_config_from_args(args, args.run)
     init_ray(cfg.ray)
     try:
         evaluate_run(cfg, args.run)

@@ -17,8 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from mtmh.cli import add_config_args, setup_logging
-from mtmh.config import ConfigError, load_config
+from mtmh.cli import add_config_args, run_config_from_args, setup_logging
 from mtmh.model.job import TrainingFailed, train_variant
 from mtmh.model.variants import VARIANTS
 from mtmh.ray_utils import init_ray
@@ -34,13 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     extra = [f"model.variant={args.variant}"] if args.variant else []
-    try:
-        cfg = load_config(
-            args.config or (args.run / "data" / "config.yaml"), [*extra, *args.overrides]
-        )
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = run_config_from_args(args, args.run, extra)
     init_ray(cfg.ray)
     try:
         summary = train_variant(cfg, args.run)

@@ -13,17 +13,10 @@ from mtmh.eval.report import METRICS
 from mtmh.eval.retrieval import load_heads
 from mtmh.index.artifact import IndexMismatchError, index_dir
 from mtmh.pipeline import plan, run_pipeline
+from tests.tiny_data import TINY_SYNTHETIC
 
 TINY = [
-    "data.dataset=synthetic",
-    "data.synthetic.num_items=300",
-    "data.synthetic.num_users=200",
-    "data.synthetic.num_interactions=6000",
-    "content.train.epochs=2",
-    "train.batch_size=256",
-    "train.cpus_per_worker=0.5",
-    "preranker.batch_size=128",
-    "preranker.epochs=1",
+    *TINY_SYNTHETIC,
     "eval.fresh_snapshot_every=2",
     "pipeline.variants=[itemcf, mtmh]",
 ]

@@ -10,6 +10,7 @@ import pytest
 
 from mtmh.config import load_config
 from mtmh.sweep.report import pareto_front, recommend
+from tests.tiny_data import TINY_SYNTHETIC
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:
@@ -34,16 +35,8 @@ def test_recommendation_is_the_most_relevant_point_without_recall_loss() -> None
 
 
 TINY = [
-    "data.dataset=synthetic",
-    "data.synthetic.num_items=300",
-    "data.synthetic.num_users=200",
-    "data.synthetic.num_interactions=6000",
-    "content.train.epochs=2",
-    "train.batch_size=256",
-    "train.cpus_per_worker=0.5",
+    *TINY_SYNTHETIC,
     "train.report_every=2",
-    "preranker.batch_size=128",
-    "preranker.epochs=1",
     "sweep.w_r_values=[0.0, 1.0]",
 ]
 

@@ -119,3 +119,18 @@ def write_tiny_run(root: Path, n_items: int, n_pairs: int = 512, dim: int = 8) -
         content / "item_embeddings.parquet",
     )  # fmt: skip
     return root
+
+
+# A tiny synthetic run for the end-to-end tests (pipeline, sweep): a few hundred items and
+# users, trainings of a few steps.
+TINY_SYNTHETIC = [
+    "data.dataset=synthetic",
+    "data.synthetic.num_items=300",
+    "data.synthetic.num_users=200",
+    "data.synthetic.num_interactions=6000",
+    "content.train.epochs=2",
+    "train.batch_size=256",
+    "train.cpus_per_worker=0.5",
+    "preranker.batch_size=128",
+    "preranker.epochs=1",
+]

@@ -22,8 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markdown import Markdown
 
-from mtmh.cli import add_config_args, setup_logging
-from mtmh.config import ConfigError, load_config
+from mtmh.cli import add_config_args, run_config_from_args, setup_logging
 from mtmh.ray_utils import init_ray
 from mtmh.sweep.report import write_sweep_report
 from mtmh.sweep.tuner import run_sweep, sweep_dir
@@ -39,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_config(args.config or (args.run / "data" / "config.yaml"), args.overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = run_config_from_args(args, args.run)
     for needed in (args.run / "data" / "pairs", args.run / "content" / "item_embeddings.parquet"):
         if not needed.exists():
             print(f"error: {needed} not found: run prepare_data.py and encode_content.py first",
