@@ -138,3 +138,16 @@ def test_pool_dedups_across_triggers_by_score() -> None:
     ]
     assert pool(rows, top_k=10) == [(2, 0.9), (1, 0.5), (3, 0.5)]
     assert pool(rows, top_k=1) == [(2, 0.9)]
+
+
+def test_nprobe_is_raised_until_the_probed_lists_can_hold_k_ann() -> None:
+    from mtmh.eval.retrieval import cover_k_ann
+
+    x = clustered(4_000, 16, 32, seed=3)
+    index = build_ivf(x, np.arange(4_000), IndexConfig(nlist=100, nprobe=4))
+    cover_k_ann(index, k_ann=40, num_items=4_000)
+    assert index.nprobe == 4  # 4 lists hold ~160 items >= 2 * 40
+    cover_k_ann(index, k_ann=400, num_items=4_000)
+    assert index.nprobe == 20  # 2 * 400 items need ~20 of 100 lists
+    _, found = search(index, x[:10], 400)
+    assert (found >= 0).all()

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from mtmh.index.artifact import index_dir, load_index
 from mtmh.index.faiss_index import search, to_device
 from mtmh.merge import ENGAGEMENT, RELEVANCE, Candidate, quota_merge
 from mtmh.preranker.model import PrerankerModel
+
+log = logging.getLogger(__name__)
 
 Ranked = list[tuple[int, float]]  # (item id, preranker score), best first
 
@@ -63,6 +67,20 @@ def load_heads(
     return out
 
 
+def cover_k_ann(index: Any, k_ann: int, num_items: int, slack: float = 2.0) -> None:
+    """Raise an IVF index's nprobe (C) until the probed lists hold about `slack`·K_ann items
+    on average: with fewer, the search cannot return K_ann candidates at all (nprobe 16 of 512
+    lists over 20,000 items scans ~625). The configured nprobe stays the floor."""
+    nlist = getattr(index, "nlist", None)
+    if not nlist:
+        return
+    needed = min(nlist, math.ceil(slack * k_ann * nlist / num_items))
+    if index.nprobe < needed:
+        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", index.nprobe, needed,
+                 k_ann)  # fmt: skip
+        index.nprobe = needed
+
+
 def rank_rows(items: np.ndarray, scores: np.ndarray, keep: int) -> list[Ranked]:
     """Per row, the top `keep` valid (score > -inf) items by score, ties by smaller item id."""
     out = []
@@ -88,6 +106,8 @@ class Retriever:
         self.num_items = next(iter(heads.values())).vectors.shape[0]
         self.k_ann = min(k_ann, self.num_items)
         self.keep = keep
+        for head in heads.values():
+            cover_k_ann(head.index, self.k_ann, self.num_items)
 
     @torch.no_grad()
     def user_vector(self, history: np.ndarray) -> torch.Tensor:
