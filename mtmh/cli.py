@@ -45,7 +45,7 @@ def run_config_from_args(
             args.config or (run_dir / "data" / "config.yaml"), [*(extra or []), *args.overrides]
         )
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        sys.stderr.write(f"error: {err}\n")  # the CLI contract: message on stderr, exit 2
         raise SystemExit(2) from None
 
 
