@@ -19,7 +19,7 @@ from rich.progress import Progress
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
 from mtmh.eval.fresh import fresh_convergence
-from mtmh.eval.protocol import REPORT_MODELS, ModelSpec, evaluate_model, sample_users
+from mtmh.eval.protocol import REPORT_MODELS, ModelSpec, evaluate_source, sample_users
 from mtmh.eval.report import write_report
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,24 @@ def evaluate_run(
     models = available_models(run_dir, specs)
     alphas = sorted({*ec.alphas, ec.alpha})
     users_ref = ray.put(users)
-    task = ray.remote(evaluate_model).options(num_cpus=1, num_gpus=1 if cfg.index.use_gpu else 0)
-    pending = {task.remote(run_dir.resolve(), s, cfg, users_ref, alphas): s for s in models}
+    task = ray.remote(evaluate_source).options(num_cpus=1, num_gpus=1 if cfg.index.use_gpu else 0)
+    # One task per embedding source: MTMH, MTMH-H1 and MTMH-H2 share one search and preranking.
+    by_source: dict[str, list[ModelSpec]] = {}
+    for spec in models:
+        by_source.setdefault(spec.source, []).append(spec)
+    pending = {
+        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): source
+        for source, group in by_source.items()
+    }
     results: dict[str, dict[str, Any]] = {}
     with Progress() as progress:
         bar = progress.add_task(f"evaluating {len(models)} models", total=len(models))
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            spec = pending.pop(done[0])
-            results[spec.name] = ray.get(done[0])
-            progress.update(bar, advance=1, description=f"evaluated {spec.name}")
+            source = pending.pop(done[0])
+            batch = ray.get(done[0])
+            results.update(batch)
+            progress.update(bar, advance=len(batch), description=f"evaluated {source}")
     report_models = {}
     ann: dict[str, dict[str, float]] = {}
     for spec in models:  # the paper's row order

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
-from mtmh.eval.retrieval import Retriever, load_heads, pool
+from mtmh.eval.retrieval import Ranked, Retriever, load_heads, pool
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.preranker.train import load_preranker
 
@@ -105,13 +105,30 @@ def label_sets(run_dir: Path) -> dict[str, list[frozenset[str]]]:
 def evaluate_model(
     run_dir: Path, spec: ModelSpec, cfg: RunConfig, users: list[EvalUser], alphas: list[float]
 ) -> dict[str, Any]:
-    """{"by_alpha": {alpha: metrics}, "ann_recall": {head: ...}, "users": n} for one model.
-    Single-head models ignore alpha (one entry, keyed by the first alpha)."""
+    """{"by_alpha": {alpha: metrics}, "ann_recall": {head: ...}, "users": n, ...} for one
+    model. Single-head models ignore alpha (one entry, keyed by the first alpha)."""
+    return evaluate_source(run_dir, [spec], cfg, users, alphas)[spec.name]
+
+
+def evaluate_source(
+    run_dir: Path,
+    specs: list[ModelSpec],
+    cfg: RunConfig,
+    users: list[EvalUser],
+    alphas: list[float],
+) -> dict[str, dict[str, Any]]:
+    """`evaluate_model` for every spec over one embedding source (MTMH, MTMH-H1, MTMH-H2
+    share the mtmh heads): search and preranking run once per head, then each spec merges
+    its own subset of the heads."""
     import faiss
 
     faiss.omp_set_num_threads(1)
     ec = cfg.eval
-    heads = load_heads(run_dir, spec.source, spec.heads, use_gpu=cfg.index.use_gpu)
+    sources = {spec.source for spec in specs}
+    if len(sources) != 1:
+        raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
+    all_heads = tuple(sorted({h for spec in specs for h in spec.heads}))
+    heads = load_heads(run_dir, specs[0].source, all_heads, use_gpu=cfg.index.use_gpu)
     num_items = next(iter(heads.values())).vectors.shape[0]
     ret = Retriever(heads, load_preranker(run_dir), effective_k_ann(ec, num_items),
                     ec.keep_per_head)  # fmt: skip
@@ -119,32 +136,45 @@ def evaluate_model(
     kept = [
         ret.preranked(u.history, u.triggers, u.history if ec.exclude_seen else ()) for u in users
     ]
-    alphas = alphas if len(spec.heads) == 2 else alphas[:1]
-    by_alpha = {}
-    for alpha in alphas:
-        recall = RecallMean(tuple(ec.recall_at))
-        match = {lvl: MatchCounter(labels[lvl]) for lvl in labels}
-        for user, user_kept in zip(users, kept, strict=True):
-            per_trigger = ret.merge(user_kept, alpha)
-            for trigger, row in zip(user.triggers, per_trigger, strict=True):
-                for counter in match.values():
-                    counter.add(int(trigger), [c.item_id for c in row])
-            ranked = [item for item, _ in pool(per_trigger, ec.top_k)]
-            recall.add(ranked, set(user.truth))
-        by_alpha[alpha] = {
-            **{f"recall@{k}": v for k, v in recall.means().items()},
-            **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
-            "l1_match": match["l1"].rate,
-            "l2_match": match["l2"].rate,
+    ann = {h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec) for h, hi in heads.items()}
+    out = {}
+    for spec in specs:
+        spec_kept = [{h: user_kept[h] for h in spec.heads} for user_kept in kept]
+        spec_alphas = alphas if len(spec.heads) == 2 else alphas[:1]
+        out[spec.name] = {
+            "by_alpha": {
+                alpha: _metrics(ret, users, spec_kept, alpha, labels, ec) for alpha in spec_alphas
+            },
+            "ann_recall": {h: ann[h] for h in spec.heads},
+            "users": len(users),
+            "k_ann": ret.k_ann,
+            "model_version": heads[spec.heads[0]].version,
         }
+    return out
+
+
+def _metrics(
+    ret: Retriever,
+    users: list[EvalUser],
+    kept: list[dict[str, list[Ranked]]],
+    alpha: float,
+    labels: dict[str, list[frozenset[str]]],
+    ec: EvalConfig,
+) -> dict[str, float]:
+    """recall@K of the pooled lists and topic match of the merged per-trigger lists."""
+    recall = RecallMean(tuple(ec.recall_at))
+    match = {lvl: MatchCounter(labels[lvl]) for lvl in labels}
+    for user, user_kept in zip(users, kept, strict=True):
+        per_trigger = ret.merge(user_kept, alpha)
+        for trigger, row in zip(user.triggers, per_trigger, strict=True):
+            for counter in match.values():
+                counter.add(int(trigger), [c.item_id for c in row])
+        recall.add([item for item, _ in pool(per_trigger, ec.top_k)], set(user.truth))
     return {
-        "by_alpha": by_alpha,
-        "ann_recall": {
-            h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec) for h, hi in heads.items()
-        },
-        "users": len(users),
-        "k_ann": ret.k_ann,
-        "model_version": next(iter(heads.values())).version,
+        **{f"recall@{k}": v for k, v in recall.means().items()},
+        **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
+        "l1_match": match["l1"].rate,
+        "l2_match": match["l2"].rate,
     }
 
 
