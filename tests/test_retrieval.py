@@ -9,7 +9,7 @@ import pytest
 
 from mtmh.config import IndexConfig
 from mtmh.eval.metrics import MatchCounter, RecallMean, recall_at
-from mtmh.eval.retrieval import pool, rank_rows
+from mtmh.eval.retrieval import blocked_items, pool, pool_candidates, rank_candidates, rank_rows
 from mtmh.index.artifact import IndexMismatchError, load_index, make_meta, save_index
 from mtmh.index.faiss_index import AnnIndexError, build_exact, build_ivf, default_nlist, search
 from mtmh.merge import Candidate, engagement_quota, quota_merge
@@ -131,6 +131,15 @@ def test_rank_rows_breaks_ties_by_item_id_and_skips_invalid() -> None:
     assert rank_rows(items, scores, keep=3) == [[(3, 2.0), (5, 2.0), (7, 1.0)]]
 
 
+def test_rank_candidates_never_returns_the_trigger_seen_items_or_faiss_padding() -> None:
+    # faiss pads a short result row with -1; it once slipped through as an "item".
+    cands = np.array([[4, 7, -1, 2, 5], [7, 1, 3, -1, -1]])
+    scores = np.array([[9.0, 8.0, 7.0, 6.0, 5.0], [9.0, 8.0, 7.0, 6.0, 5.0]])
+    blocked = blocked_items(num_items=8, seen=[2])
+    ranked = rank_candidates(cands, scores, np.array([4, 1]), blocked, keep=10)
+    assert ranked == [[(7, 8.0), (5, 5.0)], [(7, 9.0), (3, 7.0)]]
+
+
 def test_pool_dedups_across_triggers_by_score() -> None:
     rows = [
         [Candidate(1, 0.5, "engagement"), Candidate(2, 0.9, "relevance")],
@@ -138,6 +147,9 @@ def test_pool_dedups_across_triggers_by_score() -> None:
     ]
     assert pool(rows, top_k=10) == [(2, 0.9), (1, 0.5), (3, 0.5)]
     assert pool(rows, top_k=1) == [(2, 0.9)]
+    # An item keeps the head of its first best-scoring candidate.
+    assert [c.head for c in pool_candidates(rows, top_k=10)] == ["relevance", "engagement",
+                                                                 "relevance"]  # fmt: skip
 
 
 def test_nprobe_is_raised_until_the_probed_lists_can_hold_k_ann() -> None:

@@ -95,7 +95,63 @@ def rank_rows(items: np.ndarray, scores: np.ndarray, keep: int) -> list[Ranked]:
     return out
 
 
+def blocked_items(num_items: int, seen: Iterable[int]) -> np.ndarray:
+    """[N + 1] mask of items that may not be candidates: `seen`, and the last slot for
+    faiss's -1 (no result)."""
+    blocked = np.zeros(num_items + 1, bool)
+    blocked[list(seen)] = True
+    blocked[num_items] = True
+    return blocked
+
+
+@torch.no_grad()
+def user_vector(preranker: PrerankerModel, history: np.ndarray) -> torch.Tensor:
+    """The preranker's [1, 2d] user vector of a history (item ids, oldest first)."""
+    window = recent_window(np.asarray(history, np.int64), preranker.cfg.history_length)
+    return preranker.user_vectors(torch.as_tensor(window)[None])
+
+
+@torch.no_grad()
+def score_candidates(
+    preranker: PrerankerModel, users: torch.Tensor, cands: np.ndarray
+) -> np.ndarray:
+    """Preranker scores [R, C] of candidate rows `cands` [R, C] (faiss -1 allowed, scored as
+    item 0 and masked later) for user vectors [R, 2d], one per row."""
+    cand_t = torch.as_tensor(np.where(cands < 0, 0, cands))
+    return preranker.score(users, cand_t).numpy().astype(np.float64)
+
+
+def rank_candidates(
+    cands: np.ndarray, scores: np.ndarray, triggers: np.ndarray, blocked: np.ndarray, keep: int
+) -> list[Ranked]:
+    """Per trigger, its `keep` best candidates by score; the trigger itself, blocked items and
+    faiss's -1 are never candidates."""
+    invalid = blocked[cands] | (cands == triggers[:, None])
+    return rank_rows(cands, np.where(invalid, -np.inf, scores), keep)
+
+
+def merge_heads(kept: dict[str, list[Ranked]], k: int, alpha: float) -> list[list[Candidate]]:
+    """Per trigger, the K final candidates: the quota merge of two heads, or the one head's
+    list for a single-head model."""
+    if len(kept) == 1:
+        ((name, lists),) = kept.items()
+        return [[Candidate(i, s, name) for i, s in row[:k]] for row in lists]
+    if set(kept) != {ENGAGEMENT, RELEVANCE}:
+        raise ValueError(f"cannot merge heads {sorted(kept)}")
+    return [
+        quota_merge(e, r, k, alpha) for e, r in zip(kept[ENGAGEMENT], kept[RELEVANCE], strict=True)
+    ]
+
+
+def ann_k(k_ann: int, num_items: int) -> int:
+    """How many neighbours to ask the index for: one extra so the trigger (usually its own
+    nearest neighbour) does not cost a slot."""
+    return min(k_ann + 1, num_items)
+
+
 class Retriever:
+    """The serving path for one user at a time, all in this process (the evaluation's)."""
+
     def __init__(
         self, heads: dict[str, HeadIndex], preranker: PrerankerModel, k_ann: int, keep: int
     ) -> None:
@@ -109,53 +165,36 @@ class Retriever:
         for head in heads.values():
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
-    @torch.no_grad()
-    def user_vector(self, history: np.ndarray) -> torch.Tensor:
-        window = recent_window(np.asarray(history, np.int64), self.preranker.cfg.history_length)
-        return self.preranker.user_vectors(torch.as_tensor(window)[None])
-
-    @torch.no_grad()
     def preranked(
         self, history: np.ndarray, triggers: np.ndarray, seen: Iterable[int] = ()
     ) -> dict[str, list[Ranked]]:
         """{head: per trigger, its `keep` best ANN candidates by preranker score}. The trigger
         itself and the `seen` items are never candidates."""
         triggers = np.asarray(triggers, np.int64)
-        user = self.user_vector(history)
-        blocked = np.zeros(self.num_items + 1, bool)  # last slot: faiss's -1 (no result)
-        blocked[list(seen)] = True
+        users = user_vector(self.preranker, history).expand(len(triggers), -1)
+        blocked = blocked_items(self.num_items, seen)
         out = {}
         for name, head in self.heads.items():
-            # One extra so the trigger (usually its own nearest neighbour) does not cost a slot.
-            _, cands = head.search(triggers, min(self.k_ann + 1, self.num_items))
-            cand_t = torch.as_tensor(np.where(cands < 0, 0, cands))
-            scores = self.preranker.score(user.expand(len(triggers), -1), cand_t).numpy()
-            invalid = blocked[cands] | (cands == triggers[:, None])
-            scores = np.where(invalid, -np.inf, scores.astype(np.float64))
-            out[name] = rank_rows(cands, scores, self.keep)
+            _, cands = head.search(triggers, ann_k(self.k_ann, self.num_items))
+            scores = score_candidates(self.preranker, users, cands)
+            out[name] = rank_candidates(cands, scores, triggers, blocked, self.keep)
         return out
 
     def merge(self, kept: dict[str, list[Ranked]], alpha: float) -> list[list[Candidate]]:
-        """Per trigger, the K = `keep` final candidates: the quota merge of two heads, or the
-        one head's list for a single-head model."""
-        if len(kept) == 1:
-            ((name, lists),) = kept.items()
-            return [[Candidate(i, s, name) for i, s in row[: self.keep]] for row in lists]
-        if set(kept) != {ENGAGEMENT, RELEVANCE}:
-            raise ValueError(f"cannot merge heads {sorted(kept)}")
-        return [
-            quota_merge(e, r, self.keep, alpha)
-            for e, r in zip(kept[ENGAGEMENT], kept[RELEVANCE], strict=True)
-        ]
+        return merge_heads(kept, self.keep, alpha)
+
+
+def pool_candidates(per_trigger: Sequence[Sequence[Candidate]], top_k: int) -> list[Candidate]:
+    """A user's candidates over all triggers: deduplicated (an item keeps its best score and
+    that candidate's head), by preranker score (ties: item id), the top `top_k`."""
+    best: dict[int, Candidate] = {}
+    for row in per_trigger:
+        for c in row:
+            if c.item_id not in best or c.score > best[c.item_id].score:
+                best[c.item_id] = c
+    return sorted(best.values(), key=lambda c: (-c.score, c.item_id))[:top_k]
 
 
 def pool(per_trigger: Sequence[Sequence[Candidate]], top_k: int) -> Ranked:
-    """A user's candidates over all triggers: deduplicated, by preranker score (ties: item
-    id), the top `top_k`."""
-    best: dict[int, float] = {}
-    for row in per_trigger:
-        for c in row:
-            if c.item_id not in best or c.score > best[c.item_id]:
-                best[c.item_id] = c.score
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ranked[:top_k]
+    """`pool_candidates` as (item, score) pairs."""
+    return [(c.item_id, c.score) for c in pool_candidates(per_trigger, top_k)]
