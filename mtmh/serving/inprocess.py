@@ -1,0 +1,26 @@
+"""The Serve graph's computation in one process, with the evaluation's `Retriever`: the
+reference the Serve app is tested against and the baseline of bench/serve_load.py.
+
+Example:
+    ref = InProcessRetrieval(ServingRun.open(Path("runs/ml-100k")))
+    ref.answer(plan_i2i(ref.run, item_id=10, alpha=50))   # [Candidate, ...]
+"""
+
+from __future__ import annotations
+
+from mtmh.eval.retrieval import Retriever
+from mtmh.merge import Candidate
+from mtmh.serving.plan import RetrievalPlan, finish
+from mtmh.serving.run import SERVED_HEADS, ServingRun
+
+
+class InProcessRetrieval:
+    def __init__(self, run: ServingRun) -> None:
+        self.run = run
+        self.heads = {head: run.load_head(head) for head in SERVED_HEADS}
+        self.preranker = run.load_preranker()
+
+    def answer(self, plan: RetrievalPlan) -> list[Candidate]:
+        retriever = Retriever(self.heads, self.preranker, self.run.k_ann, plan.keep)
+        kept = retriever.preranked(plan.history, plan.triggers, plan.seen)
+        return finish(kept, plan)

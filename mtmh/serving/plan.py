@@ -1,0 +1,113 @@
+"""A retrieval request turned into exactly what the serving path computes, and its last step.
+
+The Serve ingress and the in-process reference both plan requests here, so defaults (K, alpha,
+the history standing in for a missing one, seen-item exclusion) and input checks are one
+code path, and the same inputs give the same candidates on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtmh.eval.retrieval import Ranked, merge_heads, pool_candidates
+from mtmh.merge import Candidate
+from mtmh.serving.run import ServingRun
+
+
+class RequestError(ValueError):
+    """A request the served model cannot answer as asked (an HTTP 4xx)."""
+
+
+class UnknownItemError(RequestError):
+    """An item id outside the served catalog (an HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class RetrievalPlan:
+    triggers: np.ndarray  # [T] distinct, in request order
+    history: np.ndarray  # the preranker's user features, oldest first
+    seen: np.ndarray  # never returned
+    keep: int  # K: candidates per head and trigger, and per merged trigger list
+    alpha: float
+    pool_top_k: int | None  # None: one trigger, return its merged list
+
+    @property
+    def k(self) -> int:
+        return self.keep if self.pool_top_k is None else self.pool_top_k
+
+
+def plan_i2i(
+    run: ServingRun,
+    item_id: int,
+    k: int | None = None,
+    alpha: float | None = None,
+    history: Sequence[int] | None = None,
+) -> RetrievalPlan:
+    """K candidates for one trigger; the history defaults to the trigger alone."""
+    keep = run.keep if k is None else k
+    if not 1 <= keep <= run.k_ann:
+        raise RequestError(f"k={keep} is outside 1..{run.k_ann} (this model's K_ann ANN "
+                           "candidates per head)")  # fmt: skip
+    hist = [item_id] if history is None else list(history)
+    return _plan(run, [item_id], hist, keep, alpha, None)
+
+
+def plan_retrieve(
+    run: ServingRun,
+    triggers: Sequence[int],
+    k: int | None = None,
+    alpha: float | None = None,
+    history: Sequence[int] | None = None,
+) -> RetrievalPlan:
+    """The evaluation protocol for one user: every trigger merged to the run's K, pooled to
+    the top k (default the run's top_k). Triggers come most recent first, repeats dropped; the
+    history defaults to the triggers, oldest first."""
+    distinct = list(dict.fromkeys(triggers))
+    if not distinct:
+        raise RequestError("trigger_item_ids is empty")
+    top_k = run.top_k if k is None else k
+    if top_k < 1:
+        raise RequestError(f"k={top_k} must be at least 1")
+    hist = distinct[::-1] if history is None else list(history)
+    return _plan(run, distinct, hist, run.keep, alpha, top_k)
+
+
+def _plan(
+    run: ServingRun,
+    triggers: list[int],
+    history: list[int],
+    keep: int,
+    alpha: float | None,
+    pool_top_k: int | None,
+) -> RetrievalPlan:
+    alpha = run.alpha if alpha is None else float(alpha)
+    if not 0.0 <= alpha <= 100.0:
+        raise RequestError(f"alpha={alpha} is outside [0, 100]")
+    unknown = sorted({i for i in (*triggers, *history) if not 0 <= i < run.num_items})
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise UnknownItemError(
+            f"unknown item_id {shown}: model {run.version} has items 0..{run.num_items - 1}"
+        )
+    hist = np.asarray(history, np.int64)
+    return RetrievalPlan(
+        triggers=np.asarray(triggers, np.int64),
+        history=hist,
+        seen=hist if run.exclude_seen else np.zeros(0, np.int64),
+        keep=keep,
+        alpha=alpha,
+        pool_top_k=pool_top_k,
+    )
+
+
+def finish(kept: dict[str, list[Ranked]], plan: RetrievalPlan) -> list[Candidate]:
+    """Merge each trigger's preranked head lists to K by the quota, then (multi-trigger
+    requests) pool them to the top k."""
+    per_trigger = merge_heads(kept, plan.keep, plan.alpha)
+    if plan.pool_top_k is None:
+        (only,) = per_trigger
+        return only
+    return pool_candidates(per_trigger, plan.pool_top_k)

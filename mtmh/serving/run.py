@@ -1,0 +1,119 @@
+"""What the online service serves from a run directory, named by one version.
+
+A `ServingRun` is everything a request needs to know about the model it is answered by: the
+run directory, the model's two heads, the catalog size and the evaluation's retrieval knobs
+(K_ann, K, exclude-seen), so the Serve app answers with the same candidates as the in-process
+evaluation. Its `version` hashes the embedding files (which the indexes are checked against)
+and the preranker's weights: a retrained model, index set or preranker is a new version.
+
+Deployments that hold per-version state (ANN heads, preranker) load it from a `model_id`,
+"<version>@<run dir>", and refuse a run directory whose artifacts have changed since the id
+was made, so a request never mixes two versions (see serve_app/).
+
+Example:
+    run = ServingRun.open(Path("runs/ml-100k"))
+    run.version           # "mtmh-3f2a9c0d1b7e.pr-81c0ffee"
+    same = ServingRun.from_model_id(run.model_id)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtmh.config import load_config
+from mtmh.embeddings import EmbeddingSource
+from mtmh.eval.protocol import effective_k_ann
+from mtmh.eval.retrieval import HeadIndex, cover_k_ann, load_heads
+from mtmh.index.artifact import index_dir, read_meta
+from mtmh.merge import ENGAGEMENT, RELEVANCE
+from mtmh.preranker.model import PrerankerModel
+from mtmh.preranker.train import catalog_size, load_preranker, preranker_dir
+
+SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
+
+
+class ServingArtifactError(RuntimeError):
+    """A run directory is missing something the service needs, or changed under a version."""
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    run_dir: Path  # absolute
+    model: str  # the trained variant served, "mtmh"
+    version: str
+    num_items: int
+    k_ann: int  # ANN candidates per head and trigger
+    keep: int  # K: candidates kept per head and trigger (the merge's K in /retrieve)
+    top_k: int  # candidates per /retrieve response by default
+    alpha: float  # default engagement quota, percent
+    exclude_seen: bool  # a user's history is never recommended back
+
+    @classmethod
+    def open(cls, run_dir: str | Path, model: str = "mtmh") -> ServingRun:
+        run_dir = Path(run_dir).resolve()
+        config = run_dir / "pipeline.yaml"
+        if not config.is_file():
+            raise ServingArtifactError(f"{config} not found: is {run_dir} a pipeline run?")
+        cfg = load_config(config)
+        try:
+            source = EmbeddingSource.named(run_dir, model)
+        except FileNotFoundError as err:
+            raise ServingArtifactError(str(err)) from err
+        missing = [h for h in SERVED_HEADS if h not in source.heads]
+        if missing:
+            raise ServingArtifactError(f"{model} in {run_dir} has no {missing} head(s)")
+        for head in SERVED_HEADS:
+            folder = index_dir(run_dir, model, head)
+            if not (folder / "meta.json").is_file():
+                raise ServingArtifactError(f"{folder}: no index; run ray_jobs/build_indexes.py")
+            if read_meta(folder).model_version != source.version:
+                raise ServingArtifactError(f"{folder} was built for another {model} version")
+        weights = preranker_dir(run_dir) / "model.pt"
+        if not weights.is_file():
+            raise ServingArtifactError(f"{weights} not found: run ray_jobs/train_preranker.py")
+        preranker_digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+        num_items = catalog_size(run_dir)
+        ec = cfg.eval
+        return cls(
+            run_dir=run_dir,
+            model=model,
+            version=f"{source.version}.pr-{preranker_digest}",
+            num_items=num_items,
+            k_ann=min(effective_k_ann(ec, num_items), num_items),
+            keep=ec.keep_per_head,
+            top_k=ec.top_k,
+            alpha=ec.alpha,
+            exclude_seen=ec.exclude_seen,
+        )
+
+    @property
+    def model_id(self) -> str:
+        """What a request carries to the per-version deployments (Serve's multiplexed id)."""
+        return f"{self.version}@{self.run_dir}"
+
+    @classmethod
+    def from_model_id(cls, model_id: str) -> ServingRun:
+        version, sep, run_dir = model_id.partition("@")
+        if not sep:
+            raise ServingArtifactError(f"malformed model id {model_id!r}")
+        # "<model>-<embedding hash>.pr-<preranker hash>"; model names may hold "-".
+        model = version.rsplit(".pr-", 1)[0].rsplit("-", 1)[0]
+        run = cls.open(run_dir, model)
+        if run.version != version:
+            raise ServingArtifactError(
+                f"{run_dir} now holds version {run.version}, not {version}: artifacts were "
+                "replaced in place; deploy new runs to new directories"
+            )
+        return run
+
+    def load_head(self, head: str, use_gpu: bool = False) -> HeadIndex:
+        """One head's vectors and version-checked index, with nprobe covering K_ann exactly
+        as the evaluation's `Retriever` sets it."""
+        (index,) = load_heads(self.run_dir, self.model, (head,), use_gpu=use_gpu).values()
+        cover_k_ann(index.index, self.k_ann, self.num_items)
+        return index
+
+    def load_preranker(self) -> PrerankerModel:
+        return load_preranker(self.run_dir)

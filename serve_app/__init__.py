@@ -1,0 +1,23 @@
+"""The online half of MTMH as a Ray Serve application (spec section 6).
+
+    MTMH_RUN=runs/ml-100k serve run serve_app:graph     # development, from the repo root
+    serve deploy serve_app/config.yaml                  # a cluster, with autoscaling
+
+`graph` is built on first access from MTMH_RUN (default runs/ml-100k, what `make run`
+writes), so importing this package never needs a run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from serve_app.graph import GraphArgs, build
+
+__all__ = ["GraphArgs", "build", "graph"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "graph":
+        return build(GraphArgs(run_dir=os.environ.get("MTMH_RUN", "runs/ml-100k")))
+    raise AttributeError(f"module 'serve_app' has no attribute {name!r}")

@@ -1,0 +1,40 @@
+"""One head's ANN search: item-embedding lookup of the triggers plus a FAISS IVF search.
+
+The same class is deployed once per head (`AnnHead.options(name="AnnEngagement")`), so each
+head scales on its own. Indexes are per version: Serve's model multiplexing routes a request
+to a replica that already holds its version and loads it on first use, keeping the previous
+version too, so requests pinned to it before a swap still finish on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from ray import serve
+
+from mtmh.eval.retrieval import HeadIndex
+from mtmh.serving.run import ServingRun
+
+VERSIONS_PER_REPLICA = 2  # the serving version and the one before it, during a swap
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class AnnHead:
+    def __init__(self, head: str, use_gpu: bool = False, faiss_threads: int = 1) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(faiss_threads)
+        self.head = head
+        self.use_gpu = use_gpu
+
+    @serve.multiplexed(max_num_models_per_replica=VERSIONS_PER_REPLICA)
+    async def index(self, model_id: str) -> HeadIndex:
+        run = ServingRun.from_model_id(model_id)
+        return await asyncio.to_thread(run.load_head, self.head, self.use_gpu)
+
+    async def search(self, triggers: np.ndarray, k: int) -> np.ndarray:
+        """[T, k] candidate item ids per trigger (faiss's -1 where a row ran short)."""
+        index = await self.index(serve.get_multiplexed_model_id())
+        _, cands = index.search(triggers, k)
+        return cands

@@ -1,0 +1,180 @@
+"""The HTTP ingress: validates requests, pins each to one model version, fans out to the two
+ANN heads concurrently, then the preranker and the merge.
+
+Model updates: the served run is this deployment's `user_config` (`{"run_dir": ...}`).
+Changing it (`serve deploy` with a new run_dir is a lightweight update: replicas are
+reconfigured in place, not restarted) opens the new run and swaps it in with one assignment.
+A request reads that reference once, at its start, and passes the version's `model_id` to every
+downstream call, which Serve multiplexing routes to replicas holding that version (loading it
+on first use). Requests in flight during a swap finish on the old version; none mixes two.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route signatures'
+# annotations at runtime to find the request bodies, and Serve's class-based routes do not
+# resolve string annotations.
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from mtmh.eval.retrieval import ann_k
+from mtmh.merge import Candidate
+from mtmh.serving.plan import (
+    RequestError,
+    RetrievalPlan,
+    UnknownItemError,
+    plan_i2i,
+    plan_retrieve,
+)
+from mtmh.serving.run import ServingRun
+from serve_app.preranker import PrerankJob
+from serve_app.schemas import (
+    CandidateOut,
+    Health,
+    I2IRequest,
+    RetrievalResponse,
+    RetrieveRequest,
+)
+
+log = logging.getLogger("ray.serve")
+
+app = FastAPI(
+    title="mtmh item-to-item retrieval",
+    description="MTMH (Zhang et al., KDD 2025): two-head ANN retrieval, preranking and the "
+    "alpha quota merge. Item ids are catalog ids (RUN/data/items.parquet).",
+)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 naming each field and what is wrong with it. FastAPI's default handler echoes the
+    offending input back, and an input such as NaN cannot be written as JSON: that turned a
+    bad request into a 500. Only location, message and type are returned."""
+    errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+class ServedRun(BaseModel):
+    """The Ingress deployment's user_config."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_dir: str  # absolute, or relative to the replica's working directory
+    model: str = "mtmh"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What a request is answered by: one version, and its catalog's raw ids."""
+
+    run: ServingRun
+    raw_ids: list[str]
+
+
+# Module functions the routes call are defined before the class: Serve serializes the
+# ingress class when it is decorated, with the module globals that exist by then.
+def _planned(make: Callable[..., RetrievalPlan], *args: Any) -> RetrievalPlan:
+    try:
+        return make(*args)
+    except UnknownItemError as err:
+        raise HTTPException(404, str(err)) from err
+    except RequestError as err:
+        raise HTTPException(422, str(err)) from err
+
+
+def _response(live: Live, merged: list[Candidate], plan: RetrievalPlan) -> RetrievalResponse:
+    return RetrievalResponse(
+        model_version=live.run.version,
+        alpha=plan.alpha,
+        k=plan.k,
+        candidates=[
+            CandidateOut(
+                item_id=c.item_id, raw_id=live.raw_ids[c.item_id], score=c.score, head=c.head
+            )
+            for c in merged
+        ],
+    )
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+@serve.ingress(app)
+class Ingress:
+    def __init__(
+        self,
+        engagement: DeploymentHandle,
+        relevance: DeploymentHandle,
+        preranker: DeploymentHandle,
+        merger: DeploymentHandle,
+    ) -> None:
+        self.heads = {"engagement": engagement, "relevance": relevance}
+        self.preranker = preranker
+        self.merger = merger
+        self.live: Live | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        served = ServedRun.model_validate(user_config)
+        run = ServingRun.open(served.run_dir, served.model)
+        items = pq.read_table(run.run_dir / "data" / "items.parquet", columns=["item_id", "raw_id"])
+        raw_ids = items.sort_by("item_id")["raw_id"].cast("string").to_pylist()
+        old = self.live.run.version if self.live else None
+        self.live = Live(run, raw_ids)  # the swap: one reference, read once per request
+        log.info("serving %s from %s (was %s)", run.version, run.run_dir, old)
+
+    def _pin(self) -> Live:
+        if self.live is None:
+            raise HTTPException(503, "no run deployed: set the Ingress user_config run_dir")
+        return self.live
+
+    @app.get("/healthz")
+    async def healthz(self) -> Health:
+        live = self._pin()
+        return Health(status="ok", model_version=live.run.version,
+                      run_dir=str(live.run.run_dir), num_items=live.run.num_items)  # fmt: skip
+
+    @app.post("/i2i")
+    async def i2i(self, req: I2IRequest) -> RetrievalResponse:
+        """The K candidates for one trigger item, with the head each came from."""
+        live = self._pin()
+        plan = _planned(plan_i2i, live.run, req.item_id, req.k, req.alpha, req.user_history)
+        return _response(live, await self._answer(live.run, plan), plan)
+
+    @app.post("/retrieve")
+    async def retrieve(self, req: RetrieveRequest) -> RetrievalResponse:
+        """A user's candidates over all their triggers: each trigger retrieved and merged to
+        the run's K, then pooled (best score per item) to the top k, as the evaluation does."""
+        live = self._pin()
+        plan = _planned(plan_retrieve, live.run, req.trigger_item_ids, req.k, req.alpha,
+                        req.user_history)  # fmt: skip
+        return _response(live, await self._answer(live.run, plan), plan)
+
+    async def _answer(self, run: ServingRun, plan: RetrievalPlan) -> list[Candidate]:
+        model_id = run.model_id  # every downstream call is pinned to this version
+        k_search = ann_k(run.k_ann, run.num_items)
+        # Both heads are asked before either is awaited: they search concurrently.
+        searches = {
+            head: handle.options(multiplexed_model_id=model_id).search.remote(
+                plan.triggers, k_search
+            )
+            for head, handle in self.heads.items()
+        }
+        found = await asyncio.gather(*searches.values())
+        job = PrerankJob(
+            model_id=model_id,
+            history=plan.history,
+            triggers=plan.triggers,
+            candidates=dict(zip(searches, found, strict=True)),
+            seen=plan.seen,
+            keep=plan.keep,
+        )
+        kept = self.preranker.options(multiplexed_model_id=model_id).prerank.remote(job)
+        # The preranker's response goes straight to the merger, which awaits it.
+        merged: list[Candidate] = await self.merger.merge.remote(kept, plan)
+        return merged

@@ -1,0 +1,76 @@
+"""The HTTP API's request and response bodies (pydantic; FastAPI turns them into /docs).
+
+Item ids are the catalog's dense ids (`item_id` in RUN/data/items.parquet, 0..N-1); each
+candidate also carries the source system's `raw_id`. The static bounds below reject oversized
+or malformed bodies with a 422 before any work is done; bounds that depend on the served run
+(the catalog, K_ann) are checked by the ingress against the version a request is pinned to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+MAX_K = 1_000  # candidates per response
+MAX_TRIGGERS = 200  # trigger items per /retrieve request
+MAX_HISTORY = 1_000  # history items per request (the preranker reads only the last H anyway)
+
+ItemId = Annotated[StrictInt, Field(ge=0, description="catalog item id (0..N-1)")]
+Alpha = Annotated[
+    float,
+    Field(ge=0.0, le=100.0, allow_inf_nan=False,
+          description="engagement head's share of K, percent; default: the run's eval.alpha"),
+]  # fmt: skip
+K = Annotated[StrictInt, Field(ge=1, le=MAX_K)]
+History = Annotated[
+    list[ItemId],
+    Field(max_length=MAX_HISTORY,
+          description="the user's past items, oldest first (the preranker's user features)"),
+]  # fmt: skip
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class I2IRequest(_Request):
+    item_id: ItemId
+    k: K | None = Field(default=None, description="default: the run's K (eval.keep_per_head)")
+    alpha: Alpha | None = None
+    user_history: History | None = Field(
+        default=None, description="default: the item alone; seen items are never returned"
+    )
+
+
+class RetrieveRequest(_Request):
+    trigger_item_ids: list[ItemId] = Field(
+        min_length=1, max_length=MAX_TRIGGERS,
+        description="the user's trigger items, most recent first; repeats are dropped",
+    )  # fmt: skip
+    k: K | None = Field(default=None, description="default: the run's eval.top_k")
+    alpha: Alpha | None = None
+    user_history: History | None = Field(
+        default=None, description="default: the triggers, oldest first"
+    )
+
+
+class CandidateOut(BaseModel):
+    item_id: int
+    raw_id: str
+    score: float  # preranker score
+    head: str  # "engagement" or "relevance": the head whose list it was taken from
+
+
+class RetrievalResponse(BaseModel):
+    model_version: str  # one version answered the whole request
+    alpha: float
+    k: int
+    candidates: list[CandidateOut]
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str
+    run_dir: str
+    num_items: int

@@ -1,0 +1,248 @@
+"""The Serve graph on tiny artifacts in a local Ray: parity with the in-process pipeline, a 4xx
+for every bad input, and a model swap under a stream of requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+
+from mtmh.serving.inprocess import InProcessRetrieval
+from mtmh.serving.plan import RequestError, UnknownItemError, plan_i2i, plan_retrieve
+from mtmh.serving.run import ServingArtifactError, ServingRun
+from tests.tiny_serving import NUM_ITEMS, make_serving_run
+
+APP = "mtmh-test"
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("serving")
+    return make_serving_run(root / "a", seed=1), make_serving_run(root / "b", seed=2)
+
+
+@pytest.fixture(scope="module")
+def url(ray_local: None, runs: tuple[Path, Path]) -> Iterator[str]:
+    from ray import serve
+
+    from serve_app import build
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build({"run_dir": str(runs[0])}), name=APP, route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    _wait_for_version(base, ServingRun.open(runs[0]).version)
+    yield base
+    serve.shutdown()
+
+
+def _wait_for_version(base: str, version: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(f"{base}/healthz", timeout=5)
+            if r.status_code == 200 and r.json()["model_version"] == version:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{base} did not serve {version} within {timeout_s} s")
+
+
+def _served(body: dict[str, Any]) -> list[tuple[int, str, float]]:
+    return [(c["item_id"], c["head"], c["score"]) for c in body["candidates"]]
+
+
+def _reference(ref: InProcessRetrieval, path: str, body: dict[str, Any]) -> list[Any]:
+    if path == "/i2i":
+        plan = plan_i2i(ref.run, body["item_id"], body.get("k"), body.get("alpha"),
+                        body.get("user_history"))  # fmt: skip
+    else:
+        plan = plan_retrieve(ref.run, body["trigger_item_ids"], body.get("k"), body.get("alpha"),
+                             body.get("user_history"))  # fmt: skip
+    return [(c.item_id, c.head, c.score) for c in ref.answer(plan)]
+
+
+PARITY_REQUESTS = [
+    ("/i2i", {"item_id": 3}),
+    ("/i2i", {"item_id": 3, "alpha": 0}),
+    ("/i2i", {"item_id": 3, "alpha": 100, "k": 7}),
+    ("/i2i", {"item_id": 411, "k": 60, "alpha": 30, "user_history": [5, 9, 411, 77]}),
+    ("/retrieve", {"trigger_item_ids": [10, 20, 30, 20, 599]}),
+    ("/retrieve", {"trigger_item_ids": [42], "k": 5, "alpha": 70}),
+    ("/retrieve", {"trigger_item_ids": list(range(0, 600, 7)), "k": 1000,
+                   "user_history": [1, 2, 3]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body"), PARITY_REQUESTS)
+def test_serve_answers_like_the_in_process_pipeline(
+    url: str, runs: tuple[Path, Path], path: str, body: dict[str, Any]
+) -> None:
+    ref = InProcessRetrieval(ServingRun.open(runs[0]))
+    r = requests.post(url + path, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["model_version"] == ref.run.version
+    want = _reference(ref, path, body)
+    assert want, "the reference found no candidates: the comparison would be empty"
+    assert [(i, h) for i, h, _ in _served(got)] == [(i, h) for i, h, _ in want]
+    np.testing.assert_allclose([s for *_, s in _served(got)], [s for *_, s in want], rtol=1e-6)
+    assert all(c["raw_id"] == f"m{c['item_id']}" for c in got["candidates"])
+    if path == "/i2i":
+        assert len(got["candidates"]) == got["k"]
+        assert body["item_id"] not in {c["item_id"] for c in got["candidates"]}
+
+
+BAD_REQUESTS = [
+    ("/i2i", {"item_id": NUM_ITEMS}, 404, "unknown item_id 600"),
+    ("/i2i", {"item_id": 1, "user_history": [2, 10_000]}, 404, "unknown item_id 10000"),
+    ("/retrieve", {"trigger_item_ids": [1, 700, 800]}, 404, "unknown item_id 700, 800"),
+    ("/i2i", {"item_id": -1}, 422, "item_id"),
+    ("/i2i", {"item_id": 1, "alpha": 100.5}, 422, "alpha"),
+    ("/i2i", {"item_id": 1, "alpha": -1}, 422, "alpha"),
+    ("/retrieve", {"trigger_item_ids": [1], "alpha": 101}, 422, "alpha"),
+    ("/i2i", {"item_id": 1, "k": 0}, 422, "k"),
+    ("/i2i", {"item_id": 1, "k": 61}, 422, "K_ann"),  # K_ann is 60 on the tiny catalog
+    ("/retrieve", {"trigger_item_ids": [1], "k": 1001}, 422, "k"),
+    ("/retrieve", {"trigger_item_ids": []}, 422, "trigger_item_ids"),
+    ("/retrieve", {"trigger_item_ids": list(range(201))}, 422, "trigger_item_ids"),
+    ("/i2i", {"item_id": "seven"}, 422, "item_id"),
+    ("/i2i", {"item_id": 1.5}, 422, "item_id"),
+    ("/i2i", {"item_id": True}, 422, "item_id"),
+    ("/i2i", {}, 422, "item_id"),
+    ("/i2i", {"item_id": 1, "extra": 1}, 422, "extra"),
+    ("/i2i", [1, 2], 422, "body"),
+    ("/retrieve", {"trigger_item_ids": 5}, 422, "trigger_item_ids"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "reason"), BAD_REQUESTS)
+def test_bad_input_gets_a_4xx_with_the_reason(
+    url: str, path: str, body: Any, status: int, reason: str
+) -> None:
+    r = requests.post(url + path, json=body, timeout=30)
+    assert r.status_code == status, r.text
+    assert reason in r.text
+
+
+def test_malformed_bodies_and_wrong_methods_are_4xx(url: str) -> None:
+    for data in (b"{not json", b"", b"\xff\xfe", b'{"item_id": 1'):
+        r = requests.post(url + "/i2i", data=data, headers=JSON, timeout=30)
+        assert r.status_code == 422, (data, r.text)
+    assert requests.get(url + "/i2i", timeout=30).status_code == 405
+    assert requests.post(url + "/nope", json={}, timeout=30).status_code == 404
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "item_id": st.integers(-5, NUM_ITEMS + 5) | _json,
+        "trigger_item_ids": st.lists(st.integers(-5, NUM_ITEMS + 5), max_size=205) | _json,
+        "k": st.integers(-2, 1_005) | _json,
+        "alpha": st.floats(-10, 110) | _json,
+        "user_history": st.lists(st.integers(-5, NUM_ITEMS + 5), max_size=20) | _json,
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(path=st.sampled_from(["/i2i", "/retrieve"]), body=_bodies | _json)
+def test_no_input_makes_a_5xx(url: str, path: str, body: Any) -> None:
+    # json.dumps writes NaN and Infinity as bare tokens: malformed JSON the service must survive.
+    data = json.dumps(body).encode()
+    r = requests.post(url + path, data=data, headers=JSON, timeout=30)
+    assert r.status_code in (200, 404, 422), (path, body, r.status_code, r.text)
+
+
+def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
+    url: str, runs: tuple[Path, Path]
+) -> None:
+    from ray import serve
+
+    from serve_app import build
+
+    refs = {ref.run.version: ref for ref in map(InProcessRetrieval, map(ServingRun.open, runs))}
+    old, new = (ServingRun.open(r).version for r in runs)
+    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
+    results: list[tuple[int, dict[str, Any], int, Any]] = []
+    stop = threading.Event()
+
+    def stream(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            body = bodies[(worker + n) % len(bodies)]
+            n += 1
+            try:
+                r = requests.post(url + "/i2i", json=body, timeout=60)
+                results.append((worker, body, r.status_code, r.json()))
+            except requests.RequestException as err:  # a dropped connection is a failure too
+                results.append((worker, body, -1, repr(err)))
+
+    threads = [threading.Thread(target=stream, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    serve.run(build({"run_dir": str(runs[1])}), name=APP, route_prefix="/")
+    _wait_for_version(url, new)
+    time.sleep(2.0)
+    stop.set()
+    for t in threads:
+        t.join()
+
+    failed = [(b, s, out) for _, b, s, out in results if s != 200]
+    assert not failed, failed[:3]
+    versions = [out["model_version"] for *_, out in results]
+    assert old in versions and new in versions, set(versions)
+    assert set(versions) == {old, new}
+    # Every answer is exactly its own version's answer: nothing mixed two models.
+    for _, body, _, out in results:
+        want = _reference(refs[out["model_version"]], "/i2i", body)
+        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+
+
+def test_a_version_id_refuses_artifacts_replaced_in_place(tmp_path: Path) -> None:
+    run_dir = make_serving_run(tmp_path / "run", seed=3)
+    run = ServingRun.open(run_dir)
+    assert ServingRun.from_model_id(run.model_id) == run
+    make_serving_run(run_dir, seed=4)  # overwritten with another model
+    with pytest.raises(ServingArtifactError, match="replaced in place"):
+        ServingRun.from_model_id(run.model_id)
+    with pytest.raises(ServingArtifactError, match="pipeline run"):
+        ServingRun.open(tmp_path / "missing")
+
+
+def test_plans_check_their_inputs(runs: tuple[Path, Path]) -> None:
+    run = ServingRun.open(runs[0])
+    plan = plan_retrieve(run, [5, 3, 5, 9])
+    assert plan.triggers.tolist() == [5, 3, 9]
+    assert plan.history.tolist() == [9, 3, 5]  # oldest first
+    assert plan.seen.tolist() == [9, 3, 5] and plan.k == run.top_k
+    assert plan_i2i(run, 4).history.tolist() == [4]
+    with pytest.raises(UnknownItemError, match="600"):
+        plan_i2i(run, NUM_ITEMS)
+    with pytest.raises(RequestError, match="K_ann"):
+        plan_i2i(run, 1, k=run.k_ann + 1)
+    with pytest.raises(RequestError, match="alpha"):
+        plan_retrieve(run, [1], alpha=float("nan"))
