@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-slow bench bench-prepare bench-encode bench-train bench-index sweep lint format clean
+.PHONY: install run serve test test-slow bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
 
 install: $(STAMP)
 
@@ -26,13 +26,16 @@ run: install  ## the main job on the embedded default: the whole ml-100k pipelin
 sweep: install  ## the Ray Tune sweep of w_r (and alpha) on the run made by `make run`
 	$(PY) tune/sweep_wr.py --run $(RUN_DIR)
 
+serve: install  ## the Serve graph on the run made by `make run`, on localhost:8000 (Ctrl-C stops it)
+	MTMH_RUN=$(RUN_DIR) $(VENV)/bin/serve run serve_app:graph
+
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest
 
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: bench-prepare bench-encode bench-train bench-index  ## every benchmark (see bench/README.md)
+bench: bench-prepare bench-encode bench-train bench-index bench-serve  ## every benchmark (see bench/README.md)
 
 bench-prepare: install
 	$(PY) bench/prepare_bench.py
@@ -45,6 +48,9 @@ bench-train: install
 
 bench-index: install
 	$(PY) bench/index_bench.py
+
+bench-serve: install  ## needs the run made by `make run`
+	$(PY) bench/serve_load.py --run $(RUN_DIR)
 
 lint: install
 	$(PY) -m ruff check .

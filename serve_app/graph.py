@@ -24,6 +24,10 @@ Merger = cast(Deployment, merger.Merger)
 Ingress = cast(Deployment, ingress.Ingress)
 
 
+# Every deployment of the graph, by the name a Serve config addresses it with.
+DEPLOYMENTS = ("Ingress", "AnnEngagement", "AnnRelevance", "Preranker", "Merger")
+
+
 class GraphArgs(BaseModel):
     """Application arguments (`args:` in a Serve config)."""
 

@@ -1,0 +1,255 @@
+"""Benchmark: the Serve graph under a bounded HTTP load, against the in-process pipeline.
+
+Starts a local Ray with the Serve app on a run's artifacts, then, for each concurrency level,
+sends `--requests` POST /i2i requests from that many concurrent clients (one keep-alive
+connection each) and prints QPS, p50/p99 latency, and every outcome: 2xx, 4xx, 5xx and
+dropped connections (a request that got no HTTP response at all). Requests are the
+evaluation's own: a sampled eval user's trigger with the user's history.
+
+The baseline is the same requests answered by `InProcessRetrieval` (the evaluation's
+Retriever, no Ray, no HTTP) one at a time in this process; the ratio is the graph's p50 at
+concurrency 1 over that p50: what the service's hops and serialization cost per request.
+
+The last phase is a mixed load at the highest concurrency with `--bad-fraction` bad
+requests (unknown items, alpha or k out of range, empty or oversized trigger lists,
+malformed JSON): it must show zero 5xx and zero dropped connections, every bad request a
+4xx and every good one a 200; the script exits 1 otherwise.
+
+    python bench/serve_load.py                          # runs/ml-100k, concurrency 1 4 16
+    python bench/serve_load.py --run runs/ml-1m --requests 1000 --concurrency 1 8 32
+
+The load generator shares the machine with the service: on 2 cores it competes with the
+replicas for CPU, so QPS here is a floor, not what a separate client machine would see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import aiohttp
+from rich.console import Console
+from rich.table import Table
+
+from mtmh.config import load_config
+from mtmh.eval.protocol import sample_users
+from mtmh.serving.inprocess import InProcessRetrieval
+from mtmh.serving.plan import plan_i2i
+from mtmh.serving.run import ServingRun
+
+JSON = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    body: bytes
+    bad: bool  # expected to be refused with a 4xx
+
+
+@dataclass
+class Outcome:
+    latencies: list[float] = field(default_factory=list)  # seconds, answered requests
+    statuses: Counter[str] = field(default_factory=Counter)  # "2xx", "4xx", "5xx", "dropped"
+    wrong: int = 0  # a good request not answered 200, or a bad one not answered 4xx
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        n = sum(self.statuses.values())
+        return {
+            "requests": n,
+            "qps": n / self.seconds if self.seconds else 0.0,
+            "p50_ms": 1e3 * _quantile(lat, 0.50),
+            "p99_ms": 1e3 * _quantile(lat, 0.99),
+            **{k: self.statuses.get(k, 0) for k in ("2xx", "4xx", "5xx", "dropped")},
+            "wrong_status": self.wrong,
+        }
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def good_requests(run_dir: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """/i2i bodies from the evaluation's users: one of a user's triggers, with their history."""
+    cfg = load_config(run_dir / "pipeline.yaml")
+    users = sample_users(run_dir, cfg.eval)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        user = rng.choice(users)
+        out.append({
+            "item_id": int(rng.choice(user.triggers)),
+            "user_history": [int(i) for i in user.history[-50:]],
+            "alpha": cfg.eval.alpha,
+        })  # fmt: skip
+    return out
+
+
+def bad_requests(num_items: int) -> list[tuple[str, bytes]]:
+    def body(x: Any) -> bytes:
+        return json.dumps(x).encode()
+
+    return [
+        ("/i2i", body({"item_id": num_items + 5})),
+        ("/i2i", body({"item_id": 1, "user_history": [1, 10 * num_items]})),
+        ("/i2i", body({"item_id": 1, "alpha": 150})),
+        ("/i2i", body({"item_id": 1, "alpha": float("nan")})),
+        ("/i2i", body({"item_id": 1, "k": 0})),
+        ("/i2i", body({"item_id": 1, "k": 100_000})),
+        ("/i2i", body({"item_id": "one"})),
+        ("/i2i", b'{"item_id": 1'),
+        ("/retrieve", body({"trigger_item_ids": []})),
+        ("/retrieve", body({"trigger_item_ids": list(range(500))})),
+    ]
+
+
+async def drive(base: str, calls: list[Call], concurrency: int) -> Outcome:
+    out = Outcome()
+    queue: asyncio.Queue[Call] = asyncio.Queue()
+    for call in calls:
+        queue.put_nowait(call)
+
+    async def client() -> None:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1),
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as session:
+            while not queue.empty():
+                call = queue.get_nowait()
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(base + call.path, data=call.body, headers=JSON) as r:
+                        await r.read()
+                        status = r.status
+                except (TimeoutError, aiohttp.ClientError):
+                    out.statuses["dropped"] += 1
+                    out.wrong += 1
+                    continue
+                out.latencies.append(time.perf_counter() - t0)
+                out.statuses[f"{status // 100}xx"] += 1
+                if (call.bad and not 400 <= status < 500) or (not call.bad and status != 200):
+                    out.wrong += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def in_process_p50(run: ServingRun, bodies: list[dict[str, Any]]) -> tuple[float, float]:
+    ref = InProcessRetrieval(run)
+    plans = [plan_i2i(run, b["item_id"], None, b["alpha"], b["user_history"]) for b in bodies]
+    ref.answer(plans[0])  # warm-up
+    lat = []
+    for plan in plans:
+        t0 = time.perf_counter()
+        ref.answer(plan)
+        lat.append(time.perf_counter() - t0)
+    lat.sort()
+    return statistics.median(lat), _quantile(lat, 0.99)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--run", type=Path, default=Path("runs/ml-100k"))
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--requests", type=int, default=400, help="per concurrency level")
+    p.add_argument("--bad-fraction", type=float, default=0.1)
+    p.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    args = p.parse_args()
+
+    import ray
+    from ray import serve
+
+    from serve_app import build
+
+    console = Console(width=150)
+    run = ServingRun.open(args.run)
+    bodies = good_requests(run.run_dir, args.requests, args.seed)
+    console.print(
+        f"run {run.run_dir} (version {run.version}, {run.num_items} items, K_ann {run.k_ann}, "
+        f"K {run.keep}); {args.requests} requests per level"
+    )
+
+    base_p50, base_p99 = in_process_p50(run, bodies)
+    console.print(f"in-process pipeline: p50 {1e3 * base_p50:.2f} ms, p99 {1e3 * base_p99:.2f} ms")
+
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    started = time.perf_counter()
+    serve.run(build({"run_dir": str(run.run_dir)}), name="mtmh-bench",
+              logging_config={"enable_access_log": False})  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    good = [Call("/i2i", json.dumps(b).encode(), bad=False) for b in bodies]
+    asyncio.run(drive(base, good[:20], 2))  # load each version into its replicas: not timed
+    console.print(f"Serve graph up and warm in {time.perf_counter() - started:.1f} s")
+
+    rows: list[dict[str, Any]] = []
+    for c in args.concurrency:
+        rows.append({"load": "good", "concurrency": c,
+                     **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
+
+    rng = random.Random(args.seed + 1)
+    bad = bad_requests(run.num_items)
+    n_bad = round(args.bad_fraction * args.requests)
+    mixed = good[: args.requests - n_bad] + [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
+    rng.shuffle(mixed)
+    top = max(args.concurrency)
+    rows.append({"load": f"mixed ({n_bad} bad)", "concurrency": top,
+                 **asyncio.run(drive(base, mixed, top)).row()})  # fmt: skip
+    serve.shutdown()
+    ray.shutdown()
+
+    graph_p50 = next(r["p50_ms"] for r in rows if r["concurrency"] == min(args.concurrency))
+    ratio = graph_p50 / (1e3 * base_p50)
+    table = Table(title=f"Serve graph under load ({args.run})")
+    for col in ("load", "concurrency", "requests", "qps", "p50_ms", "p99_ms", "2xx", "4xx",
+                "5xx", "dropped", "wrong_status"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()))
+    console.print(table)
+    console.print(
+        f"graph p50 at concurrency {min(args.concurrency)} / in-process p50: "
+        f"{graph_p50:.2f} ms / {1e3 * base_p50:.2f} ms = [bold]{ratio:.1f}x[/]"
+    )
+    mixed_row = rows[-1]
+    ok = mixed_row["5xx"] == 0 and mixed_row["dropped"] == 0 and mixed_row["wrong_status"] == 0
+    console.print("mixed load: " + ("[green]zero 5xx, zero dropped, every status as expected"
+                                    if ok else "[red]FAILED"))  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps({
+            "run": str(run.run_dir), "version": run.version, "rows": rows,
+            "in_process_p50_ms": 1e3 * base_p50, "in_process_p99_ms": 1e3 * base_p99,
+            "p50_ratio": ratio,
+        }, indent=2) + "\n")  # fmt: skip
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""serve_app/config.yaml and cluster.yaml are valid for the Ray versions we pin, and address
+what the code builds."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import jsonschema
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.graph import DEPLOYMENTS, GraphArgs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_serve_config_is_valid_and_names_every_deployment() -> None:
+    config = ServeDeploySchema.model_validate(
+        yaml.safe_load((ROOT / "serve_app" / "config.yaml").read_text())
+    )
+    (app,) = config.applications
+    assert app.import_path == "serve_app:build"
+    GraphArgs.model_validate(app.args)  # the builder accepts the config's args
+    by_name = {d.name: d for d in app.deployments}
+    assert set(by_name) == set(DEPLOYMENTS)
+    for d in by_name.values():
+        assert d.autoscaling_config and d.ray_actor_options
+        assert d.ray_actor_options.num_cpus < 1  # five deployments fit on 2 cores
+    assert set(by_name["Ingress"].user_config) == {"run_dir", "model"}
+
+
+def test_cluster_config_has_an_autoscaling_gpu_group() -> None:
+    schema = json.loads(files("ray.autoscaler").joinpath("ray-schema.json").read_text())
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    jsonschema.validate(cluster, schema)
+    gpu = cluster["available_node_types"]["gpu_workers"]
+    assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1
+    assert gpu["resources"]["GPU"] >= 1
+    assert any(".[gpu]" in cmd for cmd in cluster["setup_commands"])
+    assert cluster["head_node_type"] in cluster["available_node_types"]
