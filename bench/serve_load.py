@@ -10,7 +10,11 @@ The baseline is the same requests answered by `InProcessRetrieval` (the evaluati
 Retriever, no Ray, no HTTP) one at a time in this process; the ratio is the graph's p50 at
 concurrency 1 over that p50: what the service's hops and serialization cost per request.
 
-The last phase is a mixed load at the highest concurrency with `--bad-fraction` bad
+Everything runs twice, once per Serve setting in `--modes`: Ray's defaults, and Ray's
+RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (user code on each replica's main event loop), each on a
+fresh local Ray, so the two are measured side by side in one run.
+
+The last phase of each is a mixed load at the highest concurrency with `--bad-fraction` bad
 requests (unknown items, alpha or k out of range, empty or oversized trigger lists,
 malformed JSON): it must show zero 5xx and zero dropped connections, every bad request a
 4xx and every good one a 200; the script exits 1 otherwise.
@@ -166,6 +170,61 @@ def in_process_p50(run: ServingRun, bodies: list[dict[str, Any]]) -> tuple[float
     return statistics.median(lat), _quantile(lat, 0.99)
 
 
+# Serve settings compared side by side. "throughput-optimized" is Ray's own switch
+# (RAY_SERVE_THROUGHPUT_OPTIMIZED=1): user code on the replica's main event loop instead of
+# a separate thread, and buffered request-path logs.
+MODES = {"default": {}, "throughput-optimized": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}}
+
+
+def serve_rows(
+    run: ServingRun, good: list[Call], args: argparse.Namespace, mode: str, console: Console
+) -> list[dict[str, Any]]:
+    """Start a local Ray + the graph with `mode`'s settings, drive every load, shut down."""
+    import ray
+    from ray import serve
+
+    from serve_app import build
+
+    saved = {k: os.environ.get(k) for k in MODES[mode]}
+    os.environ.update(MODES[mode])  # inherited by the raylet and every Serve actor
+    try:
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **MODES[mode]}})  # fmt: skip
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        started = time.perf_counter()
+        serve.run(build({"run_dir": str(run.run_dir)}), name="mtmh-bench",
+                  logging_config={"enable_access_log": False})  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        asyncio.run(drive(base, good[:20], 2))  # load the version into its replicas: untimed
+        console.print(f"{mode}: Serve graph up and warm in {time.perf_counter() - started:.1f} s")
+
+        rows: list[dict[str, Any]] = []
+        for c in args.concurrency:
+            rows.append({"mode": mode, "load": "good", "concurrency": c,
+                         **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
+        rng = random.Random(args.seed + 1)
+        bad = bad_requests(run.num_items)
+        n_bad = round(args.bad_fraction * args.requests)
+        mixed = good[: args.requests - n_bad]
+        mixed += [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
+        rng.shuffle(mixed)
+        rows.append({"mode": mode, "load": f"mixed ({n_bad} bad)",
+                     "concurrency": max(args.concurrency),
+                     **asyncio.run(drive(base, mixed, max(args.concurrency))).row()})  # fmt: skip
+        serve.shutdown()
+        ray.shutdown()
+        return rows
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,79 +233,49 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=400, help="per concurrency level")
     p.add_argument("--bad-fraction", type=float, default=0.1)
+    p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = p.parse_args()
 
-    import ray
-    from ray import serve
-
-    from serve_app import build
-
-    console = Console(width=150)
+    console = Console(width=160)
     run = ServingRun.open(args.run)
     bodies = good_requests(run.run_dir, args.requests, args.seed)
     console.print(
         f"run {run.run_dir} (version {run.version}, {run.num_items} items, K_ann {run.k_ann}, "
         f"K {run.keep}); {args.requests} requests per level"
     )
-
     base_p50, base_p99 = in_process_p50(run, bodies)
     console.print(f"in-process pipeline: p50 {1e3 * base_p50:.2f} ms, p99 {1e3 * base_p99:.2f} ms")
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    started = time.perf_counter()
-    serve.run(build({"run_dir": str(run.run_dir)}), name="mtmh-bench",
-              logging_config={"enable_access_log": False})  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     good = [Call("/i2i", json.dumps(b).encode(), bad=False) for b in bodies]
-    asyncio.run(drive(base, good[:20], 2))  # load each version into its replicas: not timed
-    console.print(f"Serve graph up and warm in {time.perf_counter() - started:.1f} s")
+    rows = [row for mode in args.modes for row in serve_rows(run, good, args, mode, console)]
 
-    rows: list[dict[str, Any]] = []
-    for c in args.concurrency:
-        rows.append({"load": "good", "concurrency": c,
-                     **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
-
-    rng = random.Random(args.seed + 1)
-    bad = bad_requests(run.num_items)
-    n_bad = round(args.bad_fraction * args.requests)
-    mixed = good[: args.requests - n_bad] + [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
-    rng.shuffle(mixed)
-    top = max(args.concurrency)
-    rows.append({"load": f"mixed ({n_bad} bad)", "concurrency": top,
-                 **asyncio.run(drive(base, mixed, top)).row()})  # fmt: skip
-    serve.shutdown()
-    ray.shutdown()
-
-    graph_p50 = next(r["p50_ms"] for r in rows if r["concurrency"] == min(args.concurrency))
-    ratio = graph_p50 / (1e3 * base_p50)
     table = Table(title=f"Serve graph under load ({args.run})")
-    for col in ("load", "concurrency", "requests", "qps", "p50_ms", "p99_ms", "2xx", "4xx",
-                "5xx", "dropped", "wrong_status"):  # fmt: skip
+    for col in rows[0]:
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r.values()))
     console.print(table)
-    console.print(
-        f"graph p50 at concurrency {min(args.concurrency)} / in-process p50: "
-        f"{graph_p50:.2f} ms / {1e3 * base_p50:.2f} ms = [bold]{ratio:.1f}x[/]"
-    )
-    mixed_row = rows[-1]
-    ok = mixed_row["5xx"] == 0 and mixed_row["dropped"] == 0 and mixed_row["wrong_status"] == 0
+    low = min(args.concurrency)
+    ratios = {}
+    for mode in args.modes:
+        p50 = next(r["p50_ms"] for r in rows if r["mode"] == mode and r["concurrency"] == low)
+        ratios[mode] = p50 / (1e3 * base_p50)
+        console.print(
+            f"{mode}: graph p50 at concurrency {low} / in-process p50: "
+            f"{p50:.2f} ms / {1e3 * base_p50:.2f} ms = [bold]{ratios[mode]:.1f}x[/]"
+        )
+    mixed = [r for r in rows if r["load"].startswith("mixed")]
+    ok = all(r["5xx"] == 0 and r["dropped"] == 0 and r["wrong_status"] == 0 for r in mixed)
     console.print("mixed load: " + ("[green]zero 5xx, zero dropped, every status as expected"
                                     if ok else "[red]FAILED"))  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps({
             "run": str(run.run_dir), "version": run.version, "rows": rows,
             "in_process_p50_ms": 1e3 * base_p50, "in_process_p99_ms": 1e3 * base_p99,
-            "p50_ratio": ratio,
+            "p50_ratio": ratios,
         }, indent=2) + "\n")  # fmt: skip
     sys.exit(0 if ok else 1)
 
