@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from serve_app.graph import GraphArgs, build
+from serve_app.builder import GraphArgs, build
 
 __all__ = ["GraphArgs", "build", "graph"]
 

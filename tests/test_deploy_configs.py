@@ -11,7 +11,7 @@ import jsonschema
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.graph import DEPLOYMENTS, GraphArgs
+from serve_app.builder import DEPLOYMENTS, GraphArgs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +40,14 @@ def test_cluster_config_has_an_autoscaling_gpu_group() -> None:
     assert gpu["resources"]["GPU"] >= 1
     assert any(".[gpu]" in cmd for cmd in cluster["setup_commands"])
     assert cluster["head_node_type"] in cluster["available_node_types"]
+
+
+def test_serve_run_resolves_serve_app_graph_to_an_application() -> None:
+    # What `serve run serve_app:graph` does. (A submodule named `graph` once shadowed the
+    # lazily built attribute, and the CLI got a module.)
+    from ray._common.utils import import_attr
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    app = call_user_app_builder_with_args_if_necessary(import_attr("serve_app:graph"), {})
+    assert isinstance(app, Application)
