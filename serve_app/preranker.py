@@ -68,8 +68,8 @@ class Preranker:
             model = await self.model(model_id)
             # One scoring call for every (request, head, trigger) row of this version.
             rows = [(i, head) for i in members for head in jobs[i].candidates]
-            users = [user_vector(model, jobs[i].history) for i in members]
-            user_of = dict(zip(members, users, strict=True))
+            user_of = {i: user_vector(model, jobs[i].history) for i in members}
+            blocked_of = {i: blocked_items(model.num_items, jobs[i].seen) for i in members}
             user_rows = torch.cat([user_of[i].expand(len(jobs[i].triggers), -1) for i, _ in rows])
             cands = np.concatenate([jobs[i].candidates[head] for i, head in rows])
             scores = score_candidates(model, user_rows, cands)
@@ -77,9 +77,8 @@ class Preranker:
             for i, head in rows:
                 job = jobs[i]
                 stop = start + len(job.triggers)
-                blocked = blocked_items(model.num_items, job.seen)
                 out[i][head] = rank_candidates(
-                    cands[start:stop], scores[start:stop], job.triggers, blocked, job.keep
+                    cands[start:stop], scores[start:stop], job.triggers, blocked_of[i], job.keep
                 )
                 start = stop
         return out
