@@ -44,7 +44,8 @@ from tests.tiny_data import write_tiny_run
 
 def plain_loop(cfg, run: Path, steps: int, warmup: int) -> float:  # type: ignore[no-untyped-def]
     """Pairs/s of a bare torch loop after `warmup` steps."""
-    from mtmh.model.train_loop import build_task, make_optimizer, sample_negatives
+    from mtmh.model.step import train_step
+    from mtmh.model.train_loop import build_task, make_optimizer
 
     torch.set_num_threads(cfg.train.threads_per_worker)
     task = build_task(cfg, run)
@@ -58,12 +59,8 @@ def plain_loop(cfg, run: Path, steps: int, warmup: int) -> float:  # type: ignor
         if step == warmup:
             start = time.perf_counter()
         sl = slice(step * b, (step + 1) * b)
-        neg = sample_negatives(task.tower.num_items, cfg.model.num_random_negatives, 0, 0, step,
-                               torch.device("cpu"))  # fmt: skip
-        loss = task(trig[sl], tgt[sl], neg)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        batch = {"trigger_id": trig[sl], "target_id": tgt[sl]}
+        train_step(task, opt, batch, task.negatives.sample(0, step))
     return (steps - warmup) * b / (time.perf_counter() - start)
 
 
@@ -124,7 +121,7 @@ def main() -> None:
     cfg = build_config(overrides=[
         "model.variant=mtmh", f"train.batch_size={args.batch_size}",
         f"train.max_steps={args.steps}", "train.report_every=10", "train.checkpoint_every=100000",
-        "train.cpus_per_worker=1", "train.threads_per_worker=1",
+        "train.cpus_per_worker=1", "train.threads_per_worker=1", "holdout.users=0",
     ])  # fmt: skip
     plain = plain_loop(cfg, run, args.steps, args.warmup)
     init_ray(RayConfig(num_cpus=2, object_store_memory_mb=1024))

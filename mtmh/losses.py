@@ -71,27 +71,42 @@ def candidate_logits(
     return anchors @ torch.cat([positives, negatives]).T / temperature
 
 
+def weighted_mean(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """[B] -> scalar: the plain mean, or the `weights`-weighted mean (SIM pair weights)."""
+    if weights is None:
+        return per_row.mean()
+    return (per_row * weights).sum() / weights.sum()
+
+
 def info_nce(
-    logits: torch.Tensor, cands: CandidateSet, log_q_correction: bool = True
+    logits: torch.Tensor,
+    cands: CandidateSet,
+    log_q_correction: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Eq. 1, mean over rows: -log softmax(logits - log_q)[i, i] with accidental hits masked."""
+    """Eq. 1, (weighted) mean over rows: -log softmax(logits - log_q)[i, i] with accidental
+    hits masked. `weights` [B] weigh each positive pair (None: all equal)."""
     if log_q_correction:
         logits = logits - cands.log_q.unsqueeze(0)
     logits = logits.masked_fill(~cands.valid, NEG_INF)
     target = torch.arange(len(logits), device=logits.device)
-    return F.cross_entropy(logits, target)
+    return weighted_mean(F.cross_entropy(logits, target, reduction="none"), weights)
 
 
 def kl_distillation(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, cands: CandidateSet
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    cands: CandidateSet,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Eq. 2, mean over rows: KL(softmax(teacher) || softmax(student)) over valid columns."""
+    """Eq. 2, (weighted) mean over rows: KL(softmax(teacher) || softmax(student)) over valid
+    columns."""
     student = student_logits.masked_fill(~cands.valid, NEG_INF)
     teacher = teacher_logits.masked_fill(~cands.valid, NEG_INF)
     log_p = F.log_softmax(student, dim=1)
     log_q = F.log_softmax(teacher, dim=1)
     kl = (log_q.exp() * (log_q - log_p)).masked_fill(~cands.valid, 0.0)
-    return kl.sum(dim=1).mean()
+    return weighted_mean(kl.sum(dim=1), weights)
 
 
 def multi_task(l_e: torch.Tensor, l_r: torch.Tensor, w_r: float) -> torch.Tensor:

@@ -84,8 +84,9 @@ def test_engagement_head_gets_no_gradient_from_l_r() -> None:
 def test_a_tiny_model_overfits_a_tiny_pair_set() -> None:
     tables = _tables()
     torch.manual_seed(0)
-    tower = ItemTower(get_variant("itemcf"), tables, _cfg(temperature=0.1))
-    task = RetrievalTask(tower, _cfg(temperature=0.1))
+    cfg = _cfg(temperature=0.1, pair_weighting="none")  # no teacher: nothing to weigh by
+    tower = ItemTower(get_variant("itemcf"), tables, cfg)
+    task = RetrievalTask(tower, cfg)
     opt = torch.optim.Adam(task.parameters(), lr=0.02)
     trig, tgt = _pairs()
     first = None
@@ -102,10 +103,12 @@ def test_a_tiny_model_overfits_a_tiny_pair_set() -> None:
 
 
 def _train_cfg(*extra: str) -> RunConfig:
+    # The generated run has pairs and content but no T1 log: no validation split. Its 512
+    # pairs repeat 24 distinct ones, so the step counts below are of undeduplicated pairs.
     return build_config(overrides=[
         "model.dim=8", "model.id_dim=8", "model.hidden_dim=16", "model.num_random_negatives=8",
         "train.batch_size=32", "train.report_every=2", "train.cpus_per_worker=0.5",
-        "train.optimizer=adam", *extra,
+        "train.optimizer=adam", "holdout.users=0", "train.dedup_pairs=false", *extra,
     ])  # fmt: skip
 
 
@@ -175,3 +178,83 @@ def test_config_accepts_every_known_variant_and_names_a_bad_one() -> None:
         assert build_config(overrides=[f"model.variant={name}"]).model.variant == name
     with pytest.raises(ConfigError, match=r"model\.variant"):
         build_config(overrides=["model.variant=mtmx"])
+
+
+def test_itemcf_is_an_id_table_with_no_mlp() -> None:
+    """The paper's ItemCF: an id embedding per item and no DNN (what separates it from NeuCF)."""
+    tables = _tables()
+    tower = ItemTower(get_variant("itemcf"), tables, _cfg())
+    names = [name for name, _ in tower.named_parameters()]
+    assert names == ["sparse.id_table.weight"]
+    assert tower.sparse.id_table.weight.shape == (N_ITEMS, 8)  # model.dim wide
+    ids = torch.tensor([0, 5, 7])
+    row = tower.sparse.id_table.weight[ids]
+    torch.testing.assert_close(tower(ids)["engagement"], row / row.norm(dim=1, keepdim=True))
+    neucf = ItemTower(get_variant("neucf"), tables, _cfg())
+    assert any(name.startswith("bottom.") for name, _ in neucf.named_parameters())
+
+
+def test_side_feature_tables_start_at_the_id_tables_scale() -> None:
+    from mtmh.model.sparse import INIT_STD, SparseNN
+
+    torch.manual_seed(0)
+    sparse = SparseNN(num_items=5000, id_dim=64, categorical_cardinalities=[8, 2000], cat_dim=64)
+    for table in (sparse.id_table, *sparse.cat_tables):
+        std = float(table.weight.detach().std())
+        assert abs(std - INIT_STD) < 0.2 * INIT_STD, std
+
+
+def test_sim_pair_weights_change_the_loss_and_favour_content_close_pairs() -> None:
+    tables = _tables()
+    trig, tgt = _pairs()
+    negatives = torch.tensor([3, 11, 20])
+    losses = {}
+    for weighting in ("none", "sim"):
+        torch.manual_seed(0)
+        cfg = _cfg(pair_weighting=weighting)
+        task = RetrievalTask(ItemTower(get_variant("mtmh"), tables, cfg), cfg, tables.teacher)
+        losses[weighting] = task(trig, tgt, negatives)
+    assert not torch.allclose(losses["none"]["loss"], losses["sim"]["loss"])
+    weights = task.pair_weights(trig, tgt)
+    assert weights is not None
+    cos = (torch.as_tensor(tables.teacher)[trig] * torch.as_tensor(tables.teacher)[tgt]).sum(1)
+    torch.testing.assert_close(weights, 1.0 + cos.clamp(min=0.0))
+    # A pair whose items are closer in content space weighs at least as much.
+    order = torch.argsort(cos)
+    assert (weights[order].diff() >= 0).all()
+
+
+def test_the_sampler_owns_the_log_q_of_its_negatives() -> None:
+    from mtmh.model.negatives import MixedNegatives
+
+    log_pop = np.log(np.full(N_ITEMS, 1.0 / N_ITEMS, np.float32))
+    sampler = MixedNegatives(log_pop, num_random=6, seed=3)
+    a, b = sampler.sample(rank=0, step=7), sampler.sample(rank=0, step=7)
+    assert torch.equal(a, b) and len(a) == 6  # a resumed worker draws the same negatives
+    assert not torch.equal(a, sampler.sample(rank=1, step=7))
+    pos = torch.tensor([1, 2, 3, 4])
+    log_q = sampler.log_q(pos, len(a))
+    # In-batch: B * p_j; uniform random: L / N.
+    torch.testing.assert_close(log_q[:4], torch.full((4,), float(np.log(4 / N_ITEMS))))
+    torch.testing.assert_close(log_q[4:], torch.full((6,), float(np.log(6 / N_ITEMS))))
+    # The task corrects its logits with this sampler's log_q, not its own copy.
+    cfg = _cfg(pair_weighting="none")
+    task = RetrievalTask(ItemTower(get_variant("neucf"), _tables(), cfg), cfg, negatives=sampler)
+    assert task.negatives is sampler
+
+
+def test_train_step_lowers_the_loss_on_a_fixed_batch() -> None:
+    from mtmh.model.step import train_step
+
+    tables = _tables()
+    torch.manual_seed(0)
+    cfg = _cfg()
+    task = RetrievalTask(ItemTower(get_variant("mtmh"), tables, cfg), cfg, tables.teacher)
+    opt = torch.optim.Adam(task.parameters(), lr=0.01)
+    trig, tgt = _pairs()
+    negatives = torch.tensor([3, 11, 20])
+    batch = {"trigger_id": trig, "target_id": tgt, "count": torch.ones(len(trig)) * 3}
+    first = train_step(task, opt, batch, negatives)["loss"].item()
+    for _ in range(20):
+        last = train_step(task, opt, batch, negatives)["loss"].item()
+    assert last < first

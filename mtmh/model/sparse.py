@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 _HASH_MULTIPLIER = 2_654_435_761  # Knuth's multiplicative hash constant
+INIT_STD = 0.05  # initial scale of every embedding table
 
 
 class SparseNN(nn.Module):
@@ -29,10 +30,14 @@ class SparseNN(nn.Module):
         self.hash_buckets = hash_buckets
         rows = hash_buckets if hash_buckets is not None else num_items
         self.id_table = nn.Embedding(rows, id_dim)
-        nn.init.normal_(self.id_table.weight, std=0.05)
         self.cat_tables = nn.ModuleList(
             nn.Embedding(card, cat_dim) for card in categorical_cardinalities
         )
+        # Every table starts at the same small scale. With PyTorch's N(0, 1) default, the few
+        # side-feature rows (decade, ...) dwarf the id rows at std 0.05, and at the start items
+        # cluster by year rather than by id.
+        for table in (self.id_table, *self.cat_tables):
+            nn.init.normal_(table.weight, std=INIT_STD)
         self.out_dim = id_dim + cat_dim * len(categorical_cardinalities)
 
     def id_rows(self, item_ids: torch.Tensor) -> torch.Tensor:

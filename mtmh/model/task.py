@@ -9,8 +9,16 @@ the total loss is the sum over heads. Heads share the bottom, so the bottom lear
 head's loss; a head's own parameters see only its own objective (the engagement head of MTMH
 gets no gradient from L_r).
 
+Pair weights (spec section 2, SIM-style): with `model.pair_weighting=sim`, a pair whose two
+items are close in the teacher's content space weighs more in every loss:
+`w_ij = 1 + sim_strength * max(0, <F_i, F_j>)`. The weights shape which co-engagements count
+most; the content never becomes a model input.
+
+The tower runs once per distinct item of the batch (triggers, positives and negatives share
+many items on small catalogs), and the rows are gathered back.
+
 Example:
-    task = RetrievalTask(tower, cfg, teacher=teacher_emb, log_popularity=log_p)
+    task = RetrievalTask(tower, cfg, teacher=teacher_emb, negatives=MixedNegatives(log_p, 256, 0))
     losses = task(trigger_ids, target_ids, negative_ids)  # {"loss": .., "engagement/l_e": ..}
 """
 
@@ -24,59 +32,73 @@ from torch import nn
 
 from mtmh.config import ModelConfig
 from mtmh.losses import CandidateSet, candidate_logits, info_nce, kl_distillation, multi_task
+from mtmh.model.negatives import MixedNegatives
 from mtmh.model.tower import ItemTower
 
 
 class RetrievalTask(nn.Module):
-    teacher: torch.Tensor  # buffers, registered in __init__
-    log_popularity: torch.Tensor
+    teacher: torch.Tensor  # buffer, registered in __init__
 
     def __init__(
         self,
         tower: ItemTower,
         cfg: ModelConfig,
         teacher: np.ndarray | None = None,
-        log_popularity: np.ndarray | None = None,
+        negatives: MixedNegatives | None = None,
     ) -> None:
-        """teacher: [N, D] content embeddings F (needed by "mt"/"r" heads);
-        log_popularity: [N] log of each item's share of positives, for the logQ correction."""
+        """teacher: [N, D] content embeddings F (needed by "mt"/"r" heads and by SIM pair
+        weights); negatives: the sampler whose log_q corrects the logits (default: uniform
+        popularity, `model.num_random_negatives` random negatives)."""
         super().__init__()
         self.tower = tower
         self.cfg = cfg
         if tower.variant.needs_teacher_logits and teacher is None:
             raise ValueError(f"variant {tower.variant.name!r} needs teacher embeddings for L_r")
+        if cfg.pair_weighting == "sim" and teacher is None:
+            raise ValueError("model.pair_weighting=sim needs the teacher embeddings (content/)")
         n = tower.num_items
         self.register_buffer(
             "teacher",
             torch.tensor(teacher, dtype=torch.float32) if teacher is not None else torch.zeros(0),
             persistent=False,
         )
-        log_p = log_popularity if log_popularity is not None else np.full(n, -math.log(n))
-        self.register_buffer(
-            "log_popularity", torch.tensor(log_p, dtype=torch.float32), persistent=False
+        self.negatives = negatives or MixedNegatives(
+            np.full(n, -math.log(n), np.float32), cfg.num_random_negatives, seed=0
         )
 
-    def log_q(self, pos_ids: torch.Tensor, num_negatives: int) -> torch.Tensor:
-        """[B + L] log sampling probability of each candidate column.
+    def pair_weights(
+        self, trigger_ids: torch.Tensor, target_ids: torch.Tensor
+    ) -> torch.Tensor | None:
+        """[B] SIM-style weights of the positive pairs (None when weighting is off)."""
+        if self.cfg.pair_weighting != "sim":
+            return None
+        cos = (self.teacher[trigger_ids.long()] * self.teacher[target_ids.long()]).sum(dim=1)
+        return 1.0 + self.cfg.sim_strength * cos.clamp(min=0.0)
 
-        In-batch candidates are drawn with the positives, so in proportion to popularity: one
-        batch of B holds item j with probability about B * p_j. Random negatives are uniform
-        over the catalog: L / N each."""
-        n = self.log_popularity.shape[0]
-        in_batch = self.log_popularity[pos_ids.long()] + math.log(len(pos_ids))
-        uniform = torch.full((num_negatives,), math.log(max(num_negatives, 1) / n))
-        return torch.cat([in_batch, uniform.to(in_batch.device)])
+    def embed(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{head: [len(ids), D]}, running the tower once per distinct id."""
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        return {head: e[inverse] for head, e in self.tower(unique).items()}
 
     def forward(
-        self, trigger_ids: torch.Tensor, target_ids: torch.Tensor, negative_ids: torch.Tensor
+        self,
+        trigger_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        negative_ids: torch.Tensor,
+        pair_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """pair_weights: [B] per-pair weights from the data (counts of deduplicated pairs),
+        multiplied with the SIM weights."""
         cfg = self.cfg
         b = len(trigger_ids)
         ids = torch.cat([trigger_ids, target_ids, negative_ids])
-        emb = self.tower(ids)  # one forward for triggers, positives and negatives
-        cands = CandidateSet.build(
-            target_ids, negative_ids, self.log_q(target_ids, len(negative_ids)), trigger_ids
-        )
+        emb = self.embed(ids)  # one forward for triggers, positives and negatives
+        log_q = self.negatives.log_q(target_ids, len(negative_ids))
+        cands = CandidateSet.build(target_ids, negative_ids, log_q, trigger_ids)
+        weights = self.pair_weights(trigger_ids, target_ids)
+        if pair_weights is not None:
+            pair_weights = pair_weights.float()
+            weights = pair_weights if weights is None else weights * pair_weights
         teacher_logits = None
         if self.tower.variant.needs_teacher_logits:
             f = self.teacher[ids.long()]
@@ -88,13 +110,13 @@ class RetrievalTask(nn.Module):
         for head, objective in self.tower.variant.heads.items():
             e = emb[head]
             s = candidate_logits(e[:b], e[b : 2 * b], e[2 * b :], cfg.temperature)
-            l_e = info_nce(s, cands, cfg.log_q_correction)
+            l_e = info_nce(s, cands, cfg.log_q_correction, weights)
             out[f"{head}/l_e"] = l_e.detach()
             if objective == "e":
                 loss = l_e
             else:
                 assert teacher_logits is not None
-                l_r = kl_distillation(s, teacher_logits, cands)
+                l_r = kl_distillation(s, teacher_logits, cands, weights)
                 out[f"{head}/l_r"] = l_r.detach()
                 loss = multi_task(l_e, l_r, cfg.w_r) if objective == "mt" else l_r
             out[f"{head}/loss"] = loss.detach()

@@ -1,5 +1,6 @@
 """The item tower: SparseNN + DenseNN (+ content inputs for MoL/HLLM) -> shared bottom ->
-one MLP head per embedding space, each ending in a unit vector of `dim`.
+one MLP head per embedding space, each ending in a unit vector of `dim`. A variant without
+an MLP (ItemCF) is its id table alone: the id row, `dim` wide, normalised.
 
 The same tower embeds triggers and candidates. Item features live in the tower as buffers
 (not parameters, and not saved in checkpoints: they are rebuilt from the run directory), so a
@@ -53,8 +54,9 @@ class ItemTower(nn.Module):
         self.variant = variant
         side = "side" in variant.inputs
         n = self.num_items = tables.num_items
+        id_dim = cfg.id_dim if variant.mlp else cfg.dim
         self.sparse = SparseNN(
-            n, cfg.id_dim, tables.cardinalities if side else (), cfg.cat_dim, cfg.hash_buckets
+            n, id_dim, tables.cardinalities if side else (), cfg.cat_dim, cfg.hash_buckets
         )
         self.dense = DenseNN(tables.dense.shape[1] if side else 0, cfg.dense_dim)
         self.register_buffer(
@@ -72,14 +74,19 @@ class ItemTower(nn.Module):
             )
             self.content_proj = nn.Sequential(nn.Linear(content.shape[1], cfg.dense_dim), nn.ReLU())
             in_dim += cfg.dense_dim
-        self.bottom = nn.Sequential(nn.Linear(in_dim, cfg.hidden_dim), nn.ReLU())
         h = cfg.hidden_dim
-        self.heads = nn.ModuleDict(
-            {
-                name: nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, cfg.dim))
-                for name in variant.heads
-            }
-        )
+        self.bottom: nn.Module = nn.Identity()
+        self.heads = nn.ModuleDict({name: nn.Identity() for name in variant.heads})
+        if variant.mlp:
+            self.bottom = nn.Sequential(nn.Linear(in_dim, h), nn.ReLU())
+            self.heads = nn.ModuleDict(
+                {
+                    name: nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, cfg.dim))
+                    for name in variant.heads
+                }
+            )
+        elif variant.inputs != ("id",):
+            raise ValueError(f"variant {variant.name!r}: only an id-only variant can skip the MLP")
 
     @staticmethod
     def _content_input(variant: Variant, tables: ItemFeatureTables) -> np.ndarray | None:

@@ -23,6 +23,9 @@ class Variant:
     name: str
     inputs: tuple[Input, ...]
     heads: dict[str, HeadObjective]  # head name -> its objective
+    # False: the embedding is the item's own id row, with no MLP (the paper's ItemCF: what
+    # separates it from NeuCF is exactly that it has no DNN).
+    mlp: bool = True
 
     @property
     def needs_teacher_logits(self) -> bool:
@@ -35,7 +38,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("mtmh", ("id", "side"), {"engagement": "e", "relevance": "mt"}),
         Variant("mtsh", ("id", "side"), {"engagement": "mt"}),
         Variant("stmh", ("id", "side"), {"engagement": "e", "relevance": "r"}),
-        Variant("itemcf", ("id",), {"engagement": "e"}),
+        Variant("itemcf", ("id",), {"engagement": "e"}, mlp=False),
         Variant("neucf", ("id", "side"), {"engagement": "e"}),
         Variant("mol", ("id", "side", "content_features"), {"engagement": "e"}),
         Variant("hllm", ("id", "side", "teacher"), {"engagement": "e"}),

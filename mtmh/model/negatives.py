@@ -1,0 +1,53 @@
+"""Mixed negative sampling (Yang et al. 2020) with the logQ correction it needs, in one object.
+
+A batch's candidates are its B in-batch positives (drawn with the data, so in proportion to
+item popularity) plus L random negatives drawn by this sampler (uniform over the catalog).
+The logQ correction (Yi et al. 2019) subtracts each candidate's log sampling probability from
+its logit. Keeping `sample` and `log_q` on one object, the way generative-recommenders pairs a
+sampler with its correction, means the correction cannot drift from how negatives are drawn:
+change the sampler, and its `log_q` changes with it.
+
+Draws are a pure function of (seed, rank, step): a worker resumed from a checkpoint draws
+exactly the negatives the failed one would have.
+
+Example:
+    sampler = MixedNegatives(log_popularity, num_random=256, seed=0)
+    neg_ids = sampler.sample(rank=0, step=12)                  # [L]
+    log_q = sampler.log_q(target_ids, len(neg_ids))            # [B + L]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+class MixedNegatives:
+    """In-batch positives plus `num_random` uniform random items per batch."""
+
+    def __init__(self, log_popularity: np.ndarray, num_random: int, seed: int) -> None:
+        """log_popularity: [N] log of each item's share of the training positives."""
+        self.log_popularity = torch.as_tensor(log_popularity, dtype=torch.float32)
+        self.num_items = len(self.log_popularity)
+        self.num_random = num_random
+        self.seed = seed
+
+    def sample(self, rank: int, step: int, device: torch.device | None = None) -> torch.Tensor:
+        """[L] uniform item ids for one step of one worker."""
+        gen = torch.Generator().manual_seed(hash((self.seed, rank, step)) & 0x7FFF_FFFF)
+        ids = torch.randint(0, self.num_items, (self.num_random,), generator=gen)
+        return ids.to(device) if device is not None else ids
+
+    def log_q(self, pos_ids: torch.Tensor, num_random: int) -> torch.Tensor:
+        """[B + L] log probability that each candidate column holds its item.
+
+        In-batch: one batch of B positives holds item j about B * p_j times. Random: L draws
+        uniform over N items hold a given item L / N times."""
+        log_pop = self.log_popularity.to(pos_ids.device)
+        in_batch = log_pop[pos_ids.long()] + math.log(len(pos_ids))
+        uniform = torch.full(
+            (num_random,), math.log(max(num_random, 1) / self.num_items), device=pos_ids.device
+        )
+        return torch.cat([in_batch, uniform])
