@@ -30,15 +30,24 @@ def train_variant(
     out = model_dir(run_dir, name)
     rows = read_metrics(out / "metrics.jsonl")
     plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", name)
+    val_rows = [r for r in rows if "val/score" in r]
     summary = {
         "variant": cfg.model.variant,
         "name": name,
         "steps": int(result.metrics["step"]),
+        "epochs_run": len(val_rows) or None,
+        "best_epoch": int(val_rows[-1]["val/best_epoch"]) if val_rows else None,
+        "validation_score": [round(r["val/score"], 4) for r in val_rows],
         "seconds": round(time.perf_counter() - started, 1),
-        "first": {k: round(v, 4) for k, v in rows[0].items() if "/" in k} if rows else {},
-        "last": {k: round(v, 4) for k, v in rows[-1].items() if "/" in k} if rows else {},
+        "first": _losses(rows[0]) if rows else {},
+        "last": _losses(rows[-1]) if rows else {},
         "pairs_per_s_last": round(rows[-1]["pairs_per_s"], 1) if rows else None,
         "outputs": str(out),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _losses(row: dict[str, float]) -> dict[str, float]:
+    """A metrics row's per-head losses ("<head>/<loss>"), without the validation keys."""
+    return {k: round(v, 4) for k, v in row.items() if "/" in k and not k.startswith("val/")}

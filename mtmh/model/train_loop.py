@@ -1,15 +1,24 @@
 """Distributed training of the item tower on Ray Train (TorchTrainer, DDP).
 
 `fit(cfg, run_dir)` builds a `TorchTrainer`: the positive pairs of RUN/data/pairs stream to
-the workers as Ray Data shards (the driver never holds them), each worker runs
-`train_loop_per_worker`, metrics are reported to Ray every `train.report_every` steps, and
-checkpoints every `train.checkpoint_every` steps and at the end. With `FailureConfig`, a failed
-worker group restarts from the last checkpoint: the model, optimizer and step counter come
-back, and the batches of the interrupted epoch that were already trained are skipped, so the
-run ends with the same number of steps.
+the workers as Ray Data shards (the driver never holds them; `training_pairs` drops the
+validation split's held-out pairs, deduplicates and shuffles them), and each worker runs
+`train_loop_per_worker`. The step itself is `mtmh/model/step.py:train_step`; around it this
+module keeps what a run needs:
+
+- epochs with early stopping: after each epoch every worker measures validation recall on
+  the split carved from the end of T1 (`mtmh/validation.py`); `train.patience` epochs
+  without a gain end the training, and the best epoch's weights are what it writes;
+- metrics to Ray every `train.report_every` steps, plus one validation row per epoch;
+- checkpoints every `train.checkpoint_every` steps and at each epoch's end. With
+  `FailureConfig`, a failed worker group restarts from the last checkpoint: the model,
+  optimizer, step counter and early-stopping state come back, and the batches of the
+  interrupted epoch that were already trained are skipped, so the run ends with the same
+  number of steps.
 
 Outputs in RUN/models/<variant>/: model.pt, config.yaml, metrics.jsonl (one row per report),
-embeddings/<head>.parquet (item_id, embedding), ray_train/ (Ray's own run storage) and, with
+embeddings/<head>.parquet (item_id, embedding), target_log_frequency.npy (the in-batch
+distribution the logQ correction used), ray_train/ (Ray's own run storage) and, with
 `train.fresh_snapshot_every`, fresh/step-<N>.npz: the embeddings of the least-engaged items
 at every N-th step, for the fresh-content convergence analysis (spec section 7).
 """
@@ -18,10 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +43,17 @@ import torch
 
 from mtmh.config import RunConfig, build_config, config_to_dict, save_config
 from mtmh.model.inputs import load_item_tables
+from mtmh.model.negatives import MixedNegatives
+from mtmh.model.step import train_step
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
 from mtmh.model.variants import get_variant
+from mtmh.validation import HoldoutSplit, ann_order_recall, embedding_scores, load_holdout
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
+SAMPLING_FILE = "target_log_frequency.npy"  # the in-batch sampling distribution, for logQ
+VAL_KS = (100, 500)  # validation recall@K; their mean over heads is the early-stopping score
 
 
 def model_name(cfg: RunConfig) -> str:
@@ -53,12 +69,18 @@ def build_task(cfg: RunConfig, run_dir: Path) -> RetrievalTask:
     variant = get_variant(cfg.model.variant)
     tables, log_pop = load_item_tables(
         run_dir,
-        teacher=variant.needs_teacher_logits or "teacher" in variant.inputs,
+        teacher=variant.needs_teacher_logits
+        or "teacher" in variant.inputs
+        or cfg.model.pair_weighting == "sim",
         content_features="content_features" in variant.inputs,
     )
+    sampling = model_dir(run_dir, model_name(cfg)) / SAMPLING_FILE
+    if sampling.is_file():  # written by fit(): the distribution of the stream that trains
+        log_pop = np.load(sampling)
     torch.manual_seed(cfg.seed)
     tower = ItemTower(variant, tables, cfg.model)
-    return RetrievalTask(tower, cfg.model, tables.teacher, log_pop)
+    negatives = MixedNegatives(log_pop, cfg.model.num_random_negatives, cfg.seed)
+    return RetrievalTask(tower, cfg.model, tables.teacher, negatives)
 
 
 def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
@@ -67,13 +89,110 @@ def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.train.lr)
 
 
-def sample_negatives(
-    num_items: int, count: int, seed: int, rank: int, step: int, device: torch.device
-) -> torch.Tensor:
-    """[count] uniform item ids, a pure function of (seed, rank, step): a resumed run draws
-    exactly the negatives the failed one would have."""
-    gen = torch.Generator().manual_seed(hash((seed, rank, step)) & 0x7FFF_FFFF)
-    return torch.randint(0, num_items, (count,), generator=gen).to(device)
+def batch_options(cfg: RunConfig, epoch: int) -> dict[str, Any]:
+    """How a worker batches its shard (`iter_torch_batches` keyword arguments). The global
+    shuffle happens upstream (`training_pairs`); the small local buffer only mixes blocks."""
+    tc = cfg.train
+    return {
+        "batch_size": tc.batch_size,
+        "drop_last": True,
+        "local_shuffle_buffer_size": 4 * tc.batch_size,
+        "local_shuffle_seed": cfg.seed + epoch,
+    }
+
+
+def training_pairs(
+    run_dir: Path,
+    cfg: RunConfig,
+    split: HoldoutSplit,
+    columns: tuple[str, ...] = ("trigger_id", "target_id"),
+) -> Any:
+    """The Ray Dataset of RUN/data/pairs that trains.
+
+    1. The validation users' held-out pairs (target at or after the cut) are removed.
+    2. With `train.dedup_pairs`, each distinct (trigger, target) pair appears once, with its
+       number of occurrences in a "count" column (then only the two id columns are kept).
+       The result is materialised in the object store: the aggregation runs once, not once
+       per epoch.
+    3. With `train.shuffle`, a global Ray Data shuffle seeded with `seed`, so a rerun trains
+       on the same order (pair files are written user by user; a local buffer alone would
+       leave a batch with dozens of rows of one user). Deduplicated pairs are shuffled once,
+       before they are materialised (a shuffle per epoch cost ~10 s of Ray Data overhead per
+       epoch on ml-100k); each epoch's local buffer (seeded by epoch) reorders them further.
+    """
+    import ray
+
+    pairs = run_dir / "data" / "pairs"
+    if not pairs.is_dir():
+        raise FileNotFoundError(f"{pairs} not found: run ray_jobs/prepare_data.py first")
+    tc = cfg.train
+    read = list(dict.fromkeys([*columns, *(("user_id", "target_timestamp") if split else ())]))
+    ds = ray.data.read_parquet(str(pairs), num_cpus=tc.data_cpus).select_columns(read)
+    if split:
+
+        def drop_held_out(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            keep = split.training_mask(batch["user_id"], batch["target_timestamp"])
+            return {c: batch[c][keep] for c in columns}
+
+        ds = ds.map_batches(drop_held_out, batch_format="numpy", num_cpus=tc.data_cpus)
+    if tc.dedup_pairs:
+        ds = (
+            ds.select_columns(["trigger_id", "target_id"])
+            .groupby(["trigger_id", "target_id"])
+            .count()
+            .rename_columns({"count()": "count"})
+        )
+        if tc.shuffle:  # once, before materialising: groupby's output is sorted by pair
+            ds = ds.random_shuffle(seed=cfg.seed, num_cpus=tc.data_cpus)
+        return ds.materialize()
+    if tc.shuffle:
+        ds = ds.random_shuffle(seed=cfg.seed, num_cpus=tc.data_cpus)
+    return ds
+
+
+def target_log_frequency(ds: Any, num_items: int) -> np.ndarray:
+    """[N] log of each item's share of the stream's targets, smoothed by one: how often the
+    in-batch candidates hold each item, for the logQ correction. Streams the target column
+    (the driver holds one batch at a time)."""
+    counts = np.ones(num_items, np.float64)
+    for batch in ds.iter_batches(batch_size=1 << 16, batch_format="numpy"):
+        counts += np.bincount(batch["target_id"], minlength=num_items)[:num_items]
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+@dataclass
+class EarlyStopping:
+    """Keeps the best validation score and its weights; says when `patience` epochs have
+    passed without a gain."""
+
+    patience: int
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+
+    def update(self, score: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Record an epoch's score; True when training should stop."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+def validate(task: RetrievalTask, split: HoldoutSplit) -> dict[str, float]:
+    """Validation recall (ANN order, exact search) of every head, and their mean as "val/score"."""
+    task.tower.eval()
+    with torch.no_grad():
+        emb = {h: torch.as_tensor(e) for h, e in embed_all(task.tower).items()}
+    task.tower.train()
+    out: dict[str, float] = {}
+    for head, e in emb.items():
+        for k, v in ann_order_recall(embedding_scores(e), split, ks=VAL_KS).items():
+            out[f"val/{head}/recall@{k}"] = v
+    out["val/score"] = float(np.mean(list(out.values())))
+    return out
 
 
 def fresh_item_ids(run_dir: Path, max_interactions: int, max_items: int) -> np.ndarray:
@@ -100,7 +219,7 @@ def snapshot_fresh(tower: ItemTower, fresh_ids: np.ndarray, path: Path) -> None:
 
 
 def _save_state(task: torch.nn.Module, opt: torch.optim.Optimizer, step: int, epoch: int,
-                step_in_epoch: int) -> Any:  # fmt: skip
+                step_in_epoch: int, stopper: EarlyStopping) -> Any:  # fmt: skip
     import ray.train
 
     folder = Path(tempfile.mkdtemp(prefix="mtmh-ckpt-"))
@@ -111,6 +230,7 @@ def _save_state(task: torch.nn.Module, opt: torch.optim.Optimizer, step: int, ep
             "step": step,
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
+            "early_stopping": stopper,
         },
         folder / STATE_FILE,
     )
@@ -138,9 +258,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
 
     task = build_task(cfg, run_dir)
-    num_items = task.tower.num_items
+    split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
     opt = make_optimizer(cfg, task.parameters())
     step = epoch0 = skip = 0
+    stopper = EarlyStopping(tc.patience)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -148,6 +269,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         task.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, epoch0, skip = state["step"], state["epoch"], state["step_in_epoch"]
+        stopper = state["early_stopping"]
         log.info("rank %d resumed at step %d (epoch %d, +%d batches)", rank, step, epoch0, skip)
     ddp_task = ray.train.torch.prepare_model(task)
     device = ray.train.torch.get_device()
@@ -156,39 +278,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if tc.fresh_snapshot_every is not None and rank == 0:
         fresh_ids = fresh_item_ids(run_dir, tc.fresh_max_interactions, tc.fresh_max_items)
 
+    def save(epoch: int, step_in_epoch: int) -> Any:
+        return (
+            _save_state(ddp_task, opt, step, epoch, step_in_epoch, stopper) if rank == 0 else None
+        )
+
     shard = ray.train.get_dataset_shard("train")
     window_start, window_pairs = time.perf_counter(), 0
     reported_step = step
     last_losses: dict[str, torch.Tensor] | None = None
+    out_of_steps = False
+    epoch = epoch0
     for epoch in range(epoch0, tc.epochs):
         step_in_epoch = 0
-        batches = shard.iter_torch_batches(
-            batch_size=tc.batch_size,
-            dtypes=torch.int64,
-            drop_last=True,
-            local_shuffle_buffer_size=4 * tc.batch_size,
-            local_shuffle_seed=cfg.seed + epoch,
-        )
-        for batch in batches:
+        for batch in shard.iter_torch_batches(dtypes=torch.int64, **batch_options(cfg, epoch)):
             if epoch == epoch0 and step_in_epoch < skip:
                 step_in_epoch += 1  # trained before the failure
                 continue
             if tc.max_steps is not None and step >= tc.max_steps:
+                out_of_steps = True
                 break
             if fail_at_step is not None and step == fail_at_step:
                 marker = Path(config["fail_marker"])
                 if not marker.exists():
                     marker.write_text(f"failed at step {step}\n")
                     raise RuntimeError(f"planned failure at step {step} (test)")
-            negatives = sample_negatives(
-                num_items, cfg.model.num_random_negatives, cfg.seed, rank, step, device
-            )
-            losses = ddp_task(
-                batch["trigger_id"].to(device), batch["target_id"].to(device), negatives
-            )
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
+            negatives = task.negatives.sample(rank, step, device)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            if "count" in batch:
+                batch["count"] = batch["count"].float() ** tc.count_power
+            losses = train_step(ddp_task, opt, batch, negatives)
             step += 1
             step_in_epoch += 1
             if fresh_ids is not None and step % (tc.fresh_snapshot_every or 1) == 0:
@@ -196,29 +315,49 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 snapshot_fresh(task.tower, fresh_ids, fresh_dir / f"step-{step:07d}.npz")
             window_pairs += len(batch["trigger_id"]) * world
             last_losses = losses
-            last = tc.max_steps is not None and step >= tc.max_steps
-            if step % tc.report_every == 0 or step % tc.checkpoint_every == 0 or last:
-                ckpt = None
-                if step % tc.checkpoint_every == 0 and rank == 0:
-                    ckpt = _save_state(ddp_task, opt, step, epoch, step_in_epoch)
+            if step % tc.report_every == 0 or step % tc.checkpoint_every == 0:
+                ckpt = save(epoch, step_in_epoch) if step % tc.checkpoint_every == 0 else None
                 metrics = _metrics_row(step, epoch, window_pairs, window_start, losses)
                 _log_metrics(metrics, metrics_path if rank == 0 else None, ckpt)
                 reported_step = step
                 window_start, window_pairs = time.perf_counter(), 0
         skip = 0
+        if out_of_steps:
+            break
+        if split:
+            # Every rank validates the same (DDP-synchronised) weights, so all agree on when
+            # to stop; the row goes to Ray and metrics.jsonl with the epoch's checkpoint.
+            val = validate(task, split)
+            stop = stopper.update(val["val/score"], epoch, task)
+            # The last losses ride along: a Tune scheduler's metric must be in every report.
+            losses_now = {k: float(v) for k, v in (last_losses or {}).items()}
+            row = {"step": step, "epoch": epoch, **losses_now, **val,
+                   "val/best_epoch": stopper.best_epoch}  # fmt: skip
+            _log_metrics(row, metrics_path if rank == 0 else None, save(epoch + 1, 0))
+            reported_step = -1  # the tail's losses still get their own row below
+            log.info("epoch %d: val/score %.4f (best %.4f at epoch %d)", epoch,
+                     val["val/score"], stopper.best_score, stopper.best_epoch)  # fmt: skip
+            if stop:
+                break
     # The last report carries the final checkpoint, and the tail steps since the last metrics
     # row (an epoch rarely ends on a report boundary). It is flagged "final", not "done":
     # Ray Tune reads a reported "done" as the end of the trial.
-    final = _save_state(ddp_task, opt, step, tc.epochs, 0) if rank == 0 else None
+    final = save(tc.epochs, 0)
     metrics = {"step": step, "final": 1.0}
-    if last_losses is not None and step > reported_step:
+    if last_losses is not None and step > reported_step and window_pairs:
         metrics = {
-            **_metrics_row(step, tc.epochs - 1, window_pairs, window_start, last_losses),
+            **_metrics_row(
+                step, min(epoch, tc.epochs - 1), window_pairs, window_start, last_losses
+            ),
             "final": 1.0,
         }
+    if stopper.best_state is not None:
+        task.load_state_dict(stopper.best_state)  # the best validation epoch is what ships
+        metrics["val/best_epoch"] = stopper.best_epoch
+        metrics["val/best_score"] = stopper.best_score
     _log_metrics(metrics, metrics_path if rank == 0 and "loss" in metrics else None, final)
     if rank == 0:
-        write_outputs(_unwrap(ddp_task).tower, cfg, run_dir)  # type: ignore[arg-type]
+        write_outputs(task.tower, cfg, run_dir)
 
 
 def _metrics_row(
@@ -279,9 +418,6 @@ def fit(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    pairs = run_dir / "data" / "pairs"
-    if not pairs.is_dir():
-        raise FileNotFoundError(f"{pairs} not found: run ray_jobs/prepare_data.py first")
     out = model_dir(run_dir, model_name(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -290,9 +426,10 @@ def fit(
     # one train nothing. (Recovery from a failure inside this fit() is Ray's, unaffected.)
     shutil.rmtree(out / "ray_train", ignore_errors=True)
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
-    ds = ray.data.read_parquet(
-        str(pairs), columns=["trigger_id", "target_id"], num_cpus=cfg.train.data_cpus
-    )
+    split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
+    ds = training_pairs(run_dir, cfg, split)
+    num_items = pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
+    np.save(out / SAMPLING_FILE, target_log_frequency(ds, num_items))
     tc = cfg.train
     trainer = TorchTrainer(
         train_loop_per_worker,

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from mtmh.config import PrerankerConfig
 from mtmh.data.histories import PAD
+from mtmh.validation import HoldoutSplit
 
 
 def user_examples(batch: dict[str, np.ndarray], history_length: int, threshold: float) -> pa.Table:
@@ -44,8 +45,9 @@ def user_examples(batch: dict[str, np.ndarray], history_length: int, threshold: 
     )
 
 
-def example_dataset(run_dir: Path, cfg: PrerankerConfig) -> Any:
-    """The Ray Dataset of training examples over RUN/data/t1."""
+def example_dataset(run_dir: Path, cfg: PrerankerConfig, split: HoldoutSplit) -> Any:
+    """The Ray Dataset of training examples over RUN/data/t1, less the validation split's
+    held-out rows (the preranker is judged on them against ANN order)."""
     import ray
 
     t1 = run_dir / "data" / "t1"
@@ -54,6 +56,13 @@ def example_dataset(run_dir: Path, cfg: PrerankerConfig) -> Any:
     ds = ray.data.read_parquet(str(t1)).select_columns(
         ["user_id", "item_id", "timestamp", "weight"]
     )
+    if split:
+
+        def drop_held_out(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            keep = split.training_mask(batch["user_id"], batch["timestamp"])
+            return {c: v[keep] for c, v in batch.items()}
+
+        ds = ds.map_batches(drop_held_out, batch_format="numpy")
     # T1 is written in user-hash buckets; one shuffle partition per bucket file is plenty.
     partitions = max(1, len(list(t1.glob("*.parquet"))))
     return ds.groupby("user_id", num_partitions=partitions).map_groups(

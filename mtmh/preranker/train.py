@@ -25,6 +25,7 @@ import torch
 
 from mtmh.config import RunConfig, build_config, config_to_dict, load_config, save_config
 from mtmh.preranker.model import PrerankerModel
+from mtmh.validation import load_holdout
 
 STATE_FILE = "state.pt"
 
@@ -139,7 +140,11 @@ def fit_preranker(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(pc.threads_per_worker)}},  # type: ignore[call-arg]
         ),
-        datasets={"train": example_dataset(run_dir, pc)},
+        datasets={
+            "train": example_dataset(
+                run_dir, pc, load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
+            )
+        },
     )
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     result = trainer.fit()

@@ -1,0 +1,150 @@
+"""The validation split carved from the end of T1 (never T2), and recall measured on it.
+
+Early stopping, EASE's lambda and the choice between preranker and ANN order need a held-out
+signal that the test period T2 never provides. The split:
+
+- Validation users: up to `holdout.users` users, and at most `holdout.max_user_fraction` of
+  the eligible ones (sampled with `holdout.seed`), among users with at least
+  `holdout.min_history` T1 interactions.
+- For each, the last `holdout.tail_fraction` of their T1 interactions (at least one; every row
+  at or after that user's cut timestamp) is the validation period: its new items are the
+  truth, and those rows are held out of everything that trains (the training pairs, by the
+  target's time; the preranker's examples; the classic peers' user-item matrix). Every other
+  user's T1 is used whole, so the models lose little data.
+
+Why per user and not one global time cut: MovieLens users rate in bursts, so the last 10% of
+T1 by time belongs to a few hundred users (389 on ml-1m): too few to tell epochs apart.
+
+`ann_order_recall` is the validation metric: per trigger the exact top `keep` items by a score
+function (an embedding's inner product, or a peer's item-item scores), pooled across the
+user's triggers by summed score, the top `top_k`, and recall@K against the held-out items.
+That is the evaluation's "ANN order" row with exact search in place of the IVF index.
+
+Example:
+    split = load_holdout(run_dir, cfg.holdout, max_triggers=50)
+    keep = split.training_mask(user_ids, timestamps)           # rows that may train
+    recall = ann_order_recall(lambda t: emb[t] @ emb.T, split)  # {100: 0.21, 500: 0.48}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from mtmh.config import HoldoutConfig
+
+
+@dataclass(frozen=True)
+class HoldoutUser:
+    user_id: int
+    history: np.ndarray  # [T] distinct T1 items before the user's cut
+    triggers: np.ndarray  # most recent distinct items before the cut, most recent first
+    truth: np.ndarray  # distinct items at or after the cut, not in the history
+    cut: int = 0  # timestamp: this user's rows at or after it are held out
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    users: list[HoldoutUser]
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return np.array(sorted(u.user_id for u in self.users), dtype=np.int64)
+
+    def training_mask(self, user_ids: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """[M] bool: True for the rows (interactions, or pairs by target time) that may train."""
+        if not self.users:
+            return np.ones(len(user_ids), bool)
+        order = sorted(self.users, key=lambda u: u.user_id)
+        ids = np.array([u.user_id for u in order], np.int64)
+        cuts = np.array([u.cut for u in order], np.int64)
+        pos = np.clip(np.searchsorted(ids, user_ids), 0, len(ids) - 1)
+        held = (ids[pos] == user_ids) & (timestamps >= cuts[pos])
+        return ~held
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSplit:
+    """The split of RUN/data/t1 (empty when `cfg.users` is 0)."""
+    t1 = run_dir / "data" / "t1"
+    if cfg.users == 0:
+        return HoldoutSplit(users=[])
+    if not t1.is_dir():
+        raise FileNotFoundError(
+            f"{t1} not found: the validation split needs the prepared T1 "
+            "(run ray_jobs/prepare_data.py, or set holdout.users=0)"
+        )
+    table = pq.read_table(t1, columns=["user_id", "item_id", "timestamp"]).sort_by(
+        [("user_id", "ascending"), ("timestamp", "ascending"), ("item_id", "ascending")]
+    )
+    user = table["user_id"].to_numpy()
+    item = table["item_id"].to_numpy().astype(np.int64)
+    ts = table["timestamp"].to_numpy().astype(np.int64)
+    bounds = np.flatnonzero(np.diff(user)) + 1
+    candidates: list[HoldoutUser] = []
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(user)], strict=True):
+        if hi - lo < cfg.min_history:
+            continue
+        tail = max(1, round(cfg.tail_fraction * (hi - lo)))
+        cut = int(ts[hi - tail])  # rows tied with the first held-out one go with it
+        before, after = item[lo:hi][ts[lo:hi] < cut], item[lo:hi][ts[lo:hi] >= cut]
+        if len(before) == 0 or len(after) == 0:
+            continue
+        truth = np.setdiff1d(after, before)
+        if len(truth) == 0:
+            continue
+        rev = before[::-1]
+        _, first = np.unique(rev, return_index=True)
+        triggers = rev[np.sort(first)][:max_triggers]
+        candidates.append(HoldoutUser(int(user[lo]), np.unique(before), triggers, truth, cut))
+    wanted = min(cfg.users, max(1, int(cfg.max_user_fraction * len(candidates))))
+    if len(candidates) > wanted:
+        rng = np.random.default_rng(cfg.seed)
+        chosen = np.sort(rng.choice(len(candidates), wanted, replace=False))
+        candidates = [candidates[i] for i in chosen]
+    return HoldoutSplit(users=candidates)
+
+
+ScoreFn = Callable[[np.ndarray], torch.Tensor]  # [T] trigger ids -> [T, N] item scores
+
+
+@torch.no_grad()
+def ann_order_recall(
+    scores: ScoreFn,
+    split: HoldoutSplit,
+    keep: int = 30,
+    top_k: int = 500,
+    ks: Sequence[int] = (100, 500),
+) -> dict[int, float]:
+    """{K: mean recall@K} over the split's users, candidates pooled in ANN (score) order."""
+    if not split.users:
+        return {k: float("nan") for k in ks}
+    sums = dict.fromkeys(ks, 0.0)
+    for user in split.users:
+        s = scores(np.ascontiguousarray(user.triggers)).float().clone()  # [T, N]
+        n = s.shape[1]
+        s[:, torch.as_tensor(user.history)] = -torch.inf  # seen items are never candidates
+        k = min(keep, n)
+        values, idx = s.topk(k, dim=1)
+        valid = torch.isfinite(values)
+        pooled = torch.zeros(n).index_add_(0, idx[valid], values[valid])
+        counted = torch.zeros(n).index_add_(0, idx[valid], torch.ones(int(valid.sum())))
+        pooled[counted == 0] = -torch.inf
+        found = int(torch.isfinite(pooled).sum())
+        ranked = pooled.topk(min(top_k, found)).indices.numpy()
+        truth = set(user.truth.tolist())
+        for k_ in ks:
+            sums[k_] += len(truth.intersection(ranked[:k_].tolist())) / len(truth)
+    return {k: v / len(split.users) for k, v in sums.items()}
+
+
+def embedding_scores(emb: torch.Tensor) -> ScoreFn:
+    """Inner-product scores of an [N, D] embedding table."""
+    return lambda triggers: emb[torch.as_tensor(triggers)] @ emb.T
