@@ -1,6 +1,7 @@
 """Every stage of a run, in order, each skipped when its artifact is current.
 
-    prepare -> encode -> train (every variant; concurrently) -> indexes -> preranker -> evaluate
+    prepare -> encode -> peers -> train (every variant; concurrently) -> indexes -> preranker
+    -> evaluate
 
 A stage is current when its marker file (`stage.json` in its artifact directory) holds the
 same key: a hash of the config sections the stage reads and of the keys of the stages it
@@ -33,6 +34,7 @@ from mtmh.eval.content_quality import content_topic_match
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
 from mtmh.model.job import train_variant
+from mtmh.peers.build import build_peers
 from mtmh.preranker.train import fit_preranker
 
 log = logging.getLogger(__name__)
@@ -123,10 +125,18 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     k_enc = stage_key("encode", k_prep, cfg.content)
     variants = list(cfg.pipeline.variants)
     configs = {v: variant_config(cfg, v) for v in variants}
-    k_train = {v: stage_key("train", k_enc, c.model, c.train) for v, c in configs.items()}
+    # Trainings validate on the holdout split with the evaluation's trigger count.
+    k_train = {
+        v: stage_key("train", k_enc, c.model, c.train, cfg.holdout, cfg.eval.max_triggers)
+        for v, c in configs.items()
+    }
+    ec = cfg.eval
+    neighbours = (ec.k_ann, ec.k_ann_max_catalog_fraction, ec.keep_per_head, ec.max_triggers)
+    k_peers = stage_key("peers", k_prep, cfg.holdout, cfg.peers, *neighbours)
     stages = [
         Stage("prepare", k_prep, run_dir / "data", lambda: prepare(cfg, run_dir)),
         Stage("encode", k_enc, run_dir / "content", lambda: _encode(cfg, run_dir)),
+        Stage("peers", k_peers, run_dir / "peers", lambda: build_peers(cfg, run_dir)),
     ]
     for v in variants:
         stages.append(
@@ -139,7 +149,8 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
                   run_dir / "indexes" / source,
                   lambda s=source: build_indexes(run_dir, s, cfg.index, cfg.seed))  # type: ignore[misc]
         )  # fmt: skip
-    k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.seed)
+    k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.holdout, cfg.eval.max_triggers,
+                      cfg.seed)  # fmt: skip
     stages.append(Stage("preranker", k_pre, run_dir / "preranker",
                         lambda: fit_preranker(cfg, run_dir)))  # fmt: skip
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)

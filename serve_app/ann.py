@@ -33,8 +33,9 @@ class AnnHead:
         run = ServingRun.from_model_id(model_id)
         return await asyncio.to_thread(run.load_head, self.head, self.use_gpu)
 
-    async def search(self, triggers: np.ndarray, k: int) -> np.ndarray:
-        """[T, k] candidate item ids per trigger (faiss's -1 where a row ran short)."""
+    async def search(self, triggers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """([T, k] similarities, [T, k] candidate item ids) per trigger (faiss's -1 where a row
+        ran short); the similarities order the candidates when the run serves in ANN order."""
         index = await self.index(serve.get_multiplexed_model_id())
-        _, cands = index.search(triggers, k)
-        return cands
+        sims, cands = index.search(triggers, k)
+        return sims, cands

@@ -165,14 +165,17 @@ class Ingress:
             )
             for head, handle in self.heads.items()
         }
-        found = await asyncio.gather(*searches.values())
+        found = dict(zip(searches, await asyncio.gather(*searches.values()), strict=True))
         job = PrerankJob(
             model_id=model_id,
             history=plan.history,
             triggers=plan.triggers,
-            candidates=dict(zip(searches, found, strict=True)),
+            candidates={head: cands for head, (_, cands) in found.items()},
+            similarities={head: sims for head, (sims, _) in found.items()},
             seen=plan.seen,
             keep=plan.keep,
+            ranking=plan.ranking,
+            num_items=run.num_items,
         )
         kept = self.preranker.options(multiplexed_model_id=model_id).prerank.remote(job)
         # The preranker's response goes straight to the merger, which awaits it.

@@ -30,7 +30,21 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
 
     assert report["dataset"] == "synthetic"
     # Models whose variant was not trained are left out; the rest carry every metric.
-    assert set(report["models"]) == {"ItemCF", "ContentEncoder", "MTMH-H1", "MTMH-H2", "MTMH"}
+    assert set(report["models"]) == {
+        "ItemKNN", "EASE", "ItemCF", "ContentEncoder", "MTMH-H1", "MTMH-H2", "MTMH"
+    }  # fmt: skip
+    # Both orders for every model; the headline rows are the order chosen on validation.
+    chosen = report["ranking"]["chosen"]
+    assert chosen in ("preranker", "ann") and set(report["ranking"]["validation"]) == {
+        "preranker", "ann"
+    }  # fmt: skip
+    assert report["models_by_ranking"][chosen] == report["models"]
+    for rows in report["models_by_ranking"].values():
+        assert set(rows) == set(report["models"])
+        assert all(m["unique_candidates"] > 0 for m in rows.values())
+    # Early stopping kept a validated epoch of every trained model.
+    assert set(report["validation_curves"]) == {"itemcf", "mtmh"}
+    assert report["peers"]["ease"]["lambda"] in load_config().peers.ease_lambdas
     for metrics in report["models"].values():
         assert set(METRICS) <= set(metrics)
         assert all(0.0 <= metrics[k] <= 1.0 for k in METRICS)
@@ -46,13 +60,13 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     for curve in report["fresh_convergence"].values():
         assert curve["delta"][-1] == 0.0  # the last snapshot is the reference
     for name in ("report.json", "report.md", "recall_relevance.png", "alpha_curve.png",
-                 "fresh_convergence.png"):  # fmt: skip
+                 "fresh_convergence.png", "validation_curves.png"):  # fmt: skip
         assert (run / name).stat().st_size > 0
     assert json.loads((run / "report.json").read_text())["models"] == report["models"]
 
     # Everything is current now; a changed eval knob redoes only the evaluation.
     assert all(stage.current() for stage in plan(cfg, run))
-    changed = load_config(overrides=[*TINY, "eval.keep_per_head=10"])
+    changed = load_config(overrides=[*TINY, "eval.top_k=100"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]
     # Resource knobs (CPUs, threads, reporting) never make an artifact stale.

@@ -163,3 +163,49 @@ def test_nprobe_is_raised_until_the_probed_lists_can_hold_k_ann() -> None:
     assert index.nprobe == 20  # 2 * 400 items need ~20 of 100 lists
     _, found = search(index, x[:10], 400)
     assert (found >= 0).all()
+
+
+def test_sum_pooling_adds_an_items_scores_over_triggers() -> None:
+    per_trigger = [
+        [Candidate(1, 0.9, "engagement"), Candidate(2, 0.5, "relevance")],
+        [Candidate(2, 0.6, "engagement"), Candidate(3, 0.8, "engagement")],
+    ]
+    # "max": item 1 (0.9) leads; "sum": item 2 (0.5 + 0.6) leads, with its best head.
+    assert [c.item_id for c in pool_candidates(per_trigger, 3)] == [1, 3, 2]
+    summed = pool_candidates(per_trigger, 3, how="sum")
+    assert [(c.item_id, round(c.score, 6), c.head) for c in summed] == [
+        (2, 1.1, "engagement"), (1, 0.9, "engagement"), (3, 0.8, "engagement")
+    ]  # fmt: skip
+
+
+def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
+    import torch
+
+    from mtmh.config import PrerankerConfig
+    from mtmh.eval.retrieval import HeadIndex, NeighborHead, Retriever
+    from mtmh.preranker.model import PrerankerModel
+
+    x = clustered(400, 16, 8, seed=3)
+    exact = build_exact(x, np.arange(len(x)))
+    heads = {"engagement": HeadIndex("m", "engagement", "v", x, exact)}
+    torch.manual_seed(0)
+    ret = Retriever(heads, PrerankerModel(len(x), PrerankerConfig(dim=8, hidden_dim=8)), 50, 10)
+    triggers = np.array([5, 17])
+    seen = [5, 17, 30]
+    searched = ret.search(triggers)
+    ann = ret.ann_ordered(triggers, seen, searched)["engagement"]
+    pre = ret.preranked(np.array([30, 17, 5]), triggers, seen, searched)["engagement"]
+    for t, row in zip(triggers, ann, strict=True):
+        sims = x @ x[t]
+        sims[seen] = -np.inf
+        assert [i for i, _ in row] == list(np.argsort(-sims, kind="stable")[:10])
+    # Both orders cut the same candidates: the preranker's picks come from the ANN top 50.
+    for t, row in zip(triggers, pre, strict=True):
+        _, top = search(exact, x[[t]], 51)
+        assert {i for i, _ in row} <= set(top[0].tolist())
+    # A peer's neighbour table serves through the same path.
+    ids = np.tile(np.arange(1, 6), (4, 1)).astype(np.int32)
+    table = NeighborHead("p", "neighbors", "v", np.zeros((4, 0), np.float32), None, ids,
+                         np.tile(np.linspace(1, 0.2, 5), (4, 1)).astype(np.float32))  # fmt: skip
+    sims, cands = table.search(np.array([2, 0]), 3)
+    assert cands.tolist() == [[1, 2, 3], [1, 2, 3]] and sims.shape == (2, 3)

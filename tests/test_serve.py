@@ -31,7 +31,12 @@ JSON = {"content-type": "application/json"}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("serving")
-    return make_serving_run(root / "a", seed=1), make_serving_run(root / "b", seed=2)
+    a, b = make_serving_run(root / "a", seed=1), make_serving_run(root / "b", seed=2)
+    # Run b serves in ANN order, as a run whose evaluation found the preranker worse on
+    # validation does (eval.ranking=auto): the swap goes from one order to the other.
+    (b / "eval").mkdir()
+    (b / "eval" / "ranking.json").write_text(json.dumps({"chosen": "ann", "how": "test"}))
+    return a, b
 
 
 def _deploy(run_dir: Path) -> None:
@@ -234,6 +239,26 @@ def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
     for _, body, _, out in results:
         want = _reference(refs[out["model_version"]], "/i2i", body)
         assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+
+
+@pytest.mark.parametrize(("path", "body"), PARITY_REQUESTS)
+def test_a_run_served_in_ann_order_answers_like_the_in_process_pipeline(
+    url: str, runs: tuple[Path, Path], path: str, body: dict[str, Any]
+) -> None:
+    ref = InProcessRetrieval(ServingRun.open(runs[1]))
+    assert ref.run.ranking == "ann"
+    _deploy(runs[1])  # live already after the swap test; deploying again changes nothing
+    _wait_for_version(url, ref.run.version)
+    r = requests.post(url + path, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    want = _reference(ref, path, body)
+    assert want
+    assert [(i, h) for i, h, _ in _served(r.json())] == [(i, h) for i, h, _ in want]
+    np.testing.assert_allclose([s for *_, s in _served(r.json())], [s for *_, s in want],
+                               rtol=1e-5)  # fmt: skip
+    if path == "/i2i":  # one trigger: the candidates come in each head's similarity order
+        scores = [s for *_, s in want]
+        assert scores == sorted(scores, reverse=True) or body.get("alpha") not in (0, 100)
 
 
 def test_a_version_id_refuses_artifacts_replaced_in_place(tmp_path: Path) -> None:

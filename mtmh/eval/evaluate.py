@@ -3,12 +3,17 @@
 Each model is evaluated by its own Ray task (they share nothing but the sampled users, put in
 the object store once), so models run side by side on the cluster's CPUs.
 
+Before the test period is touched, the serving order is settled on the validation split
+(`eval.ranking=auto`): MTMH's validation recall with the preranker against ANN order. The
+report's headline rows use the chosen order; both orders' rows are kept.
+
 Example:
     report = evaluate_run(cfg, Path("runs/ml-100k"))   # also writes report.{json,md} + PNGs
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,8 +24,21 @@ from rich.progress import Progress
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
 from mtmh.eval.fresh import fresh_convergence
-from mtmh.eval.protocol import REPORT_MODELS, ModelSpec, evaluate_source, sample_users
+from mtmh.eval.protocol import (
+    RANKING_FILE,
+    RANKINGS,
+    REPORT_MODELS,
+    ModelSpec,
+    evaluate_source,
+    holdout_users,
+    sample_users,
+)
 from mtmh.eval.report import write_report
+from mtmh.model.curves import read_metrics
+from mtmh.peers.build import PEERS, peer_dir
+from mtmh.validation import load_holdout
+
+MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +47,65 @@ def available_models(run_dir: Path, specs: tuple[ModelSpec, ...]) -> list[ModelS
     out = []
     for spec in specs:
         try:
-            EmbeddingSource.named(run_dir, spec.source)
+            if spec.source in PEERS:
+                table = peer_dir(run_dir, spec.source) / "neighbors.npz"
+                if not table.is_file():
+                    raise FileNotFoundError(table)
+            else:
+                EmbeddingSource.named(run_dir, spec.source)
         except FileNotFoundError:
             log.warning("%s: no embeddings for %r, left out of the report", spec.name, spec.source)
             continue
         out.append(spec)
+    return out
+
+
+def _val_score(metrics: dict[str, float]) -> float:
+    return (metrics["recall@100"] + metrics["recall@500"]) / 2
+
+
+def choose_ranking(cfg: RunConfig, run_dir: Path, models: list[ModelSpec]) -> dict[str, Any]:
+    """{"chosen": order, "how": ..., "validation": {order: metrics}}; written to
+    RUN/eval/ranking.json for the sweep and the Serve app."""
+    ec = cfg.eval
+    info: dict[str, Any] = {"chosen": ec.ranking, "how": "eval.ranking in the config"}
+    if ec.ranking == "auto":
+        split = load_holdout(run_dir, cfg.holdout, ec.max_triggers)
+        if not split or MTMH_SPEC not in models:
+            info = {"chosen": "preranker", "how": "auto, but no validation split or no MTMH: "
+                    "the spec's default"}  # fmt: skip
+        else:
+            res = evaluate_source(run_dir, [MTMH_SPEC], cfg, holdout_users(split), [ec.alpha])
+            val = {o: res["MTMH"]["by_ranking"][o][ec.alpha] for o in RANKINGS}
+            chosen = max(RANKINGS, key=lambda o: _val_score(val[o]))
+            info = {
+                "chosen": chosen,
+                "how": f"auto: the better mean of recall@100 and @500 of MTMH at alpha "
+                f"{ec.alpha:g} on {len(split)} validation users",
+                "validation": val,
+            }
+    folder = run_dir / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RANKING_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return info
+
+
+def validation_curves(run_dir: Path, models: list[ModelSpec]) -> dict[str, dict[str, Any]]:
+    """{source: {"epochs": [...], "score": [...], "best_epoch": e}} from each training's
+    metrics.jsonl (the rows its validation wrote)."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in dict.fromkeys(s.source for s in models):
+        path = run_dir / "models" / source / "metrics.jsonl"
+        if source in PEERS or not path.is_file():
+            continue
+        rows = [r for r in read_metrics(path) if "val/score" in r]
+        if rows:
+            out[source] = {
+                "epochs": [int(r["epoch"]) for r in rows],
+                "steps": [int(r["step"]) for r in rows],
+                "score": [r["val/score"] for r in rows],
+                "best_epoch": int(rows[-1]["val/best_epoch"]),
+            }
     return out
 
 
@@ -49,6 +121,8 @@ def evaluate_run(
         raise ValueError(f"{run_dir}: no user has both T1 history and new T2 items to find")
     models = available_models(run_dir, specs)
     alphas = sorted({*ec.alphas, ec.alpha})
+    ranking = choose_ranking(cfg, run_dir, models)
+    log.info("serving order: %s (%s)", ranking["chosen"], ranking["how"])
     users_ref = ray.put(users)
     task = ray.remote(evaluate_source).options(num_cpus=1, num_gpus=1 if cfg.index.use_gpu else 0)
     # One task per embedding source: MTMH, MTMH-H1 and MTMH-H2 share one search and preranking.
@@ -56,7 +130,7 @@ def evaluate_run(
     for spec in models:
         by_source.setdefault(spec.source, []).append(spec)
     pending = {
-        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): source
+        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas, ranking["chosen"]): source
         for source, group in by_source.items()
     }
     results: dict[str, dict[str, Any]] = {}
@@ -69,11 +143,14 @@ def evaluate_run(
             results.update(batch)
             progress.update(bar, advance=len(batch), description=f"evaluated {source}")
     report_models = {}
+    by_ranking: dict[str, dict[str, Any]] = {o: {} for o in RANKINGS}
     ann: dict[str, dict[str, float]] = {}
     for spec in models:  # the paper's row order
         res = results[spec.name]
         by_alpha = res["by_alpha"]
         report_models[spec.name] = by_alpha.get(ec.alpha, next(iter(by_alpha.values())))
+        for order, rows in res["by_ranking"].items():
+            by_ranking[order][spec.name] = rows.get(ec.alpha, next(iter(rows.values())))
         for head, rec in res["ann_recall"].items():
             ann[f"{spec.source}/{head}"] = rec
     mtmh = results.get("MTMH")
@@ -88,10 +165,24 @@ def evaluate_run(
             "top_k": ec.top_k,
             "alpha": ec.alpha,
             "exclude_seen": ec.exclude_seen,
+            "ranking": ranking["chosen"],
             "nprobe": cfg.index.nprobe,
         },
+        "ranking": ranking,
         "models": report_models,
+        "models_by_ranking": by_ranking,
         "alpha_sweep": [{"alpha": a, **mtmh["by_alpha"][a]} for a in ec.alphas] if mtmh else [],
+        "alpha_sweep_by_ranking": {
+            o: [{"alpha": a, **mtmh["by_ranking"][o][a]} for a in ec.alphas] for o in RANKINGS
+        }
+        if mtmh
+        else {},
+        "validation_curves": validation_curves(run_dir, models),
+        "peers": {
+            name: json.loads((peer_dir(run_dir, name) / "meta.json").read_text())
+            for name in PEERS
+            if (peer_dir(run_dir, name) / "meta.json").is_file()
+        },
         "ann_recall": ann,
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

@@ -11,10 +11,17 @@ triggers, and the metrics of every alpha from one pass of retrieval.
   `keep_per_head`; the quota merge gives K = keep_per_head per trigger.
 - Per user: all triggers' candidates pooled, by preranker score, the top `top_k`.
 - recall@K on the pooled list; L1/L2 topic match over the (trigger, merged candidate) pairs.
+
+Every model is measured in two orders from one ANN search (mtmh/eval/retrieval.py): with the
+preranker, and in ANN order (each head's own similarity, pooled by summed similarity). Both
+rows go into the report with the mean number of unique pooled candidates per user, so the
+preranker shows what it adds. The classic peers (ItemKNN, EASE) run through the same path,
+their neighbour tables standing in for the ANN search.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +32,33 @@ import pyarrow.parquet as pq
 from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
-from mtmh.eval.retrieval import Ranked, Retriever, load_heads, pool
+from mtmh.eval.retrieval import (
+    PEER_HEAD,
+    POOLING,
+    HeadIndex,
+    NeighborHead,
+    Ranked,
+    Retriever,
+    load_heads,
+    load_peer_head,
+    pool,
+)
 from mtmh.index.faiss_index import build_exact, search
+from mtmh.peers.build import PEERS
 from mtmh.preranker.train import load_preranker
+from mtmh.validation import HoldoutSplit
+
+RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
+RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
+
+
+def resolved_ranking(cfg: RunConfig, run_dir: Path) -> str:
+    """The order a run serves: the config's, or what the evaluation chose on validation for
+    `eval.ranking=auto` (the spec's preranker before any evaluation)."""
+    if cfg.eval.ranking != "auto":
+        return cfg.eval.ranking
+    path = run_dir / "eval" / RANKING_FILE
+    return str(json.loads(path.read_text())["chosen"]) if path.is_file() else "preranker"
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,8 @@ class ModelSpec:
 
 
 REPORT_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec("ItemKNN", "itemknn", (PEER_HEAD,)),
+    ModelSpec("EASE", "ease", (PEER_HEAD,)),
     ModelSpec("ItemCF", "itemcf", ("engagement",)),
     ModelSpec("NeuCF", "neucf", ("engagement",)),
     ModelSpec("MoL", "mol", ("engagement",)),
@@ -91,6 +124,23 @@ def sample_users(run_dir: Path, cfg: EvalConfig) -> list[EvalUser]:
     return out
 
 
+def holdout_users(split: HoldoutSplit) -> list[EvalUser]:
+    """The validation split's users in the evaluation's form (triggers before the cut, the
+    held-out items as truth)."""
+    return [
+        EvalUser(u.user_id, u.history, u.triggers, frozenset(u.truth.tolist())) for u in split.users
+    ]
+
+
+def load_source(
+    run_dir: Path, source: str, heads: tuple[str, ...], use_gpu: bool = False
+) -> dict[str, HeadIndex]:
+    """The heads of an embedding source with their indexes, or a classic peer's table."""
+    if source in PEERS:
+        return load_peer_head(run_dir, source)
+    return load_heads(run_dir, source, heads, use_gpu=use_gpu)
+
+
 def label_sets(run_dir: Path) -> dict[str, list[frozenset[str]]]:
     """{"l1": [...], "l2": [...]} label sets per item id (evaluation only)."""
     items = pq.read_table(
@@ -103,11 +153,17 @@ def label_sets(run_dir: Path) -> dict[str, list[frozenset[str]]]:
 
 
 def evaluate_model(
-    run_dir: Path, spec: ModelSpec, cfg: RunConfig, users: list[EvalUser], alphas: list[float]
+    run_dir: Path,
+    spec: ModelSpec,
+    cfg: RunConfig,
+    users: list[EvalUser],
+    alphas: list[float],
+    ranking: str = "preranker",
 ) -> dict[str, Any]:
-    """{"by_alpha": {alpha: metrics}, "ann_recall": {head: ...}, "users": n, ...} for one
-    model. Single-head models ignore alpha (one entry, keyed by the first alpha)."""
-    return evaluate_source(run_dir, [spec], cfg, users, alphas)[spec.name]
+    """{"by_alpha": {alpha: metrics} in `ranking` order, "by_ranking": {order: {alpha:
+    metrics}}, "ann_recall": {head: ...}, "users": n, ...} for one model. Single-head models
+    ignore alpha (one entry, keyed by the first alpha)."""
+    return evaluate_source(run_dir, [spec], cfg, users, alphas, ranking)[spec.name]
 
 
 def evaluate_source(
@@ -116,10 +172,13 @@ def evaluate_source(
     cfg: RunConfig,
     users: list[EvalUser],
     alphas: list[float],
+    ranking: str = "preranker",
 ) -> dict[str, dict[str, Any]]:
     """`evaluate_model` for every spec over one embedding source (MTMH, MTMH-H1, MTMH-H2
-    share the mtmh heads): search and preranking run once per head, then each spec merges
+    share the mtmh heads): search and both orders run once per head, then each spec merges
     its own subset of the heads."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking {ranking!r}: expected one of {RANKINGS}")
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -128,24 +187,36 @@ def evaluate_source(
     if len(sources) != 1:
         raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
     all_heads = tuple(sorted({h for spec in specs for h in spec.heads}))
-    heads = load_heads(run_dir, specs[0].source, all_heads, use_gpu=cfg.index.use_gpu)
+    heads = load_source(run_dir, specs[0].source, all_heads, use_gpu=cfg.index.use_gpu)
     num_items = next(iter(heads.values())).vectors.shape[0]
     ret = Retriever(heads, load_preranker(run_dir), effective_k_ann(ec, num_items),
                     ec.keep_per_head)  # fmt: skip
     labels = label_sets(run_dir)
-    kept = [
-        ret.preranked(u.history, u.triggers, u.history if ec.exclude_seen else ()) for u in users
-    ]
-    ann = {h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec) for h, hi in heads.items()}
+    kept: dict[str, list[dict[str, list[Ranked]]]] = {order: [] for order in RANKINGS}
+    for u in users:
+        seen = u.history if ec.exclude_seen else ()
+        searched = ret.search(u.triggers)
+        kept["preranker"].append(ret.preranked(u.history, u.triggers, seen, searched))
+        kept["ann"].append(ret.ann_ordered(u.triggers, seen, searched))
+    ann = {
+        h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec)
+        for h, hi in heads.items()
+        if not isinstance(hi, NeighborHead)  # a peer's table is exact by construction
+    }
     out = {}
     for spec in specs:
-        spec_kept = [{h: user_kept[h] for h in spec.heads} for user_kept in kept]
         spec_alphas = alphas if len(spec.heads) == 2 else alphas[:1]
+        by_ranking = {}
+        for order, order_kept in kept.items():
+            spec_kept = [{h: user_kept[h] for h in spec.heads} for user_kept in order_kept]
+            by_ranking[order] = {
+                alpha: _metrics(ret, users, spec_kept, alpha, labels, ec, order)
+                for alpha in spec_alphas
+            }
         out[spec.name] = {
-            "by_alpha": {
-                alpha: _metrics(ret, users, spec_kept, alpha, labels, ec) for alpha in spec_alphas
-            },
-            "ann_recall": {h: ann[h] for h in spec.heads},
+            "by_alpha": by_ranking[ranking],
+            "by_ranking": by_ranking,
+            "ann_recall": {h: ann[h] for h in spec.heads if h in ann},
             "users": len(users),
             "k_ann": ret.k_ann,
             "model_version": heads[spec.heads[0]].version,
@@ -160,21 +231,27 @@ def _metrics(
     alpha: float,
     labels: dict[str, list[frozenset[str]]],
     ec: EvalConfig,
+    order: str,
 ) -> dict[str, float]:
-    """recall@K of the pooled lists and topic match of the merged per-trigger lists."""
+    """recall@K of the pooled lists, topic match of the merged per-trigger lists, and the
+    mean number of unique candidates a user's triggers pool (before the top_k cut)."""
     recall = RecallMean(tuple(ec.recall_at))
     match = {lvl: MatchCounter(labels[lvl]) for lvl in labels}
+    unique = 0
     for user, user_kept in zip(users, kept, strict=True):
         per_trigger = ret.merge(user_kept, alpha)
         for trigger, row in zip(user.triggers, per_trigger, strict=True):
             for counter in match.values():
                 counter.add(int(trigger), [c.item_id for c in row])
-        recall.add([item for item, _ in pool(per_trigger, ec.top_k)], set(user.truth))
+        unique += len({c.item_id for row in per_trigger for c in row})
+        pooled = pool(per_trigger, ec.top_k, POOLING[order])
+        recall.add([item for item, _ in pooled], set(user.truth))
     return {
         **{f"recall@{k}": v for k, v in recall.means().items()},
         **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
         "l1_match": match["l1"].rate,
         "l2_match": match["l2"].rate,
+        "unique_candidates": unique / len(users) if users else float("nan"),
     }
 
 

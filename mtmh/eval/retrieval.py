@@ -4,6 +4,15 @@ head's candidates separately, the quota merge, and pooling across a user's trigg
 The evaluation runs it over thousands of users; the Serve app's deployments call the same
 functions one request at a time, so both return the same candidates for the same inputs.
 
+Two orders rank each head's K_ann candidates down to its `keep`:
+- "preranker": the preranker's user-to-item score (spec section 6); the pool across triggers
+  is ordered by it too.
+- "ann": the head's own similarity order, no preranker; the pool across triggers sums each
+  item's similarity over the triggers that retrieved it (the classic item-based CF rule).
+
+The classic peers (ItemKNN, EASE) serve through the same path: their precomputed item-item
+neighbour tables stand in for the ANN index (`NeighborHead`).
+
 Example:
     heads = load_heads(run_dir, "mtmh", ("engagement", "relevance"), use_gpu=False)
     ret = Retriever(heads, load_preranker(run_dir), k_ann=168, keep=30)
@@ -14,12 +23,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,6 +59,37 @@ class HeadIndex:
 
     def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return search(self.index, self.vectors[items], k)
+
+
+@dataclass
+class NeighborHead(HeadIndex):
+    """A classic peer's item-item neighbour table in place of an index: searching item i
+    returns row i (best first, the item itself excluded)."""
+
+    neighbor_ids: np.ndarray  # [N, K] int32
+    neighbor_scores: np.ndarray  # [N, K] float32
+
+    def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(items, np.int64)
+        return (
+            self.neighbor_scores[rows, :k].astype(np.float32),
+            self.neighbor_ids[rows, :k].astype(np.int64),
+        )
+
+
+PEER_HEAD = "neighbors"  # the one head of a classic peer
+
+
+def load_peer_head(run_dir: Path, peer: str) -> dict[str, HeadIndex]:
+    """{"neighbors": NeighborHead} of a fitted classic peer (RUN/peers/<peer>/)."""
+    path = run_dir / "peers" / peer / "neighbors.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the peers stage has not fitted {peer!r}")
+    version = f"{peer}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    with np.load(path) as table:
+        ids, scores = table["ids"], table["scores"]
+    placeholder = np.zeros((len(ids), 0), np.float32)  # N rows, no vectors
+    return {PEER_HEAD: NeighborHead(peer, PEER_HEAD, version, placeholder, None, ids, scores)}
 
 
 def load_heads(
@@ -165,36 +206,77 @@ class Retriever:
         for head in heads.values():
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
+    def search(self, triggers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{head: (similarities [T, K], candidates [T, K])} of the ANN stage."""
+        triggers = np.asarray(triggers, np.int64)
+        return {
+            name: head.search(triggers, ann_k(self.k_ann, self.num_items))
+            for name, head in self.heads.items()
+        }
+
     def preranked(
-        self, history: np.ndarray, triggers: np.ndarray, seen: Iterable[int] = ()
+        self,
+        history: np.ndarray,
+        triggers: np.ndarray,
+        seen: Iterable[int] = (),
+        searched: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> dict[str, list[Ranked]]:
         """{head: per trigger, its `keep` best ANN candidates by preranker score}. The trigger
         itself and the `seen` items are never candidates."""
         triggers = np.asarray(triggers, np.int64)
+        searched = searched if searched is not None else self.search(triggers)
         users = user_vector(self.preranker, history).expand(len(triggers), -1)
         blocked = blocked_items(self.num_items, seen)
         out = {}
-        for name, head in self.heads.items():
-            _, cands = head.search(triggers, ann_k(self.k_ann, self.num_items))
+        for name, (_, cands) in searched.items():
             scores = score_candidates(self.preranker, users, cands)
             out[name] = rank_candidates(cands, scores, triggers, blocked, self.keep)
         return out
+
+    def ann_ordered(
+        self,
+        triggers: np.ndarray,
+        seen: Iterable[int] = (),
+        searched: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> dict[str, list[Ranked]]:
+        """{head: per trigger, its `keep` best ANN candidates in the head's similarity order}
+        (no preranker). The same candidates `preranked` ranks, the same exclusions."""
+        triggers = np.asarray(triggers, np.int64)
+        searched = searched if searched is not None else self.search(triggers)
+        blocked = blocked_items(self.num_items, seen)
+        return {
+            name: rank_candidates(cands, sims.astype(np.float64), triggers, blocked, self.keep)
+            for name, (sims, cands) in searched.items()
+        }
 
     def merge(self, kept: dict[str, list[Ranked]], alpha: float) -> list[list[Candidate]]:
         return merge_heads(kept, self.keep, alpha)
 
 
-def pool_candidates(per_trigger: Sequence[Sequence[Candidate]], top_k: int) -> list[Candidate]:
-    """A user's candidates over all triggers: deduplicated (an item keeps its best score and
-    that candidate's head), by preranker score (ties: item id), the top `top_k`."""
+Pooling = Literal["max", "sum"]
+# How each ranking order pools a user's triggers: preranker scores are one user's scores of
+# an item, the same from every trigger ("max" keeps it); similarities add up ("sum").
+POOLING: dict[str, Pooling] = {"preranker": "max", "ann": "sum"}
+
+
+def pool_candidates(
+    per_trigger: Sequence[Sequence[Candidate]], top_k: int, how: Pooling = "max"
+) -> list[Candidate]:
+    """A user's candidates over all triggers, deduplicated, the top `top_k` (ties: item id).
+    "max": an item keeps its best score and that candidate's head; "sum": its scores over
+    the triggers add up, and it keeps the head of its best one."""
     best: dict[int, Candidate] = {}
+    total: dict[int, float] = {}
     for row in per_trigger:
         for c in row:
+            total[c.item_id] = total.get(c.item_id, 0.0) + c.score
             if c.item_id not in best or c.score > best[c.item_id].score:
                 best[c.item_id] = c
+    if how == "sum":
+        best = {i: Candidate(i, total[i], c.head) for i, c in best.items()}
     return sorted(best.values(), key=lambda c: (-c.score, c.item_id))[:top_k]
 
 
-def pool(per_trigger: Sequence[Sequence[Candidate]], top_k: int) -> Ranked:
+def pool(per_trigger: Sequence[Sequence[Candidate]], top_k: int, how: Pooling = "max") -> Ranked:
     """`pool_candidates` as (item, score) pairs."""
-    return [(c.item_id, c.score) for c in pool_candidates(per_trigger, top_k)]
+    return [(c.item_id, c.score) for c in pool_candidates(per_trigger, top_k, how)]

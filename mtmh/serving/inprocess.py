@@ -22,5 +22,8 @@ class InProcessRetrieval:
 
     def answer(self, plan: RetrievalPlan) -> list[Candidate]:
         retriever = Retriever(self.heads, self.preranker, self.run.k_ann, plan.keep)
-        kept = retriever.preranked(plan.history, plan.triggers, plan.seen)
+        if plan.ranking == "ann":
+            kept = retriever.ann_ordered(plan.triggers, plan.seen)
+        else:
+            kept = retriever.preranked(plan.history, plan.triggers, plan.seen)
         return finish(kept, plan)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtmh.eval.retrieval import Ranked, merge_heads, pool_candidates
+from mtmh.eval.retrieval import POOLING, Ranked, merge_heads, pool_candidates
 from mtmh.merge import Candidate
 from mtmh.serving.run import ServingRun
 
@@ -33,6 +33,7 @@ class RetrievalPlan:
     keep: int  # K: candidates per head and trigger, and per merged trigger list
     alpha: float
     pool_top_k: int | None  # None: one trigger, return its merged list
+    ranking: str = "preranker"  # the run's order: "preranker" or "ann" (similarity)
 
     @property
     def k(self) -> int:
@@ -100,14 +101,15 @@ def _plan(
         keep=keep,
         alpha=alpha,
         pool_top_k=pool_top_k,
+        ranking=run.ranking,
     )
 
 
 def finish(kept: dict[str, list[Ranked]], plan: RetrievalPlan) -> list[Candidate]:
-    """Merge each trigger's preranked head lists to K by the quota, then (multi-trigger
-    requests) pool them to the top k."""
+    """Merge each trigger's ranked head lists to K by the quota, then (multi-trigger
+    requests) pool them to the top k the way the run's ranking order pools."""
     per_trigger = merge_heads(kept, plan.keep, plan.alpha)
     if plan.pool_top_k is None:
         (only,) = per_trigger
         return only
-    return pool_candidates(per_trigger, plan.pool_top_k)
+    return pool_candidates(per_trigger, plan.pool_top_k, POOLING[plan.ranking])

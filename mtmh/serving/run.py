@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
-from mtmh.eval.protocol import effective_k_ann
+from mtmh.eval.protocol import effective_k_ann, resolved_ranking
 from mtmh.eval.retrieval import HeadIndex, cover_k_ann, load_heads
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.merge import ENGAGEMENT, RELEVANCE
@@ -49,6 +49,7 @@ class ServingRun:
     top_k: int  # candidates per /retrieve response by default
     alpha: float  # default engagement quota, percent
     exclude_seen: bool  # a user's history is never recommended back
+    ranking: str  # "preranker" or "ann": how each head's candidates are cut to K (eval/)
 
     @classmethod
     def open(cls, run_dir: str | Path, model: str = "mtmh") -> ServingRun:
@@ -86,6 +87,7 @@ class ServingRun:
             top_k=ec.top_k,
             alpha=ec.alpha,
             exclude_seen=ec.exclude_seen,
+            ranking=resolved_ranking(cfg, run_dir),
         )
 
     @property

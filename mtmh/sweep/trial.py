@@ -38,7 +38,7 @@ def wr_trial(config: dict[str, Any]) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from mtmh.eval.protocol import ModelSpec, evaluate_model, sample_users
+    from mtmh.eval.protocol import ModelSpec, evaluate_model, resolved_ranking, sample_users
     from mtmh.index.build import build_indexes
     from mtmh.model.job import train_variant
 
@@ -52,8 +52,9 @@ def wr_trial(config: dict[str, Any]) -> None:
     alphas = sorted({*cfg.eval.alphas, cfg.eval.alpha})
     users = sample_users(run_dir, cfg.eval)  # the eval seed, not the trial's: same users
     result = evaluate_model(
-        run_dir, ModelSpec("MTMH", name, ("engagement", "relevance")), cfg, users, alphas
-    )
+        run_dir, ModelSpec("MTMH", name, ("engagement", "relevance")), cfg, users, alphas,
+        resolved_ranking(cfg, run_dir),  # the order the run's evaluation chose
+    )  # fmt: skip
     # The last training losses ride along: a scheduler's metric must be in every report.
     final: dict[str, Any] = {**summary["last"], FINAL_FLAG: 1.0, "w_r": cfg.model.w_r,
                              "seed": cfg.seed, "steps": summary["steps"]}  # fmt: skip
