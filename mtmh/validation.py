@@ -13,7 +13,7 @@ signal that the test period T2 never provides. The split:
   user's T1 is used whole, so the models lose little data.
 
 Why per user and not one global time cut: MovieLens users rate in bursts, so the last 10% of
-T1 by time belongs to a few hundred users (389 on ml-1m): too few to tell epochs apart.
+T1 by time belongs to a few hundred users (about 390 on ml-1m): too few to tell epochs apart.
 
 `ann_order_recall` is the validation metric: per trigger the exact top `keep` items by a score
 function (an embedding's inner product, or a peer's item-item scores), pooled across the

@@ -1,0 +1,80 @@
+"""Validation curves of one variant under several training settings, side by side.
+
+Each setting trains the same variant on the same prepared run (its own model name under
+RUN/models/) for a fixed number of epochs with no early stopping, measuring validation
+recall (mtmh/validation.py, the end of T1) after every epoch. The table shows, per setting,
+the steady pairs/s, the validation score after each epoch and the best epoch: how the
+defaults in `train.*` were chosen (docs/results.md).
+
+    .venv/bin/python bench/train_curves.py --run runs/ml-100k --variant mtmh --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mtmh.config import build_config, config_to_dict, load_config
+
+SETTINGS: dict[str, list[str]] = {
+    "paper: adagrad 0.01, batch 2048": [
+        "train.optimizer=adagrad",
+        "train.lr=0.01",
+        "train.batch_size=2048",
+    ],
+    "adagrad 0.01, batch 1024": [
+        "train.optimizer=adagrad",
+        "train.lr=0.01",
+        "train.batch_size=1024",
+    ],
+    "adam 1e-3, batch 1024": ["train.optimizer=adam", "train.lr=0.001", "train.batch_size=1024"],
+    "adam 1e-3, batch 512": ["train.optimizer=adam", "train.lr=0.001", "train.batch_size=512"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="a prepared and encoded run")
+    parser.add_argument("--variant", default="mtmh")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    from mtmh.model.curves import read_metrics
+    from mtmh.model.job import train_variant
+    from mtmh.ray_utils import init_ray
+
+    base = load_config(args.run / "pipeline.yaml")
+    init_ray(base.ray)
+    results = {}
+    for i, (label, overrides) in enumerate(SETTINGS.items()):
+        cfg = build_config(config_to_dict(base), [
+            *overrides, f"model.variant={args.variant}", f"model.name=curve-{i}",
+            f"train.epochs={args.epochs}", f"train.patience={args.epochs}",
+            "train.cpus_per_worker=1", "train.report_every=50",
+        ])  # fmt: skip
+        summary = train_variant(cfg, args.run)
+        rows = read_metrics(args.run / "models" / f"curve-{i}" / "metrics.jsonl")
+        rates = sorted(r["pairs_per_s"] for r in rows if "pairs_per_s" in r)
+        results[label] = {
+            "val_score": summary["validation_score"],
+            "best_epoch": summary["best_epoch"],
+            "median_pairs_per_s": rates[len(rates) // 2] if rates else None,
+            "seconds": summary["seconds"],
+        }
+        print(label, results[label], flush=True)
+    print(f"\n{args.run.name}, {args.variant}: validation score (mean recall@100/@500 over heads, "
+          "%) after each epoch")  # fmt: skip
+    print("| setting | pairs/s | " + " | ".join(f"epoch {e + 1}" for e in range(args.epochs))
+          + " | best |")  # fmt: skip
+    print("|---|---|" + "---|" * args.epochs + "---|")
+    for label, r in results.items():
+        cells = " | ".join(f"{100 * v:.2f}" for v in r["val_score"])
+        print(f"| {label} | {r['median_pairs_per_s']:.0f} | {cells} | {r['best_epoch'] + 1} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
