@@ -364,6 +364,12 @@ class EvalConfig:
     fresh_snapshot_every: Annotated[int, Field(ge=1)] = 10
     seed: int = 0
 
+    def k_ann_for(self, num_items: int) -> int:
+        """K_ann for a catalog of `num_items`: `k_ann`, capped at the catalog share, at least
+        `keep_per_head`. The evaluation, the Serve app and the peers' tables all use it."""
+        capped = int(self.k_ann_max_catalog_fraction * num_items)
+        return max(self.keep_per_head, min(self.k_ann, capped, num_items))
+
     @model_validator(mode="after")
     def _alphas_in_range(self) -> EvalConfig:
         if any(not 0.0 <= a <= 100.0 for a in self.alphas):

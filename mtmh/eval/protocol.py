@@ -95,8 +95,7 @@ class EvalUser:
 
 
 def effective_k_ann(cfg: EvalConfig, num_items: int) -> int:
-    capped = int(cfg.k_ann_max_catalog_fraction * num_items)
-    return max(cfg.keep_per_head, min(cfg.k_ann, capped, num_items))
+    return cfg.k_ann_for(num_items)
 
 
 def sample_users(run_dir: Path, cfg: EvalConfig) -> list[EvalUser]:

@@ -45,9 +45,7 @@ def peer_dir(run_dir: Path, name: str) -> Path:
 
 def neighbor_count(ec: EvalConfig, num_items: int) -> int:
     """K_ann + 1 (the trigger itself is excluded from its own row), at most N - 1."""
-    capped = int(ec.k_ann_max_catalog_fraction * num_items)
-    k_ann = max(ec.keep_per_head, min(ec.k_ann, capped, num_items))
-    return min(k_ann + 1, num_items - 1)
+    return min(ec.k_ann_for(num_items) + 1, num_items - 1)
 
 
 @torch.no_grad()
