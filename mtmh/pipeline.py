@@ -160,7 +160,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
 
 def _encode(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     stats = encode_content(cfg, run_dir)
-    quality = content_topic_match(run_dir, k=10, seed=cfg.seed)
+    quality = content_topic_match(run_dir, k=10)
     (run_dir / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     return stats
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    quality = content_topic_match(args.run, k=args.k, seed=cfg.seed)
+    quality = content_topic_match(args.run, k=args.k)
     (args.run / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
 
     table = Table(title=f"{stats['dataset']}: content embeddings ({stats['encoder']})")
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     k = quality["k"]
     for level in ("l1", "l2"):
         table.add_row(
-            f"{level.upper()} match of top-{k} neighbours (random)",
-            f"{quality[f'{level}_match']:.3f} ({quality[f'{level}_random']:.3f})",
+            f"{level.upper()} match of top-{k} neighbours (random, lift)",
+            f"{quality[f'{level}_match']:.3f} ({quality[f'{level}_random']:.3f}, "
+            f"{quality[f'{level}_lift']:.2f}x)",
         )
     Console().print(table)
     print(json.dumps({"stats": stats, "quality": quality}, default=str))

@@ -209,3 +209,40 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
                          np.tile(np.linspace(1, 0.2, 5), (4, 1)).astype(np.float32))  # fmt: skip
     sims, cands = table.search(np.array([2, 0]), 3)
     assert cands.tolist() == [[1, 2, 3], [1, 2, 3]] and sims.shape == (2, 3)
+
+
+def test_random_match_probability_is_exact() -> None:
+    from mtmh.eval.topic_match import random_match_probability
+
+    labels = [["a"], ["a", "b"], ["b"], ["c"], [], None]
+    p = random_match_probability(labels)
+    # 4 labelled items; item 0 matches item 1 only, item 1 matches 0 and 2, item 3 none.
+    assert p[:4] == pytest.approx([1 / 3, 2 / 3, 1 / 3, 0.0])
+    assert np.isnan(p[4:]).all()
+
+
+def test_match_counter_reports_the_random_rate_of_its_own_pairs() -> None:
+    from mtmh.eval.topic_match import lift, random_match_probability
+
+    labels = [frozenset(x) for x in (["a"], ["a"], ["b"], ["b"], [])]
+    m = MatchCounter(labels, random_match_probability(labels))
+    m.add(0, [1, 2, 4])  # the unlabelled candidate 4 is left out: 2 pairs, 1 hit
+    m.add(2, [3])
+    assert m.rate == pytest.approx(2 / 3)
+    assert m.random_rate == pytest.approx(1 / 3)  # every labelled item matches 1 of 3 others
+    assert lift(m.rate, m.random_rate) == pytest.approx(2.0)
+
+
+def test_neighbour_lift_of_a_planted_space() -> None:
+    from mtmh.eval.topic_match import neighbour_topic_match
+
+    rng = np.random.default_rng(0)
+    topic = np.repeat(np.arange(10), 20)
+    centres = rng.normal(size=(10, 16))
+    on_topic = centres[topic] + 0.1 * rng.normal(size=(200, 16))
+    noise = rng.normal(size=(200, 16))
+    labels = {"l2": [[f"t{t}"] for t in topic]}
+    good = neighbour_topic_match(on_topic.astype(np.float32), labels, k=5)
+    bad = neighbour_topic_match(noise.astype(np.float32), labels, k=5)
+    assert good["l2_random"] == pytest.approx(19 / 199)
+    assert good["l2_lift"] > 9 and bad["l2_lift"] < 2.5

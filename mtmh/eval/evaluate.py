@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.progress import Progress
 
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
+from mtmh.eval.content_quality import neighbour_lifts
 from mtmh.eval.fresh import fresh_convergence
 from mtmh.eval.protocol import (
     RANKING_FILE,
@@ -31,6 +33,7 @@ from mtmh.eval.protocol import (
     ModelSpec,
     evaluate_source,
     holdout_users,
+    label_sets,
     sample_users,
 )
 from mtmh.eval.report import write_report
@@ -109,6 +112,16 @@ def validation_curves(run_dir: Path, models: list[ModelSpec]) -> dict[str, dict[
     return out
 
 
+def topic_levels(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per level: items with a label, and the random-pair match rate over the catalog."""
+    out = {}
+    for level, t in label_sets(run_dir).items():
+        p = t.random_probability[~np.isnan(t.random_probability)]
+        out[level] = {"labelled_items": len(p),
+                      "random_pair_rate": float(p.mean()) if len(p) else float("nan")}  # fmt: skip
+    return out
+
+
 def evaluate_run(
     cfg: RunConfig, run_dir: Path, specs: tuple[ModelSpec, ...] = REPORT_MODELS
 ) -> dict[str, Any]:
@@ -184,6 +197,8 @@ def evaluate_run(
             if (peer_dir(run_dir, name) / "meta.json").is_file()
         },
         "ann_recall": ann,
+        "topic_levels": topic_levels(run_dir),
+        "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},
         "seconds": round(time.perf_counter() - started, 1),

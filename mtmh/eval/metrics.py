@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 def recall_at(ranked: Sequence[int], truth: set[int], ks: Iterable[int]) -> dict[int, float]:
     """{K: |top-K ∩ truth| / |truth|} for one user; truth must not be empty."""
@@ -23,25 +25,39 @@ def recall_at(ranked: Sequence[int], truth: set[int], ks: Iterable[int]) -> dict
 
 @dataclass
 class MatchCounter:
-    """Running topic-match counts over (trigger, candidate) pairs at one label level."""
+    """Running topic-match counts over (trigger, candidate) pairs at one label level, and the
+    matches random candidates would have scored for the same triggers (`random_rate`)."""
 
     labels: Sequence[frozenset[str]]  # per item id
+    # Per item id: chance that a random other labelled item matches it
+    # (mtmh/eval/topic_match.py:random_match_probability); None leaves random_rate NaN.
+    random_probability: Sequence[float] | np.ndarray | None = None
     hits: int = 0
     total: int = 0
+    expected: float = 0.0
 
     def add(self, trigger: int, candidates: Iterable[int]) -> None:
         t = self.labels[trigger]
         if not t:
             return
+        before = self.total
         for c in candidates:
             other = self.labels[c]
             if other:
                 self.total += 1
                 self.hits += not t.isdisjoint(other)
+        if self.random_probability is not None:
+            self.expected += (self.total - before) * float(self.random_probability[trigger])
 
     @property
     def rate(self) -> float:
         return self.hits / self.total if self.total else float("nan")
+
+    @property
+    def random_rate(self) -> float:
+        """The match rate uniformly random candidates would have for the same pairs."""
+        ok = self.total and self.random_probability is not None
+        return self.expected / self.total if ok else float("nan")
 
 
 @dataclass

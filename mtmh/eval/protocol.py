@@ -43,6 +43,7 @@ from mtmh.eval.retrieval import (
     load_peer_head,
     pool,
 )
+from mtmh.eval.topic_match import lift, random_match_probability
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.peers.build import PEERS
 from mtmh.preranker.train import load_preranker
@@ -140,15 +141,24 @@ def load_source(
     return load_heads(run_dir, source, heads, use_gpu=use_gpu)
 
 
-def label_sets(run_dir: Path) -> dict[str, list[frozenset[str]]]:
-    """{"l1": [...], "l2": [...]} label sets per item id (evaluation only)."""
+@dataclass(frozen=True)
+class TopicLevel:
+    """One label level, per item id (evaluation only)."""
+
+    labels: list[frozenset[str]]
+    random_probability: np.ndarray  # chance a random labelled item matches; NaN if unlabelled
+
+
+def label_sets(run_dir: Path) -> dict[str, TopicLevel]:
+    """{"l1": ..., "l2": ...}: each level's label sets and random-pair match chances."""
     items = pq.read_table(
         run_dir / "data" / "items.parquet", columns=["item_id", "topic_l1", "topic_l2"]
     ).sort_by("item_id")
-    return {
-        level: [frozenset(x or ()) for x in items[f"topic_{level}"].to_pylist()]
-        for level in ("l1", "l2")
-    }
+    out = {}
+    for level in ("l1", "l2"):
+        labels = [frozenset(x or ()) for x in items[f"topic_{level}"].to_pylist()]
+        out[level] = TopicLevel(labels, random_match_probability(labels))
+    return out
 
 
 def evaluate_model(
@@ -228,14 +238,14 @@ def _metrics(
     users: list[EvalUser],
     kept: list[dict[str, list[Ranked]]],
     alpha: float,
-    labels: dict[str, list[frozenset[str]]],
+    labels: dict[str, TopicLevel],
     ec: EvalConfig,
     order: str,
 ) -> dict[str, float]:
     """recall@K of the pooled lists, topic match of the merged per-trigger lists, and the
     mean number of unique candidates a user's triggers pool (before the top_k cut)."""
     recall = RecallMean(tuple(ec.recall_at))
-    match = {lvl: MatchCounter(labels[lvl]) for lvl in labels}
+    match = {lvl: MatchCounter(t.labels, t.random_probability) for lvl, t in labels.items()}
     unique = 0
     for user, user_kept in zip(users, kept, strict=True):
         per_trigger = ret.merge(user_kept, alpha)
@@ -248,8 +258,15 @@ def _metrics(
     return {
         **{f"recall@{k}": v for k, v in recall.means().items()},
         **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
-        "l1_match": match["l1"].rate,
-        "l2_match": match["l2"].rate,
+        **{
+            f"{lvl}_{name}": value
+            for lvl, counter in match.items()
+            for name, value in (
+                ("match", counter.rate),
+                ("random", counter.random_rate),
+                ("lift", lift(counter.rate, counter.random_rate)),
+            )
+        },
         "unique_candidates": unique / len(users) if users else float("nan"),
     }
 
