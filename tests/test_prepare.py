@@ -84,7 +84,10 @@ def test_ml100k_counts(tmp_path: Path) -> None:
     items = pq.read_table(tmp_path / "run" / "data" / "items.parquet")
     # Genres are evaluation labels: they must not leak into the text the encoder reads.
     first = items.slice(0, 1).to_pylist()[0]
-    assert first["text"] == "Toy Story (1995)" and "Animation" in first["topic_l1"]
+    lines = first["text"].splitlines()
+    assert lines[0] == "Toy Story (1995)" and "Animation" in first["topic_l1"]
+    assert any(line.startswith("starring m.") for line in lines[1:])  # Freebase facts
+    assert not set(first["topic_l2"]) & {w for line in lines for w in line.split()}
 
 
 @pytest.mark.slow

@@ -5,6 +5,12 @@ so that training and serving see identical inputs. An empty text or a missing im
 error: its mask is 0 and its vector is zero, and the fusion MLP learns from the masks what is
 present (the fallback the issue asks for).
 
+A text of several lines is read line by line: each non-empty line is embedded on its own and
+the item's text vector is the mean of its lines' vectors. A catalog's text is often a title
+followed by facts (cast, director, subjects); one 128-token window over all of it truncates the
+facts and blurs each into the rest, while a line each keeps every fact whole and equally
+weighted. A one-line text is embedded exactly as before.
+
 Example:
     featurizer = ContentFeaturizer.load(content_cfg)
     feats = featurizer.featurize(["sourdough bread", ""], [None, "file:///img/1.jpg"])
@@ -62,14 +68,26 @@ class ContentFeaturizer:
     def image_dim(self) -> int:
         return self.vision.dim if self.vision is not None else 0
 
+    def embed_texts(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        """([N, Ht] mean of each text's line embeddings, [N] bool has non-empty text)."""
+        lines = [[x.strip() for x in (t or "").splitlines() if x.strip()] for t in texts]
+        has_text = np.array([bool(ls) for ls in lines], dtype=bool)
+        text_emb = np.zeros((len(lines), self.text.dim), np.float32)
+        flat = [x for ls in lines for x in ls]
+        if flat:
+            # Facts repeat across items ("language English"): embed each distinct line once.
+            distinct, where = np.unique(np.array(flat, dtype=object), return_inverse=True)
+            emb = self.text.encode(distinct.tolist())[where]
+            owner = np.repeat(np.arange(len(lines)), [len(ls) for ls in lines])
+            np.add.at(text_emb, owner, emb)
+            text_emb[has_text] /= np.array([len(ls) for ls in lines if ls], np.float32)[:, None]
+        return text_emb, has_text
+
     def featurize(
         self, texts: Sequence[str | None], image_uris: Sequence[str | None] | None = None
     ) -> ItemFeatures:
         n = len(texts)
-        has_text = np.array([bool(t and t.strip()) for t in texts])
-        text_emb = np.zeros((n, self.text.dim), np.float32)
-        if has_text.any():
-            text_emb[has_text] = self.text.encode([t for t in texts if t and t.strip()])
+        text_emb, has_text = self.embed_texts(texts)
 
         image_emb = np.zeros((n, self.image_dim), np.float32)
         image_ok = np.zeros(n, bool)

@@ -1,25 +1,36 @@
 """MovieLens ml-100k and ml-1m, read from the PyPI wheels that carry them.
 
-Item text is the title with its year: genres are the evaluation's L1 labels and never enter
-the text. Topic labels:
+Item text is what a catalog would hold about a movie, never its genres (genres are the
+evaluation's labels):
 
-- L1 (both): the MovieLens genres of the movie.
-- L2, ml-100k: the Freebase genres of the movie (`film.film.genre` triples of the .kg file,
-  joined through the .link file), a finer, independent human taxonomy. Movies without a
-  Freebase link or genre have no L2 label (ml-100k: 1,596 of 1,682 have one; stats.json
-  reports `items_with_l2_label`).
-- L2, ml-1m: ml-1m has no knowledge graph, so L2 is the movie's exact genre combination
-  (e.g. "Action|Adventure|Thriller"): a leaf under each of its L1 genres, finer than any one
-  of them. Two movies match at L2 only when their whole genre sets agree.
+- ml-100k: the title with its year on the first line, then one line per Freebase fact other
+  than genre (`film.film.actor`, `directed_by`, `written_by`, `subjects`,
+  `production_companies`, `language`, `country` triples of the .kg file, joined through the
+  .link file), e.g. "directed by m.0bln8". Freebase ids are opaque, so a fact acts as a shared
+  token: two movies with the same director share that line. Only facts that at least two
+  movies share are kept (7,021 of 30,887): a fact of one movie links it to nothing. The
+  content featurizer embeds each line on its own (mtmh/content/features.py). A fact whose
+  entity is itself a Freebase genre (a few subjects are) is left out, so no label id reaches
+  the text.
+- ml-1m: ml-1m has no knowledge graph. A movie whose title and year match an ml-100k movie
+  (1,605 of 3,883) gets that movie's Freebase facts the same way; the others have the title
+  and year only.
 
-Concepts (the content encoder's concept tower, never a model input otherwise):
+Topic labels (evaluation only):
 
-- ml-100k: the movie's Freebase facts other than genre, from the .kg file: actors, directors,
-  writers, subjects, production companies, language and country, as "relation entity" strings
-  (e.g. "director m.0bln8"). Freebase ids are opaque, so these act as shared tags: two movies
-  with the same director share a concept string. Genre triples are excluded (they are L2).
-- ml-1m: none (no knowledge graph); the content encoder falls back to a fitted projection of
-  the text embedding (mtmh/content/train.py).
+- L1 (both): the MovieLens genres of the movie (random item pairs match 35% on ml-100k, 33% on
+  ml-1m).
+- L2 (both): the fine Freebase genres of the movie: the `film.film.genre` values that each
+  cover at most `FINE_GENRE_MAX_SHARE` (10%) of ml-100k's films with a Freebase genre. The
+  broad ones ("Drama film" covers 59% of them, "Comedy" 38%, "Romance Film" 27%, and six more
+  above 10%) say little about two movies being alike, and with them random pairs matched 59%.
+  Without them random pairs match 11.5% (ml-100k). A movie with only broad genres, or no
+  Freebase entity, has no L2 label and is left out of L2 match (stats.json reports
+  `items_with_l2_label`); ml-1m movies get L2 through the same title match as their facts.
+
+Concepts (the content encoder's concept tower, never a model input otherwise): the same
+Freebase facts as short "relation entity" strings (e.g. "director m.0bln8"); none for a movie
+without them.
 
 Item features (non-content side information, allowed as model inputs): dense = release year
 scaled to [0, 1] over 1900..2000 and a has-year flag; categorical = release decade.
@@ -30,7 +41,8 @@ scaled to [0, 1] over 1900..2000 and a has-year flag; categorical = release deca
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,6 +90,21 @@ CONCEPT_RELATIONS = {
     "film.film.language": "language",
     "film.film.country": "country",
 }
+
+# How each fact reads as a line of the item's text.
+FACT_PHRASES = {
+    "actor": "starring",
+    "director": "directed by",
+    "writer": "written by",
+    "subject": "about",
+    "company": "produced by",
+    "language": "in language",
+    "country": "made in",
+}
+GENRE_RELATION = "film.film.genre"
+# A Freebase genre is fine (an L2 label) when it covers at most this share of ml-100k's films
+# with a Freebase genre; see the module docstring.
+FINE_GENRE_MAX_SHARE = 0.10
 
 # RecBole's atomic-file headers ("name:type") -> our log schema.
 INTER_COLUMNS = {
@@ -134,30 +161,80 @@ def _title_with_year(title: str, year: str) -> str:
     return f"{title} ({year})" if year.isdigit() else title
 
 
+def _title_key(title: str, year: str) -> tuple[str, str]:
+    """How ml-1m and ml-100k rows of the same movie are matched: title and year."""
+    return " ".join(title.lower().split()), year.split(".")[0]
+
+
+@dataclass(frozen=True)
+class FreebaseFilms:
+    """What ml-100k's knowledge graph says about each of its movies, by ml-100k item id."""
+
+    facts: dict[str, list[str]]  # "relation entity" strings, genre excluded (concepts)
+    fine_genres: dict[str, list[str]]  # the L2 labels
+    title_keys: dict[tuple[str, str], str]  # (title, year) -> ml-100k item id
+
+    @classmethod
+    def load(cls, cache_dir: Path) -> FreebaseFilms:
+        files = {Path(k).suffix: v for k, v in fetch_wheel_files(ML100K, cache_dir).items()}
+        entity_of = {r["item_id"]: r["entity_id"] for r in _read_atomic(files[".link"])}
+        genres: dict[str, set[str]] = defaultdict(set)
+        facts: dict[str, set[str]] = defaultdict(set)
+        triples = _read_atomic(files[".kg"])
+        for t in triples:
+            if t["relation_id"] == GENRE_RELATION:
+                genres[t["head_id"]].add(t["tail_id"])
+        # A subject can be a genre's own entity ("about m.06n90", science fiction): such a
+        # fact would hand the teacher an evaluation label, so it is left out.
+        genre_entities = {g for gs in genres.values() for g in gs}
+        for t in triples:
+            relation, head, tail = t["relation_id"], t["head_id"], t["tail_id"]
+            if relation in CONCEPT_RELATIONS and tail not in genre_entities:
+                facts[head].add(f"{CONCEPT_RELATIONS[relation]} {tail}")
+        # A fact only one movie has links it to no other; it would only add noise to the
+        # text, and its embedding cost (30,887 distinct facts, 7,021 shared) to every encode.
+        shared = Counter(f for fs in facts.values() for f in fs)
+        facts = defaultdict(set, {e: {f for f in fs if shared[f] >= 2} for e, fs in facts.items()})
+        linked = [genres[e] for e in set(entity_of.values()) if genres.get(e)]
+        share = Counter(g for gs in linked for g in gs)
+        fine = {g for g, n in share.items() if n <= FINE_GENRE_MAX_SHARE * len(linked)}
+        return cls(
+            facts={item: sorted(facts[e]) for item, e in entity_of.items() if facts.get(e)},
+            fine_genres={
+                item: sorted(genres[e] & fine)
+                for item, e in entity_of.items()
+                if genres.get(e, set()) & fine
+            },
+            title_keys={
+                _title_key(r["movie_title"], r["release_year"]): r["item_id"]
+                for r in _read_atomic(files[".item"])
+            },
+        )
+
+    def text(self, title: str, item: str | None) -> str:
+        """The title line, then one line per fact of ml-100k movie `item` (if any)."""
+        lines = [title]
+        for fact in self.facts.get(item or "", []):
+            relation, entity = fact.split(" ", 1)
+            lines.append(f"{FACT_PHRASES[relation]} {entity}")
+        return "\n".join(lines)
+
+
 class MovieLens100K:
     name = "ml-100k"
 
     def load(self, cache_dir: Path) -> SourceData:
         files = {Path(k).suffix: v for k, v in fetch_wheel_files(ML100K, cache_dir).items()}
         rows = _read_atomic(files[".item"])
-        entity_of = {r["item_id"]: r["entity_id"] for r in _read_atomic(files[".link"])}
-        film_genres: dict[str, set[str]] = defaultdict(set)
-        film_facts: dict[str, set[str]] = defaultdict(set)
-        for triple in _read_atomic(files[".kg"]):
-            relation, head, tail = triple["relation_id"], triple["head_id"], triple["tail_id"]
-            if relation == "film.film.genre":
-                film_genres[head].add(tail)
-            elif relation in CONCEPT_RELATIONS:
-                film_facts[head].add(f"{CONCEPT_RELATIONS[relation]} {tail}")
-        l2 = {
-            item: sorted(film_genres[entity])
-            for item, entity in entity_of.items()
-            if film_genres.get(entity)
+        freebase = FreebaseFilms.load(cache_dir)
+        text = {
+            r["item_id"]: freebase.text(
+                _title_with_year(r["movie_title"], r["release_year"]), r["item_id"]
+            )
+            for r in rows
         }
-        concepts = {item: sorted(film_facts[entity]) for item, entity in entity_of.items()}
-        text = {r["item_id"]: _title_with_year(r["movie_title"], r["release_year"]) for r in rows}
         return SourceData(
-            items=_catalog(rows, text, "class", l2, concepts),
+            items=_catalog(rows, text, "class", freebase.fine_genres, freebase.facts),
             features=FEATURES,
             logs=LogFiles([files[".inter"]], "tsv", INTER_COLUMNS),
             description=f"MovieLens 100K from {ML100K.package}=={ML100K.version}",
@@ -170,12 +247,21 @@ class MovieLens1M:
     def load(self, cache_dir: Path) -> SourceData:
         files = {Path(k).suffix: v for k, v in fetch_wheel_files(ML1M, cache_dir).items()}
         rows = _read_atomic(files[".item"])
-        # ml-1m's item id already is "Title (year)", the text we want.
-        text = {r["item_id"]: r["item_id"] for r in rows}
-        l2 = {r["item_id"]: ["|".join(sorted(set(r["genre"].split())))] for r in rows}
+        freebase = FreebaseFilms.load(cache_dir)
+        # ml-100k's item id of each ml-1m movie with the same title and year, if any.
+        match = {
+            r["item_id"]: freebase.title_keys.get(_title_key(r["movie_title"], r["release_year"]))
+            for r in rows
+        }
+        # ml-1m's item id already is "Title (year)", the title line we want.
+        text = {item: freebase.text(item, other) for item, other in match.items()}
+        l2 = {item: freebase.fine_genres[o] for item, o in match.items()
+              if o in freebase.fine_genres}  # fmt: skip
+        concepts = {item: freebase.facts[o] for item, o in match.items() if o in freebase.facts}
         return SourceData(
-            items=_catalog(rows, text, "genre", l2),
+            items=_catalog(rows, text, "genre", l2, concepts),
             features=FEATURES,
             logs=LogFiles([files[".inter"]], "tsv", INTER_COLUMNS),
-            description=f"MovieLens 1M from {ML1M.package}=={ML1M.version}",
+            description=f"MovieLens 1M from {ML1M.package}=={ML1M.version} (Freebase facts "
+            f"and L2 labels from {ML100K.package}=={ML100K.version} by title and year)",
         )
