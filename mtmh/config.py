@@ -36,18 +36,29 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, config=_STRICT)
 class SyntheticConfig:
-    """Generator knobs for the `synthetic` dataset (see mtmh/data/sources/synthetic.py)."""
+    """Generator knobs for the `synthetic` dataset (see mtmh/data/sources/synthetic.py).
 
-    num_items: Annotated[int, Field(ge=10)] = 20_000  # catalog size
-    num_users: Annotated[int, Field(ge=1)] = 5_000
-    num_interactions: Annotated[int, Field(ge=1)] = 500_000  # total log rows before any split
+    The defaults are the trade-off benchmark of issue 14, sized like ml-100k: co-engagement
+    alone is only moderately on-topic, and the text (so the teacher) clearly more so, as in
+    the paper's setting. Measured on the generated data, the top-10 neighbours of plain
+    ItemKNN match the item's fine topic 48% of the time and those of the raw text embedding
+    84% (random pairs: 1.4%); at cross-topic rate 0.3 and no text noise they were 66% and
+    100%, which leaves distillation little to show. Scale runs override the sizes.
+    """
+
+    num_items: Annotated[int, Field(ge=10)] = 4_000  # catalog size
+    num_users: Annotated[int, Field(ge=1)] = 2_000
+    num_interactions: Annotated[int, Field(ge=1)] = 120_000  # total log rows before any split
     num_topics_l1: Annotated[int, Field(ge=1)] = 12  # coarse topics (eval labels only)
     topics_l2_per_l1: Annotated[int, Field(ge=1)] = 6  # fine topics under each coarse topic
     topics_per_user: Annotated[int, Field(ge=1)] = 2  # L2 interests each user draws from
     popularity_exponent: Annotated[float, Field(gt=0.0)] = 1.1  # Zipf exponent of popularity
     # Share of events drawn from global popularity regardless of the user's topics: the
     # cross-topic co-engagement that pulls co-engagement models off-topic.
-    popular_cross_topic_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    popular_cross_topic_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    # Share of an item's text words drawn from a random fine topic's vocabulary instead
+    # of its own: how much the text (and so the teacher) knows about the item's topic.
+    text_noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     fresh_item_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1  # arrive mid-log
     span_days: Annotated[int, Field(ge=1)] = 120  # length of the log in days
     start_timestamp: int = 1_600_000_000  # first event time (epoch seconds)
@@ -397,7 +408,8 @@ class SweepConfig:
     """The Ray Tune sweep of w_r (tune/sweep_wr.py); alpha is swept inside every trial."""
 
     w_r_values: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 5.0)  # the paper's Table 4
-    seeds: tuple[int, ...] = (0,)
+    # Three seeds by default: one seed's spread cannot be told from the effect of w_r.
+    seeds: tuple[int, ...] = (0, 1, 2)
     # "grid": every (w_r, seed) once per sample; "random": `num_samples` draws of both.
     search: Literal["grid", "random"] = "grid"
     num_samples: Annotated[int, Field(ge=1)] = 1

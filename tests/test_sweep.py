@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mtmh.config import load_config
-from mtmh.sweep.report import pareto_front, recommend
+from mtmh.sweep.report import mean_by_w_r, mean_se, pareto_front, recommend, relevance_trend
 from tests.tiny_data import TINY_SYNTHETIC
 
 
@@ -38,6 +40,7 @@ TINY = [
     *TINY_SYNTHETIC,
     "train.report_every=2",
     "sweep.w_r_values=[0.0, 1.0]",
+    "sweep.seeds=[0]",
 ]
 
 
@@ -80,3 +83,25 @@ def test_a_tiny_sweep_runs_through_tune_and_resumes(tmp_path: Path) -> None:
     assert [(r["w_r"], r["metrics"]["recall@500"]) for r in again] == [
         (r["w_r"], r["metrics"]["recall@500"]) for r in records
     ]
+
+
+def _trial(w_r: float, seed: int, l2: float) -> dict[str, Any]:
+    row = {"recall@500": 0.5, "l1_match": 0.5, "l2_match": l2}
+    return {"w_r": w_r, "seed": seed, "metrics": row, "alpha_sweep": [{"alpha": 50, **row}]}
+
+
+def test_seed_statistics_tell_an_effect_from_noise() -> None:
+    assert mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0 / math.sqrt(3)))
+    # L2 rises by 0.10 with seed spread 0.01: beyond the noise.
+    clear = [_trial(w, s, l2 + 0.01 * s) for w, l2 in ((0.0, 0.20), (5.0, 0.30)) for s in range(3)]
+    means = mean_by_w_r(clear)
+    assert means[0.0]["seeds"] == 3 and means[5.0]["l2_match"] == pytest.approx(0.31)
+    assert means[5.0]["l2_match_se"] == pytest.approx(0.01 / math.sqrt(3))
+    assert "rises beyond the noise" in relevance_trend(means)
+    # The same means with a spread of 0.2 across seeds: not beyond the noise.
+    noisy = [
+        _trial(w, s, l2 + 0.2 * (s - 1)) for w, l2 in ((0.0, 0.20), (5.0, 0.30)) for s in range(3)
+    ]
+    assert "does not move beyond the noise" in relevance_trend(mean_by_w_r(noisy))
+    one_seed = mean_by_w_r([_trial(0.0, 0, 0.2), _trial(5.0, 0, 0.3)])
+    assert "no standard error" in relevance_trend(one_seed)

@@ -15,6 +15,8 @@ SMALL = SyntheticConfig(
     num_topics_l1=4,
     topics_l2_per_l1=3,
     shard_rows=5_000,
+    popular_cross_topic_rate=0.3,
+    text_noise=0.0,
     seed=7,
 )
 
@@ -57,6 +59,48 @@ def test_planted_structure(tmp_path: Path) -> None:
     # Texts carry the topic's vocabulary, never the label itself.
     text, label = items["text"][0].as_py(), items["topic_l2"][0].as_py()[0]
     assert label not in text
+
+
+def _same_topic_rate(items, logs) -> float:
+    """Share of a user's consecutive events on the same fine topic."""
+    l2 = np.array([t[0] for t in items["topic_l2"].to_pylist()])
+    item, users = logs["item_id"].to_numpy(), logs["user_id"].to_numpy()
+    return float((l2[item[1:]] == l2[item[:-1]])[users[1:] == users[:-1]].mean())
+
+
+def _own_word_rate(items, topic_words: dict[str, set[str]]) -> float:
+    """Share of text words that belong to the item's own fine topic's vocabulary."""
+    own = total = 0
+    labels = [t[0] for t in items["topic_l2"].to_pylist()]
+    for text, label in zip(items["text"].to_pylist(), labels, strict=True):
+        words = text.split()
+        own += sum(w in topic_words[label] for w in words)
+        total += len(words)
+    return own / total
+
+
+def test_knobs_move_what_they_name(tmp_path: Path) -> None:
+    """More cross-topic co-engagement makes consecutive events less on-topic; text noise makes
+    the text carry fewer of the item's own topic words; neither touches the other."""
+    from dataclasses import replace
+
+    from mtmh.data.sources.vocabulary import topic_tree
+
+    tree = topic_tree(SMALL.num_topics_l1, SMALL.topics_l2_per_l1)
+    topic_words = {name: set(words) for _, _, kids in tree for name, words in kids}
+    rates, own = {}, {}
+    for name, cfg in {
+        "base": SMALL,
+        "cross": replace(SMALL, popular_cross_topic_rate=0.7),
+        "noisy": replace(SMALL, text_noise=0.5),
+    }.items():
+        generate(cfg, tmp_path / name)
+        items, logs = _load(tmp_path / name)
+        rates[name], own[name] = _same_topic_rate(items, logs), _own_word_rate(items, topic_words)
+    assert rates["cross"] < 0.7 * rates["base"]
+    assert own["noisy"] < 0.8 * own["base"]
+    assert own["cross"] == own["base"]  # the text stream does not depend on the logs' knobs
+    assert rates["noisy"] == rates["base"]  # text noise draws from its own stream
 
 
 @pytest.mark.usefixtures("ray_local")

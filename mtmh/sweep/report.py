@@ -1,6 +1,12 @@
 """The sweep's outputs: wr_sweep.json (one object per trial), wr_sweep.md (the paper's Table 4
-layout: change relative to w_r = 0.5) and wr_sweep.png (every (w_r, alpha) point on the
-recall-relevance plane, with the Pareto front), plus the recommended point.
+layout: mean over seeds ± standard error, change relative to w_r = 0.5; the alpha sweep the
+same way; and whether relevance rises with w_r beyond the seeds' noise) and wr_sweep.png
+(every (w_r, alpha) point on the recall-relevance plane, with the Pareto front), plus the
+recommended point.
+
+Standard errors are over seeds (s.d. / sqrt(n)): the spread of retraining, which a single
+seed cannot show. A difference counts as beyond the noise when it exceeds twice the standard
+error of the difference, sqrt(se_a^2 + se_b^2).
 
 The recommendation: among all (w_r, alpha) points whose recall@500 is at least that of the
 same trial's engagement head (alpha = 100) minus `sweep.recall_tolerance`, the one with the
@@ -9,17 +15,19 @@ highest L2 match (ties: higher recall@500, then smaller w_r).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mtmh.config import RunConfig
-from mtmh.eval.report import METRICS, metrics_table
+from mtmh.config import RunConfig, config_to_dict
+from mtmh.eval.report import METRICS, synthetic_notice
 from mtmh.sweep.trial import alpha_key
 
 REFERENCE_W_R = 0.5  # Table 4 reports changes relative to the paper's default
+SEED_METRICS = (*METRICS, "l1_lift", "l2_lift")
 
 
 def trial_objects(records: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
@@ -30,9 +38,12 @@ def trial_objects(records: list[dict[str, Any]], cfg: RunConfig) -> list[dict[st
         m = r["metrics"]
         obj: dict[str, Any] = {"w_r": r["w_r"], "seed": r["seed"], "status": r["status"]}
         if r["status"] == "evaluated":
-            obj["metrics"] = {k: m[k] for k in METRICS if k in m}
+            obj["metrics"] = {k: m[k] for k in SEED_METRICS if k in m}
             obj["alpha_sweep"] = [
-                {"alpha": a, **{k: m[alpha_key(a, k)] for k in METRICS if alpha_key(a, k) in m}}
+                {
+                    "alpha": a,
+                    **{k: m[alpha_key(a, k)] for k in SEED_METRICS if alpha_key(a, k) in m},
+                }
                 for a in alphas
             ]
         else:
@@ -42,15 +53,105 @@ def trial_objects(records: list[dict[str, Any]], cfg: RunConfig) -> list[dict[st
     return out
 
 
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (NaN error for fewer than two values)."""
+    clean = [v for v in values if not math.isnan(v)]
+    if not clean:
+        return float("nan"), float("nan")
+    mean = sum(clean) / len(clean)
+    if len(clean) < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in clean) / (len(clean) - 1)
+    return mean, math.sqrt(var / len(clean))
+
+
+def _summarise(groups: dict[float, list[dict[str, float]]]) -> dict[float, dict[str, float]]:
+    out = {}
+    for key, rows in sorted(groups.items()):
+        stats: dict[str, float] = {"seeds": len(rows)}
+        for k in SEED_METRICS:
+            stats[k], stats[f"{k}_se"] = mean_se([r.get(k, float("nan")) for r in rows])
+        out[key] = stats
+    return out
+
+
 def mean_by_w_r(trials: list[dict[str, Any]]) -> dict[float, dict[str, float]]:
-    """Metrics at the serving alpha, averaged over seeds, per w_r."""
+    """Per w_r, metrics at the serving alpha: mean over seeds, and `<metric>_se`."""
     groups: dict[float, list[dict[str, float]]] = defaultdict(list)
     for t in trials:
         if "metrics" in t:
             groups[t["w_r"]].append(t["metrics"])
-    return {
-        w: {k: sum(m[k] for m in ms) / len(ms) for k in METRICS} for w, ms in sorted(groups.items())
-    }
+    return _summarise(groups)
+
+
+def mean_by_alpha(trials: list[dict[str, Any]], w_r: float) -> dict[float, dict[str, float]]:
+    """Per alpha, the trials of one w_r: mean over seeds, and `<metric>_se`."""
+    groups: dict[float, list[dict[str, float]]] = defaultdict(list)
+    for t in trials:
+        if t["w_r"] == w_r:
+            for row in t.get("alpha_sweep", []):
+                groups[row["alpha"]].append(row)
+    return _summarise(groups)
+
+
+def seed_table(rows: dict[str, dict[str, float]], base: str | None, label: str) -> list[str]:
+    """Mean ± s.e. per metric (percent; lifts as ratios), with the change against `base`."""
+    heads = ["R@5", "R@20", "R@100", "R@500", "L1", "L2", "L1 lift", "L2 lift"]
+    lines = [f"| {label} | seeds | " + " | ".join(heads) + " |", "|---" * (len(heads) + 2) + "|"]
+    ref = rows.get(base) if base else None
+    for name, m in rows.items():
+        cells = []
+        for k in SEED_METRICS:
+            scale, unit = (1, "x") if k.endswith("lift") else (100, "")
+            mean, se = m.get(k, float("nan")), m.get(f"{k}_se", float("nan"))
+            cell = "n/a" if math.isnan(mean) else f"{scale * mean:.2f}{unit}"
+            if not math.isnan(se):
+                cell += f" ± {scale * se:.2f}"
+            if ref is not None and name != base and ref.get(k) and not math.isnan(mean):
+                cell += f" ({100 * (mean / ref[k] - 1):+.1f}%)"
+            cells.append(cell)
+        lines.append(f"| {name} | {m['seeds']:.0f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def beyond_noise(
+    a: dict[str, float], b: dict[str, float], metric: str
+) -> tuple[float, float, bool]:
+    """(b - a, s.e. of the difference, |difference| > 2 s.e.) of `metric` between two rows."""
+    diff = b[metric] - a[metric]
+    se = math.sqrt(
+        a.get(f"{metric}_se", float("nan")) ** 2 + b.get(f"{metric}_se", float("nan")) ** 2
+    )
+    return diff, se, (not math.isnan(se)) and abs(diff) > 2 * se
+
+
+def relevance_trend(means: dict[float, dict[str, float]], level: str = "l2_match") -> str:
+    """One sentence: does relevance rise with w_r beyond the seeds' noise?"""
+    if len(means) < 2:
+        return "Fewer than two w_r values: no trend to test."
+    low, high = min(means), max(means)
+    diff, se, real = beyond_noise(means[low], means[high], level)
+    if math.isnan(se):
+        return (
+            f"{level} moves by {100 * diff:+.2f} points from w_r {low:g} to {high:g}; with "
+            "one seed per w_r there is no standard error, so this says nothing about noise."
+        )
+    steps = sorted(means)
+    rising = [
+        f"{a:g}->{b:g}" for a, b in itertools.pairwise(steps)
+        if beyond_noise(means[a], means[b], level)[2] and means[b][level] > means[a][level]
+    ]  # fmt: skip
+    verdict = (
+        "rises beyond the noise"
+        if real and diff > 0
+        else ("falls beyond the noise" if real else "does not move beyond the noise")
+    )
+    return (
+        f"{level.replace('_match', '').upper()} match {verdict} from w_r {low:g} to {high:g}:"
+        f" {100 * diff:+.2f} points against a standard error of the difference of "
+        f"{100 * se:.2f} (beyond the noise means more than twice that). Steps that rise "
+        f"beyond the noise: {', '.join(rising) if rising else 'none'}."
+    )
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -95,14 +196,22 @@ def write_sweep_report(
     lines = [
         f"# {cfg.data.dataset}: w_r sweep (MTMH at alpha {cfg.eval.alpha:g})",
         "",
-        f"{len(trials)} trials; seeds {sorted({t['seed'] for t in trials})}; metrics are the "
-        "mean over seeds. Percent; in brackets the change relative to w_r = 0.5 (the paper's "
-        "Table 4 layout).",
+        *synthetic_notice(cfg.data.dataset, config_to_dict(cfg)),
+        f"{len(trials)} trials; seeds {sorted({t['seed'] for t in trials})}; each cell is the "
+        "mean over seeds ± its standard error. Percent (lifts: match rate over the random-pair "
+        "rate); in brackets the change of the mean relative to w_r = 0.5 (the paper's Table 4 "
+        "layout).",
         "",
     ]
     rows = {f"w_r {w:g}": m for w, m in means.items()}
     base = f"w_r {REFERENCE_W_R:g}" if REFERENCE_W_R in means else None
-    lines += metrics_table(rows, base, "w_r")
+    lines += seed_table(rows, base, "w_r")
+    lines += ["", relevance_trend(means, "l2_match"), "", relevance_trend(means, "l1_match")]
+    sweep_w_r = REFERENCE_W_R if REFERENCE_W_R in means else next(iter(means), None)
+    if sweep_w_r is not None:
+        by_alpha = mean_by_alpha(trials, sweep_w_r)
+        lines += ["", f"## Alpha sweep at w_r {sweep_w_r:g} (mean ± s.e. over seeds)", ""]
+        lines += seed_table({f"alpha {a:g}": m for a, m in by_alpha.items()}, None, "alpha")
     not_done = [t for t in trials if t["status"] != "evaluated"]
     if not_done:
         lines += ["", "Not evaluated: " + ", ".join(

@@ -7,6 +7,8 @@ What it plants, and why:
 - users with a few L2 interests: most events come from those topics, weighted by popularity;
 - `popular_cross_topic_rate` of events come from global popularity regardless of topic: the
   popular, off-topic co-engagement that makes co-engagement models lose relevance;
+- `text_noise` of an item's text words come from a random fine topic's vocabulary: the
+  knob for how much the text, and so the teacher, knows about the item's topic;
 - fresh items (`fresh_item_fraction`) that arrive during the log, with no engagement before;
 - side features a model may use: a creator id (creators mostly stay within one topic), a format
   code, and two float features;
@@ -96,10 +98,19 @@ def _item_table(cfg: SyntheticConfig, cat: _Catalog, rng: np.random.Generator) -
     n_l2 = rng.integers(3, 6, size=n)
     n_l1 = rng.integers(1, 3, size=n)
     n_fill = rng.integers(0, 3, size=n)
+    # Text noise has its own seeded stream: text_noise=0 leaves every other draw as it was.
+    noise_rng = np.random.default_rng([cfg.seed, 0x7E47])
     for i in range(n):
         t = int(cat.topic[i])
         words = list(rng.choice(l2_words[t], n_l2[i], replace=False))
         words += list(rng.choice(tree[l1_of_l2[t]][1], n_l1[i], replace=False))
+        if cfg.text_noise > 0:
+            words = [
+                str(noise_rng.choice(l2_words[noise_rng.integers(len(l2_words))]))
+                if noise_rng.random() < cfg.text_noise
+                else w
+                for w in words
+            ]
         words += list(rng.choice(FILLER_WORDS, n_fill[i], replace=False))
         rng.shuffle(words)
         texts.append(" ".join(words))
