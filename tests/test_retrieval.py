@@ -246,3 +246,17 @@ def test_neighbour_lift_of_a_planted_space() -> None:
     bad = neighbour_topic_match(noise.astype(np.float32), labels, k=5)
     assert good["l2_random"] == pytest.approx(19 / 199)
     assert good["l2_lift"] > 9 and bad["l2_lift"] < 2.5
+
+
+def test_neighbour_lift_on_a_query_sample_matches_the_full_count() -> None:
+    from mtmh.eval.topic_match import neighbour_topic_match
+
+    rng = np.random.default_rng(1)
+    topic = np.repeat(np.arange(8), 25)
+    emb = (rng.normal(size=(8, 8))[topic] + 0.5 * rng.normal(size=(200, 8))).astype(np.float32)
+    labels = {"l2": [[f"t{t}"] for t in topic]}
+    full = neighbour_topic_match(emb, labels, k=5)
+    sample = neighbour_topic_match(emb, labels, k=5, max_queries=100, seed=3)
+    assert full["queries"] == 200 and sample["queries"] == 100
+    assert sample["l2_random"] == pytest.approx(24 / 199)
+    assert sample["l2_match"] == pytest.approx(full["l2_match"], abs=0.1)

@@ -25,19 +25,21 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 
-def exact_neighbours(emb: np.ndarray, k: int) -> np.ndarray:
-    """[N, D] embeddings -> [N, k] ids of each item's top-k by inner product, self excluded."""
+def exact_neighbours(emb: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
+    """[N, D] embeddings -> [Q, k] ids of each query item's top-k by inner product among all
+    N items, self excluded; the queries are every item unless given."""
     import faiss
 
     n = len(emb)
     k = min(k, n - 1)
+    queries = np.arange(n) if queries is None else queries
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(np.ascontiguousarray(emb, dtype=np.float32))
-    _, ids = index.search(np.ascontiguousarray(emb, dtype=np.float32), k + 1)
-    out = np.empty((n, k), np.int64)
-    for i, row in enumerate(ids):
+    _, ids = index.search(np.ascontiguousarray(emb[queries], dtype=np.float32), k + 1)
+    out = np.empty((len(queries), k), np.int64)
+    for row_id, (i, row) in enumerate(zip(queries, ids, strict=True)):
         # Drop the item itself wherever it ranks (ties can put a duplicate first).
-        out[i] = [j for j in row if j != i][:k]
+        out[row_id] = [j for j in row if j != i][:k]
     return out
 
 
@@ -48,11 +50,17 @@ def random_neighbours(n: int, k: int, seed: int = 0) -> np.ndarray:
     return ids + (ids >= np.arange(n)[:, None])  # skip self without bias
 
 
-def topic_match_rate(neighbours: np.ndarray, labels: Sequence[Sequence[str] | None]) -> float:
-    """Share of (item, neighbour) pairs, both labelled, that share a label; NaN if none."""
+def topic_match_rate(
+    neighbours: np.ndarray,
+    labels: Sequence[Sequence[str] | None],
+    queries: np.ndarray | None = None,
+) -> float:
+    """Share of (item, neighbour) pairs, both labelled, that share a label; NaN if none.
+    Row r of `neighbours` belongs to item `queries[r]` (item r when not given)."""
     sets = [frozenset(x or ()) for x in labels]
+    rows = range(len(neighbours)) if queries is None else queries
     hits = total = 0
-    for i, row in enumerate(neighbours):
+    for i, row in zip(rows, neighbours, strict=True):
         if not sets[i]:
             continue
         for j in row:
@@ -92,17 +100,27 @@ def random_match_probability(labels: Sequence[Iterable[str] | None]) -> np.ndarr
 
 
 def neighbour_topic_match(
-    emb: np.ndarray, levels: Mapping[str, Sequence[Sequence[str] | None]], k: int = 10
+    emb: np.ndarray,
+    levels: Mapping[str, Sequence[Sequence[str] | None]],
+    k: int = 10,
+    max_queries: int = 20_000,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Top-k exact neighbours of every item: per level, match rate, random rate and lift."""
-    nbrs = exact_neighbours(emb, k)
-    out: dict[str, float] = {"k": int(nbrs.shape[1])}
+    """Top-k exact neighbours of every item (of a seeded sample of `max_queries` items in a
+    larger catalog; the neighbours come from all of it): per level, match rate, random rate
+    and lift."""
+    n = len(emb)
+    queries = np.arange(n)
+    if n > max_queries:
+        queries = np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
+    nbrs = exact_neighbours(emb, k, queries)
+    out: dict[str, float] = {"k": int(nbrs.shape[1]), "queries": len(queries)}
     for level, labels in levels.items():
-        rate = topic_match_rate(nbrs, labels)
-        p = random_match_probability(labels)
+        rate = topic_match_rate(nbrs, labels, queries)
+        p = random_match_probability(labels)[queries]
         labelled = np.array([bool(x) for x in labels])
-        # Weight each trigger by its labelled neighbours, as the match rate does.
-        weight = labelled[nbrs].sum(axis=1) * labelled
+        # Weight each query by its labelled neighbours, as the match rate does.
+        weight = labelled[nbrs].sum(axis=1) * labelled[queries]
         random = float((p[weight > 0] * weight[weight > 0]).sum() / max(weight.sum(), 1))
         out.update({f"{level}_match": rate, f"{level}_random": random,
                     f"{level}_lift": lift(rate, random)})  # fmt: skip
