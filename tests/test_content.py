@@ -88,6 +88,21 @@ def test_images_without_a_vision_tower_are_reported(text_tower: TextTower) -> No
     assert feats.image_emb.shape == (2, 0) and feats.image_mask.tolist() == [0, 0]
 
 
+def test_a_multi_line_text_is_the_mean_of_its_lines(text_tower: TextTower) -> None:
+    featurizer = ContentFeaturizer(text_tower, None)
+    texts = ["Toy Story (1995)\nstarring m.013tjc\n\n  in language m.02h40lc ", "", None, "one"]
+    feats = featurizer.featurize(texts)
+    lines = ["Toy Story (1995)", "starring m.013tjc", "in language m.02h40lc"]
+    np.testing.assert_allclose(
+        feats.text_emb[0], text_tower.encode(lines).mean(axis=0), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(feats.text_emb[3], text_tower.encode(["one"])[0], atol=1e-5)
+    assert feats.text_mask.tolist() == [1.0, 0.0, 0.0, 1.0] and not feats.text_emb[1:3].any()
+    # A second call is served from the line cache and gives the same vectors.
+    again = featurizer.featurize(texts)
+    np.testing.assert_array_equal(again.text_emb, feats.text_emb)
+
+
 def test_symmetric_info_nce_matches_a_naive_loop() -> None:
     torch.manual_seed(0)
     a = F.normalize(torch.randn(6, 4), dim=1)
