@@ -1,10 +1,11 @@
 """Ray Tune sweep of w_r (each trial trains MTMH, builds its indexes and evaluates it at every
-alpha), written as RUN/tune/wr_sweep.{json,md,png}.
+alpha), over seeds 0, 1, 2 by default, written as RUN/tune/wr_sweep.{json,md,png} with mean ±
+standard error per cell.
 
 python tune/sweep_wr.py --run runs/ml-100k                  # after prepare and encode
 python tune/sweep_wr.py --run runs/ml-100k --resume         # continue an interrupted sweep
-python tune/sweep_wr.py --run runs/ml-100k --set sweep.scheduler=asha \
-    --set "sweep.seeds=[0,1,2]" --dashboard
+python tune/sweep_wr.py --run runs/ml-100k --set sweep.scheduler=asha --dashboard
+python tune/sweep_wr.py --run runs/synthetic --set "sweep.w_r_values=[0.0, 0.5, 5.0]"
 ray job submit -- python tune/sweep_wr.py --run /shared/runs/ml-1m --set train.use_gpu=true
 
 Watch it in the Ray dashboard (--dashboard on a local Ray; a cluster always has one) and in
