@@ -14,7 +14,6 @@ random rate of a set of pairs is its mean over their triggers, and lift = rate /
 Example:
     nbrs = exact_neighbours(emb, k=10)           # [N, 10], self excluded
     topic_match_rate(nbrs, items["topic_l2"])    # share of matching pairs
-    topic_match_rate(random_neighbours(len(emb), 10, seed=0), items["topic_l2"])
     p = random_match_probability(items["topic_l2"])  # [N], NaN where unlabelled
 """
 
@@ -41,13 +40,6 @@ def exact_neighbours(emb: np.ndarray, k: int, queries: np.ndarray | None = None)
         # Drop the item itself wherever it ranks (ties can put a duplicate first).
         out[row_id] = [j for j in row if j != i][:k]
     return out
-
-
-def random_neighbours(n: int, k: int, seed: int = 0) -> np.ndarray:
-    """[N, k] uniformly random other items: the baseline a topic match must beat."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, n - 1, size=(n, k))
-    return ids + (ids >= np.arange(n)[:, None])  # skip self without bias
 
 
 def topic_match_rate(
