@@ -13,7 +13,7 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from mtmh.eval.retrieval import HeadIndex
+from mtmh.retrieval.heads import HeadIndex
 from mtmh.serving.run import ServingRun
 
 VERSIONS_PER_REPLICA = 2  # the serving version and the one before it, during a swap

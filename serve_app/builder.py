@@ -13,7 +13,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict
 from ray.serve import Application, Deployment
 
-from mtmh.merge import ENGAGEMENT, RELEVANCE
+from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from serve_app import ann, ingress, merger, preranker
 from serve_app.ingress import ServedRun
 

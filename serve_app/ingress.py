@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from mtmh.eval.retrieval import ann_k
-from mtmh.merge import Candidate
+from mtmh.retrieval.heads import ann_k
+from mtmh.retrieval.merge import Candidate
 from mtmh.serving.plan import (
     RequestError,
     RetrievalPlan,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from ray import serve
 
-from mtmh.eval.retrieval import Ranked
-from mtmh.merge import Candidate
+from mtmh.retrieval.merge import Candidate, Ranked
 from mtmh.serving.plan import RetrievalPlan, finish
 
 

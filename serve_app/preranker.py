@@ -20,14 +20,9 @@ import numpy as np
 import torch
 from ray import serve
 
-from mtmh.eval.retrieval import (
-    Ranked,
-    blocked_items,
-    rank_candidates,
-    score_candidates,
-    user_vector,
-)
 from mtmh.preranker.model import PrerankerModel
+from mtmh.retrieval.merge import Ranked
+from mtmh.retrieval.ranking import blocked_items, rank_candidates, score_candidates, user_vector
 from mtmh.serving.run import ServingRun
 from serve_app.ann import VERSIONS_PER_REPLICA
 

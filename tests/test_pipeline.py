@@ -10,9 +10,9 @@ from rich.console import Console
 
 from mtmh.config import load_config
 from mtmh.eval.report import METRICS
-from mtmh.eval.retrieval import load_heads
 from mtmh.index.artifact import IndexMismatchError, index_dir
 from mtmh.pipeline import plan, run_pipeline
+from mtmh.retrieval.heads import load_heads
 from tests.tiny_data import TINY_SYNTHETIC
 
 TINY = [

@@ -9,10 +9,10 @@ import pytest
 
 from mtmh.config import IndexConfig
 from mtmh.eval.metrics import MatchCounter, RecallMean, recall_at
-from mtmh.eval.retrieval import blocked_items, pool, pool_candidates, rank_candidates, rank_rows
 from mtmh.index.artifact import IndexMismatchError, load_index, make_meta, save_index
 from mtmh.index.faiss_index import AnnIndexError, build_exact, build_ivf, default_nlist, search
-from mtmh.merge import Candidate, engagement_quota, quota_merge
+from mtmh.retrieval.merge import Candidate, engagement_quota, pool, pool_candidates, quota_merge
+from mtmh.retrieval.ranking import blocked_items, rank_candidates, rank_rows
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -153,7 +153,7 @@ def test_pool_dedups_across_triggers_by_score() -> None:
 
 
 def test_nprobe_is_raised_until_the_probed_lists_can_hold_k_ann() -> None:
-    from mtmh.eval.retrieval import cover_k_ann
+    from mtmh.retrieval.heads import cover_k_ann
 
     x = clustered(4_000, 16, 32, seed=3)
     index = build_ivf(x, np.arange(4_000), IndexConfig(nlist=100, nprobe=4))
@@ -182,8 +182,9 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
     import torch
 
     from mtmh.config import PrerankerConfig
-    from mtmh.eval.retrieval import HeadIndex, NeighborHead, Retriever
     from mtmh.preranker.model import PrerankerModel
+    from mtmh.retrieval.heads import HeadIndex, NeighborHead
+    from mtmh.retrieval.retriever import Retriever
 
     x = clustered(400, 16, 8, seed=3)
     exact = build_exact(x, np.arange(len(x)))
@@ -260,3 +261,17 @@ def test_neighbour_lift_on_a_query_sample_matches_the_full_count() -> None:
     assert full["queries"] == 200 and sample["queries"] == 100
     assert sample["l2_random"] == pytest.approx(24 / 199)
     assert sample["l2_match"] == pytest.approx(full["l2_match"], abs=0.1)
+
+
+def test_the_serving_side_does_not_import_the_evaluation() -> None:
+    """serve_app and mtmh.serving use the retrieval path like any other caller: importing
+    them pulls in no module of mtmh.eval (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serve_app.builder, mtmh.serving.inprocess; "
+        "print(sorted(m for m in sys.modules if m.startswith('mtmh.eval')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

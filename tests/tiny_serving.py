@@ -17,9 +17,9 @@ import torch
 
 from mtmh.config import load_config, save_config
 from mtmh.index.build import build_head_index
-from mtmh.merge import ENGAGEMENT, RELEVANCE
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.train import preranker_dir
+from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from tests.tiny_data import TINY_SYNTHETIC
 
 NUM_ITEMS = 600  # K_ann = 10% of the catalog = 60; K = 30

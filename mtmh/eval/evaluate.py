@@ -27,8 +27,6 @@ from mtmh.embeddings import EmbeddingSource
 from mtmh.eval.content_quality import neighbour_lifts
 from mtmh.eval.fresh import fresh_convergence
 from mtmh.eval.protocol import (
-    RANKING_FILE,
-    RANKINGS,
     REPORT_MODELS,
     ModelSpec,
     evaluate_source,
@@ -39,6 +37,7 @@ from mtmh.eval.protocol import (
 from mtmh.eval.report import write_report
 from mtmh.model.curves import read_metrics
 from mtmh.peers.build import PEERS, peer_dir
+from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
 from mtmh.validation import load_holdout
 
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))

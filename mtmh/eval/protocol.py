@@ -12,7 +12,7 @@ triggers, and the metrics of every alpha from one pass of retrieval.
 - Per user: all triggers' candidates pooled, by preranker score, the top `top_k`.
 - recall@K on the pooled list; L1/L2 topic match over the (trigger, merged candidate) pairs.
 
-Every model is measured in two orders from one ANN search (mtmh/eval/retrieval.py): with the
+Every model is measured in two orders from one ANN search (mtmh/retrieval/): with the
 preranker, and in ANN order (each head's own similarity, pooled by summed similarity). Both
 rows go into the report with the mean number of unique pooled candidates per user, so the
 preranker shows what it adds. The classic peers (ItemKNN, EASE) run through the same path,
@@ -21,7 +21,6 @@ their neighbour tables standing in for the ANN search.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,34 +31,15 @@ import pyarrow.parquet as pq
 from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
-from mtmh.eval.retrieval import (
-    PEER_HEAD,
-    POOLING,
-    HeadIndex,
-    NeighborHead,
-    Ranked,
-    Retriever,
-    load_heads,
-    load_peer_head,
-    pool,
-)
 from mtmh.eval.topic_match import lift, random_match_probability
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.peers.build import PEERS
 from mtmh.preranker.train import load_preranker
+from mtmh.retrieval.heads import PEER_HEAD, HeadIndex, NeighborHead, load_heads, load_peer_head
+from mtmh.retrieval.merge import POOLING, Ranked, pool
+from mtmh.retrieval.ranking import RANKINGS
+from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutSplit
-
-RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
-RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
-
-
-def resolved_ranking(cfg: RunConfig, run_dir: Path) -> str:
-    """The order a run serves: the config's, or what the evaluation chose on validation for
-    `eval.ranking=auto` (the spec's preranker before any evaluation)."""
-    if cfg.eval.ranking != "auto":
-        return cfg.eval.ranking
-    path = run_dir / "eval" / RANKING_FILE
-    return str(json.loads(path.read_text())["chosen"]) if path.is_file() else "preranker"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from mtmh.eval.retrieval import Retriever
-from mtmh.merge import Candidate
+from mtmh.retrieval.merge import Candidate
+from mtmh.retrieval.retriever import Retriever
 from mtmh.serving.plan import RetrievalPlan, finish
 from mtmh.serving.run import SERVED_HEADS, ServingRun
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtmh.eval.retrieval import POOLING, Ranked, merge_heads, pool_candidates
-from mtmh.merge import Candidate
+from mtmh.retrieval.merge import POOLING, Candidate, Ranked, merge_heads, pool_candidates
 from mtmh.serving.run import ServingRun
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
-from mtmh.eval.protocol import effective_k_ann, resolved_ranking
-from mtmh.eval.retrieval import HeadIndex, cover_k_ann, load_heads
 from mtmh.index.artifact import index_dir, read_meta
-from mtmh.merge import ENGAGEMENT, RELEVANCE
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.train import catalog_size, load_preranker, preranker_dir
+from mtmh.retrieval.heads import HeadIndex, cover_k_ann, load_heads
+from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
+from mtmh.retrieval.ranking import resolved_ranking
 
 SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
 
@@ -82,7 +82,7 @@ class ServingRun:
             model=model,
             version=f"{source.version}.pr-{preranker_digest}",
             num_items=num_items,
-            k_ann=min(effective_k_ann(ec, num_items), num_items),
+            k_ann=min(ec.k_ann_for(num_items), num_items),
             keep=ec.keep_per_head,
             top_k=ec.top_k,
             alpha=ec.alpha,

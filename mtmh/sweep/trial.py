@@ -38,9 +38,10 @@ def wr_trial(config: dict[str, Any]) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from mtmh.eval.protocol import ModelSpec, evaluate_model, resolved_ranking, sample_users
+    from mtmh.eval.protocol import ModelSpec, evaluate_model, sample_users
     from mtmh.index.build import build_indexes
     from mtmh.model.job import train_variant
+    from mtmh.retrieval.ranking import resolved_ranking
 
     base = build_config(config["run_config"])
     cfg = trial_config(base, config["w_r"], config["seed"])

@@ -21,8 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 ENGAGEMENT, RELEVANCE = "engagement", "relevance"
+
+# One head's candidates for one trigger: (item id, score), best first.
+Ranked = list[tuple[int, float]]
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,45 @@ def quota_merge(
     take(relevance, RELEVANCE, k, 0)
     take(engagement, ENGAGEMENT, k, eng_pos)  # relevance ran out: engagement fills the rest
     return out
+
+
+def merge_heads(kept: dict[str, list[Ranked]], k: int, alpha: float) -> list[list[Candidate]]:
+    """Per trigger, the K final candidates: the quota merge of two heads, or the one head's
+    list for a single-head model."""
+    if len(kept) == 1:
+        ((name, lists),) = kept.items()
+        return [[Candidate(i, s, name) for i, s in row[:k]] for row in lists]
+    if set(kept) != {ENGAGEMENT, RELEVANCE}:
+        raise ValueError(f"cannot merge heads {sorted(kept)}")
+    return [
+        quota_merge(e, r, k, alpha) for e, r in zip(kept[ENGAGEMENT], kept[RELEVANCE], strict=True)
+    ]
+
+
+Pooling = Literal["max", "sum"]
+# How each ranking order pools a user's triggers: preranker scores are one user's scores of
+# an item, the same from every trigger ("max" keeps it); similarities add up ("sum").
+POOLING: dict[str, Pooling] = {"preranker": "max", "ann": "sum"}
+
+
+def pool_candidates(
+    per_trigger: Sequence[Sequence[Candidate]], top_k: int, how: Pooling = "max"
+) -> list[Candidate]:
+    """A user's candidates over all triggers, deduplicated, the top `top_k` (ties: item id).
+    "max": an item keeps its best score and that candidate's head; "sum": its scores over
+    the triggers add up, and it keeps the head of its best one."""
+    best: dict[int, Candidate] = {}
+    total: dict[int, float] = {}
+    for row in per_trigger:
+        for c in row:
+            total[c.item_id] = total.get(c.item_id, 0.0) + c.score
+            if c.item_id not in best or c.score > best[c.item_id].score:
+                best[c.item_id] = c
+    if how == "sum":
+        best = {i: Candidate(i, total[i], c.head) for i, c in best.items()}
+    return sorted(best.values(), key=lambda c: (-c.score, c.item_id))[:top_k]
+
+
+def pool(per_trigger: Sequence[Sequence[Candidate]], top_k: int, how: Pooling = "max") -> Ranked:
+    """`pool_candidates` as (item, score) pairs."""
+    return [(c.item_id, c.score) for c in pool_candidates(per_trigger, top_k, how)]

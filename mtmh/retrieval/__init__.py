@@ -1,0 +1,21 @@
+"""The serving path of spec section 6: per-head ANN search, preranking of each head's
+candidates separately, the quota merge, and pooling across a user's triggers.
+
+The Serve app (serve_app/) calls these one request at a time, its fused deployment and the
+in-process reference (mtmh/serving/) the whole chain at once, and the evaluation
+(mtmh/eval/) over thousands of users; all three return the same candidates for the same
+inputs because they run the same functions.
+
+- `heads`: one head's item vectors and ANN index (`HeadIndex`), or a classic peer's
+  neighbour table in its place (`NeighborHead`).
+- `ranking`: cutting a head's K_ann candidates to K, by preranker score or by similarity.
+- `merge`: the alpha quota merge of the two heads, and pooling over triggers.
+- `retriever`: the chain for one user, in process.
+
+Example:
+    heads = load_heads(run_dir, "mtmh", ("engagement", "relevance"), use_gpu=False)
+    ret = Retriever(heads, load_preranker(run_dir), k_ann=168, keep=30)
+    kept = ret.preranked(history_ids, triggers, seen)      # {head: [T] ranked lists}
+    per_trigger = ret.merge(kept, alpha=50)                 # [T] lists of Candidate
+    ranked = pool(per_trigger, top_k=500)                   # [(item, score)]
+"""

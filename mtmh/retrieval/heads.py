@@ -1,0 +1,105 @@
+"""One head of one model as the serving path searches it: the item vectors (queries are the
+triggers' own embeddings) and the head's ANN index, version-checked against the embeddings.
+The classic peers (ItemKNN, EASE) serve through the same interface: their precomputed
+item-item neighbour tables stand in for the index (`NeighborHead`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtmh.embeddings import EmbeddingSource
+from mtmh.index.artifact import index_dir, load_index
+from mtmh.index.faiss_index import search, to_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeadIndex:
+    """One head of one model: its item vectors (queries are the triggers' own embeddings)
+    and its IVF index."""
+
+    model: str
+    head: str
+    version: str
+    vectors: np.ndarray  # [N, D], row = item id
+    index: Any
+
+    def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return search(self.index, self.vectors[items], k)
+
+
+@dataclass
+class NeighborHead(HeadIndex):
+    """A classic peer's item-item neighbour table in place of an index: searching item i
+    returns row i (best first, the item itself excluded)."""
+
+    neighbor_ids: np.ndarray  # [N, K] int32
+    neighbor_scores: np.ndarray  # [N, K] float32
+
+    def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(items, np.int64)
+        return (
+            self.neighbor_scores[rows, :k].astype(np.float32),
+            self.neighbor_ids[rows, :k].astype(np.int64),
+        )
+
+
+PEER_HEAD = "neighbors"  # the one head of a classic peer
+
+
+def load_peer_head(run_dir: Path, peer: str) -> dict[str, HeadIndex]:
+    """{"neighbors": NeighborHead} of a fitted classic peer (RUN/peers/<peer>/)."""
+    path = run_dir / "peers" / peer / "neighbors.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the peers stage has not fitted {peer!r}")
+    version = f"{peer}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    with np.load(path) as table:
+        ids, scores = table["ids"], table["scores"]
+    placeholder = np.zeros((len(ids), 0), np.float32)  # N rows, no vectors
+    return {PEER_HEAD: NeighborHead(peer, PEER_HEAD, version, placeholder, None, ids, scores)}
+
+
+def load_heads(
+    run_dir: Path, model: str, heads: Sequence[str], use_gpu: bool = False
+) -> dict[str, HeadIndex]:
+    """The named heads of `model` with their saved indexes (version-checked)."""
+    source = EmbeddingSource.named(run_dir, model)
+    out = {}
+    for head in heads:
+        ids, vectors = source.load(head)
+        if not np.array_equal(ids, np.arange(len(ids))):
+            raise ValueError(f"{model}/{head}: embeddings must cover item ids 0..N-1")
+        index, _ = load_index(index_dir(run_dir, model, head), source.version, head,
+                              vectors.shape[1])  # fmt: skip
+        out[head] = HeadIndex(model, head, source.version, vectors, to_device(index, use_gpu))
+    return out
+
+
+def cover_k_ann(index: Any, k_ann: int, num_items: int, slack: float = 2.0) -> None:
+    """Raise an IVF index's nprobe (C) until the probed lists hold about `slack`·K_ann items
+    on average: with fewer, the search cannot return K_ann candidates at all (nprobe 16 of 512
+    lists over 20,000 items scans ~625). The configured nprobe stays the floor."""
+    nlist = getattr(index, "nlist", None)
+    if not nlist:
+        return
+    needed = min(nlist, math.ceil(slack * k_ann * nlist / num_items))
+    if index.nprobe < needed:
+        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", index.nprobe, needed,
+                 k_ann)  # fmt: skip
+        index.nprobe = needed
+
+
+def ann_k(k_ann: int, num_items: int) -> int:
+    """How many neighbours to ask the index for: one extra so the trigger (usually its own
+    nearest neighbour) does not cost a slot."""
+    return min(k_ann + 1, num_items)
