@@ -1,18 +1,20 @@
-"""Benchmark: FAISS IVF search against exact (flat) inner-product search, side by side.
+"""Benchmark: the three ANN index families, each autotuned, against exact search, side by side.
 
 The vectors are N synthetic unit vectors in D dimensions drawn around `--clusters` random
 centres (Gaussian noise `--noise` around each centre, then normalised): retrieval embeddings
-have cluster structure, and IVF's speed-up depends on it (on structureless noise no
-partitioning helps). The queries are other draws from the same distribution, not indexed
-points.
+have cluster structure, and an index's speed-up depends on how much (noise 1.0 is tight,
+1.5 loose, 2.0 close to structureless). The queries are other draws from the same
+distribution, not indexed points.
 
-For each nprobe in `--nprobes`, the IVF index answers the same queries as the exact index;
-the table shows recall@k against the exact top-k, queries per second of each, and their ratio.
-The headline is the fastest nprobe whose recall reaches `--target-recall`. k-means training
-time (on `index.max_training_points` sampled vectors) and add time are printed apart.
+Each family in `--families` is built with the platform's own code (`build_index`) and tuned
+with the platform's autotune step (`autotune`, the one the pipeline runs at build time) on
+the same queries and the same exact top-k. The table shows every setting autotune tried,
+with recall@k, QPS, and the ratio to exact QPS measured in the same run; the summary gives
+each family's best point that reaches `--target-recall`, and its build time.
 
-    python bench/index_bench.py                       # 1M x 128, k=100
-    python bench/index_bench.py --n 200000 --nprobes 4 8 16
+    python bench/index_bench.py                                 # 1M x 128, noise 1.5, k=100
+    python bench/index_bench.py --noise 1.0 --families ivf_flat
+    python bench/index_bench.py --n 200000 --out runs/index_bench.json
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
@@ -29,7 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mtmh.config import IndexConfig
-from mtmh.index.faiss_index import build_exact, build_ivf, default_nlist, search
+from mtmh.index.autotune import autotune
+from mtmh.index.faiss_index import build_index, factory_key
 
 
 def clustered(n: int, dim: int, clusters: int, noise: float, seed: int) -> np.ndarray:
@@ -45,16 +49,6 @@ def clustered(n: int, dim: int, clusters: int, noise: float, seed: int) -> np.nd
     return out
 
 
-def timed_search(index: object, q: np.ndarray, k: int, nprobe: int | None = None,
-                 repeats: int = 2) -> tuple[np.ndarray, float]:  # fmt: skip
-    best, ids = float("inf"), np.empty(0)
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _, ids = search(index, q, k, nprobe)
-        best = min(best, time.perf_counter() - t0)
-    return ids, len(q) / best
-
-
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,61 +56,69 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--clusters", type=int, default=2_000)
-    p.add_argument("--noise", type=float, default=1.0, help="noise norm relative to a centre")
+    p.add_argument("--noise", type=float, default=1.5, help="noise norm relative to a centre")
     p.add_argument("--queries", type=int, default=2_000)
     p.add_argument("--k", type=int, default=100)
+    p.add_argument("--families", nargs="+", default=["ivf_flat", "ivf_pq", "hnsw"],
+                   choices=["ivf_flat", "ivf_pq", "hnsw"])  # fmt: skip
     p.add_argument("--nlist", type=int, default=None, help="default: the platform's rule")
-    p.add_argument("--nprobes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    p.add_argument("--pq-m", type=int, default=None, help="default: dim / 2")
+    p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--target-recall", type=float, default=0.95)
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = p.parse_args()
     import faiss
 
-    console = Console()
+    console = Console(width=120)
     data = clustered(args.n + args.queries, args.dim, args.clusters, args.noise, seed=0)
     x, q = data[: args.n], data[args.n :]
     ids = np.arange(args.n)
-    cfg = IndexConfig(nlist=args.nlist, nprobe=1)
-    nlist = default_nlist(args.n, cfg)
-    console.print(f"{args.n:,} x {args.dim} vectors, {args.queries:,} queries, k={args.k}, "
-                  f"nlist={nlist}, faiss threads={faiss.omp_get_max_threads()}")  # fmt: skip
+    console.print(f"{args.n:,} x {args.dim} vectors (noise {args.noise}), {args.queries:,} "
+                  f"queries, k={args.k}, target recall {args.target_recall}, faiss threads "
+                  f"{faiss.omp_get_max_threads()}")  # fmt: skip
 
-    t0 = time.perf_counter()
-    exact = build_exact(x, ids)
-    exact_build = time.perf_counter() - t0
-    truth, exact_qps = timed_search(exact, q, args.k)
+    results = []
+    for family in args.families:
+        cfg = IndexConfig(family=family, nlist=args.nlist, pq_m=args.pq_m,  # type: ignore[arg-type]
+                          hnsw_m=args.hnsw_m, nprobe=1)  # fmt: skip
+        key = factory_key(family, args.n, args.dim, cfg)
+        started = time.perf_counter()
+        index = build_index(x, ids, cfg)
+        build_s = time.perf_counter() - started
+        tuned = autotune(index, x, q, args.k, args.target_recall)
+        console.print(f"{family} ({key}): built in {build_s:.1f} s; exact "
+                      f"{tuned.exact_qps:,.0f} QPS")  # fmt: skip
+        table = Table(title=f"{family}: every setting autotune tried")
+        for col in ("setting", f"recall@{args.k}", "QPS", "x exact"):
+            table.add_column(col, justify="right")
+        for pt in tuned.points:
+            mark = " *" if pt.params == tuned.params else ""
+            table.add_row(pt.params + mark, f"{pt.recall:.4f}", f"{pt.qps:,.0f}",
+                          f"{pt.qps / tuned.exact_qps:.1f}x")  # fmt: skip
+        console.print(table)
+        results.append({
+            "family": family, "factory": key, "build_s": round(build_s, 1),
+            "best": tuned.params, "recall": tuned.recall, "qps": tuned.qps,
+            "exact_qps": tuned.exact_qps, "speedup": tuned.qps / tuned.exact_qps,
+            "met": tuned.met, "points": [vars(pt) for pt in tuned.points],
+        })  # fmt: skip
+        del index
 
-    quantizer_t0 = time.perf_counter()
-    ivf = build_ivf(x, ids, cfg)
-    build_s = time.perf_counter() - quantizer_t0
-    console.print(f"exact: add {exact_build:.1f} s, {exact_qps:,.0f} QPS; IVF: k-means + add "
-                  f"{build_s:.1f} s")  # fmt: skip
-
-    table = Table(title="IVF vs exact, same queries, same run")
-    for col in ("nprobe", f"recall@{args.k}", "IVF QPS", "exact QPS", "speed-up"):
-        table.add_column(col, justify="right")
-    rows = []
-    for nprobe in args.nprobes:
-        found, qps = timed_search(ivf, q, args.k, nprobe)
-        recall = float(
-            np.mean([len(set(t) & set(f)) / args.k for t, f in zip(truth, found, strict=True)])
-        )
-        rows.append(
-            {"nprobe": nprobe, "recall": recall, "ivf_qps": qps, "speedup": qps / exact_qps}
-        )
-        table.add_row(str(nprobe), f"{recall:.4f}", f"{qps:,.0f}", f"{exact_qps:,.0f}",
-                      f"{qps / exact_qps:.1f}x")  # fmt: skip
-    console.print(table)
-    ok = [r for r in rows if r["recall"] >= args.target_recall]
-    best = max(ok, key=lambda r: r["speedup"]) if ok else None
-    if best:
-        console.print(
-            f"[bold]at recall@{args.k} >= {args.target_recall}: nprobe {best['nprobe']}, "
-            f"recall {best['recall']:.4f}, {best['speedup']:.1f}x exact[/bold]"
-        )
-    else:
-        console.print(f"[red]no nprobe reached recall {args.target_recall}[/red]")
-    print(json.dumps({"n": args.n, "nlist": nlist, "kmeans_and_add_s": round(build_s, 2),
-                      "exact_qps": round(exact_qps, 1), "rows": rows, "best": best}))  # fmt: skip
+    summary = Table(title=f"best point per family at recall@{args.k} >= {args.target_recall} "
+                          f"(noise {args.noise})")  # fmt: skip
+    for col in ("family", "index", "build s", "setting", f"recall@{args.k}", "QPS", "x exact"):
+        summary.add_column(col, justify="right")
+    for r in results:
+        setting = r["best"] + ("" if r["met"] else " (target not met)")
+        summary.add_row(
+            r["family"], r["factory"], f"{r['build_s']:.1f}", setting, f"{r['recall']:.4f}",
+            f"{r['qps']:,.0f}", f"{r['speedup']:.1f}x",
+        )  # fmt: skip
+    console.print(summary)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
+                                        "results": results}, indent=2) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -295,18 +295,44 @@ class TrainConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class IndexConfig:
-    """Per-head ANN indexes (spec section 6): FAISS IVF over inner product."""
+    """Per-head ANN indexes (spec section 6), all FAISS over inner product, one of three
+    families (mtmh/index/faiss_index.py), and the autotune step that picks each index's search
+    setting at build time (mtmh/index/autotune.py)."""
 
+    # "ivf_flat": k-means lists of full vectors (the spec's IVF; CPU and GPU).
+    # "ivf_pq": the same lists of 4-bit fast-scan PQ codes, re-ranked exactly (RFlat): far less
+    #   to scan per probed list, so many more lists can be probed for the same time.
+    # "hnsw": a proximity graph over the full vectors; no training, slow to build.
+    family: Literal["ivf_flat", "ivf_pq", "hnsw"] = "ivf_flat"
     # Coarse k-means clusters; None = about 4 * sqrt(N), clamped so each cluster gets at least
     # `min_points_per_list` training points.
     nlist: Annotated[int | None, Field(ge=1)] = None
-    nprobe: Annotated[int, Field(ge=1)] = 16  # C: clusters searched per query
+    nprobe: Annotated[int, Field(ge=1)] = 16  # C: clusters searched per query, when not tuned
     min_points_per_list: Annotated[int, Field(ge=1)] = 39  # FAISS warns below 39
     kmeans_iterations: Annotated[int, Field(ge=1)] = 20
     max_training_points: Annotated[int, Field(ge=1_000)] = 256_000  # sample for k-means
-    use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed
+    pq_m: Annotated[int | None, Field(ge=1)] = None  # ivf_pq sub-quantizers; None: dim / 2
+    hnsw_m: Annotated[int, Field(ge=4)] = 32  # hnsw graph degree
+    hnsw_ef_construction: Annotated[int, Field(ge=8)] = 40
+    # Autotune: after building, sweep the family's search parameters on `tune_queries` sampled
+    # items (the queries serving sends: items' own vectors) and keep the fastest setting whose
+    # recall@(K_ann + 1) against exact search reaches `target_recall`. The setting and its
+    # measured recall go into the index metadata and are applied wherever the index is loaded.
+    autotune: bool = True
+    target_recall: Annotated[float, Field(gt=0.0, le=1.0)] = 0.98
+    tune_queries: Annotated[int, Field(ge=10)] = 1_000
+    use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed (ivf_flat)
     build_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of each head's build task
     build_threads: Annotated[int, Field(ge=1)] = 1  # FAISS OpenMP threads in a build task
+
+    @model_validator(mode="after")
+    def _gpu_family(self) -> IndexConfig:
+        if self.use_gpu and self.family != "ivf_flat":
+            raise ValueError(
+                f"index.use_gpu needs index.family=ivf_flat: FAISS has no GPU form of "
+                f"{self.family!r} here (4-bit fast-scan PQ and HNSW are CPU indexes)"
+            )
+        return self
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -147,7 +147,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
         stages.append(
             Stage(f"index:{source}", stage_key("index", key, cfg.index, cfg.seed),
                   run_dir / "indexes" / source,
-                  lambda s=source: build_indexes(run_dir, s, cfg.index, cfg.seed))  # type: ignore[misc]
+                  lambda s=source: build_indexes(run_dir, s, cfg))  # type: ignore[misc]
         )  # fmt: skip
     k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.holdout, cfg.eval.max_triggers,
                       cfg.seed)  # fmt: skip

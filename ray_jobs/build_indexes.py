@@ -1,7 +1,7 @@
-"""Build the per-head IVF indexes of trained models (both heads in parallel, as Ray tasks).
+"""Build the per-head ANN indexes of trained models (both heads in parallel, as Ray tasks).
 
 python ray_jobs/build_indexes.py --run runs/ml-100k --model mtmh
-python ray_jobs/build_indexes.py --run runs/ml-100k --model content --set index.nprobe=32
+python ray_jobs/build_indexes.py --run runs/ml-100k --model content --set index.family=ivf_pq
 
 Writes RUN/indexes/<model>/<head>/{index.faiss, meta.json}. --model takes a trained variant
 or `content` (the content encoder's embeddings); repeat it for several models.
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {}
     for model in args.model:
         try:
-            metas = build_indexes(args.run, model, cfg.index, cfg.seed)
+            metas = build_indexes(args.run, model, cfg)
         except (FileNotFoundError, AnnIndexError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

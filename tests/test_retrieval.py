@@ -275,3 +275,67 @@ def test_the_serving_side_does_not_import_the_evaluation() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("family", ["ivf_flat", "ivf_pq", "hnsw"])
+def test_every_family_autotunes_to_the_target_recall_and_keeps_it_on_load(
+    family: str, tmp_path: Path
+) -> None:
+    from mtmh.index.autotune import autotune, recall_at
+    from mtmh.index.faiss_index import build_index, family_of
+
+    x = clustered(6_000, 32, 48, seed=4)
+    ids = np.arange(len(x))
+    cfg = IndexConfig(family=family, nlist=64, nprobe=1)  # type: ignore[arg-type]
+    index = build_index(x, ids, cfg)
+    assert family_of(index) == family
+    queries = x[::20]
+    tuned = autotune(index, x, queries, k=61, target=0.95)
+    assert tuned.met and tuned.recall >= 0.95 and tuned.family == family
+    assert tuned.params.startswith("efSearch=" if family == "hnsw" else "nprobe=")
+    # The chosen point is the fastest of those that reached the target, and was measured.
+    assert tuned.params in [p.params for p in tuned.points]
+    # What autotune measured is what the index now answers with.
+    _, truth = search(build_exact(x, ids), queries, 61)
+    _, found = search(index, queries, 61)
+    assert recall_at(truth, found) == pytest.approx(tuned.recall)
+    # Saved and loaded, the index searches with the tuned setting, not the file's default.
+    meta = make_meta("m", "v1", "engagement", 32, ids, index, cfg, 1.0, tuned)
+    assert meta.kind == family and meta.search_params == tuned.params
+    assert meta.tuned is not None and meta.tuned["recall"] == tuned.recall
+    save_index(index, meta, tmp_path)
+    loaded, _ = load_index(tmp_path, "v1", "engagement", 32)
+    _, again = search(loaded, queries, 61)
+    assert recall_at(truth, again) == pytest.approx(tuned.recall)
+
+
+def test_refined_and_graph_indexes_label_results_with_item_ids() -> None:
+    from mtmh.index.autotune import recall_at
+    from mtmh.index.faiss_index import build_index, set_search_params
+
+    x = clustered(3_000, 16, 16, seed=5)
+    ids = np.arange(len(x)) + 10_000
+    _, truth = search(build_exact(x, ids), x[:50], 10)
+    for family, params in (("ivf_pq", "nprobe=32,k_factor_rf=16"), ("hnsw", "efSearch=64")):
+        index = build_index(x, ids, IndexConfig(family=family, nlist=32))  # type: ignore[arg-type]
+        set_search_params(index, params)
+        _, found = search(index, x[:50], 10)
+        assert set(found.ravel().tolist()) <= set(ids.tolist())  # labels, not row numbers
+        assert recall_at(truth, found) >= 0.9, family
+
+
+def test_an_unreachable_target_keeps_the_most_accurate_setting_and_says_so() -> None:
+    from mtmh.index.autotune import autotune
+    from mtmh.index.faiss_index import build_index
+
+    x = clustered(2_000, 16, 8, seed=6)
+    index = build_index(x, np.arange(2_000), IndexConfig(family="ivf_pq", nlist=16, pq_m=2))
+    tuned = autotune(index, x, x[:100], k=50, target=1.0)
+    # 2-subquantizer PQ without enough re-ranking cannot be exact; some setting may still be.
+    assert tuned.met == (tuned.recall >= 1.0)
+    assert tuned.recall == max(p.recall for p in tuned.points)
+
+
+def test_gpu_search_is_refused_for_families_faiss_has_no_gpu_form_of() -> None:
+    with pytest.raises(ValueError, match="index.family=ivf_flat"):
+        IndexConfig(family="hnsw", use_gpu=True)

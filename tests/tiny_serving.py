@@ -1,7 +1,7 @@
 """A tiny run directory with exactly what the Serve app reads, written in seconds.
 
 The files are the real artifact formats (the pipeline's config, items.parquet, per-head
-embedding parquet files, FAISS IVF indexes built by `build_head_index`, a preranker state
+embedding parquet files, FAISS indexes built and autotuned by `build_head_index`, a preranker state
 dict); the weights are random rather than trained, which is all a serving test needs.
 Different seeds make different model versions.
 """
@@ -52,7 +52,7 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
         write_embeddings(run_dir / "models" / "mtmh" / "embeddings" / f"{head}.parquet",
                          vectors.astype(np.float32))  # fmt: skip
     for head in (ENGAGEMENT, RELEVANCE):  # after both: the version hashes every head's file
-        build_head_index(run_dir, "mtmh", head, cfg.index, seed)
+        build_head_index(run_dir, "mtmh", head, cfg)
 
     torch.manual_seed(seed)
     model = PrerankerModel(NUM_ITEMS, cfg.preranker)

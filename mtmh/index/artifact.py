@@ -1,7 +1,8 @@
 """Saved per-head indexes: the FAISS file plus metadata that ties it to one model version.
 
-    RUN/indexes/<model>/<head>/index.faiss   the IVF index (CPU form), labels = item ids
-    RUN/indexes/<model>/<head>/meta.json     IndexMeta below
+    RUN/indexes/<model>/<head>/index.faiss   the ANN index (CPU form), labels = item ids
+    RUN/indexes/<model>/<head>/meta.json     IndexMeta below: what was built, and the search
+                                             setting autotune chose with its measured recall
 
 `load_index` checks the metadata against the embeddings it will be used with: an index built
 for another model version, head or dimension is an `IndexMismatchError`, because searching it
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mtmh.config import IndexConfig, config_to_dict
+from mtmh.index.autotune import Tuned
+from mtmh.index.faiss_index import family_of, ivf_part, set_search_params
 
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
@@ -35,12 +38,16 @@ class IndexMeta:
     num_items: int
     min_item_id: int
     max_item_id: int
-    kind: str  # "ivf_flat_ip"
-    nlist: int
-    nprobe: int
+    kind: str  # the family: "ivf_flat", "ivf_pq" or "hnsw" ("ivf_flat_ip" before families)
+    nlist: int  # 0 for hnsw
+    nprobe: int  # the search setting's nprobe (0 for hnsw)
     build_config: dict[str, Any]
-    build_seconds: float
+    build_seconds: float  # training and adding, not autotune
     built_at: float  # epoch seconds
+    # FAISS ParameterSpace string applied on every load ("" = as built), and autotune's record
+    # of it (autotune.Tuned.as_meta(): recall@k against exact, QPS, target, met), or None.
+    search_params: str = ""
+    tuned: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndexMeta:
@@ -89,13 +96,16 @@ def load_index(folder: Path, model_version: str, head: str, dim: int) -> tuple[A
             f"index at {folder} does not match the model: {'; '.join(wrong)}. "
             "Rebuild it with ray_jobs/build_indexes.py"
         )
-    return faiss.read_index(str(folder / INDEX_FILE)), meta
+    index = faiss.read_index(str(folder / INDEX_FILE))
+    set_search_params(index, meta.search_params)
+    return index, meta
 
 
 def make_meta(
     model: str, version: str, head: str, dim: int, item_ids: Any, index: Any, cfg: IndexConfig,
-    seconds: float,
+    seconds: float, tuned: Tuned | None = None,
 ) -> IndexMeta:  # fmt: skip
+    ivf = ivf_part(index)
     return IndexMeta(
         model=model,
         model_version=version,
@@ -104,10 +114,12 @@ def make_meta(
         num_items=len(item_ids),
         min_item_id=int(item_ids.min()),
         max_item_id=int(item_ids.max()),
-        kind="ivf_flat_ip",
-        nlist=int(index.nlist),
-        nprobe=int(index.nprobe),
+        kind=family_of(index),
+        nlist=int(ivf.nlist) if ivf is not None else 0,
+        nprobe=int(ivf.nprobe) if ivf is not None else 0,
         build_config=config_to_dict(cfg),
         build_seconds=round(seconds, 3),
         built_at=time.time(),
+        search_params=tuned.params if tuned else "",
+        tuned=tuned.as_meta() if tuned else None,
     )

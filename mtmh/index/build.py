@@ -1,11 +1,12 @@
-"""Build every head's IVF index of a model, the heads in parallel as Ray tasks.
+"""Build every head's ANN index of a model, the heads in parallel as Ray tasks.
 
 Each task reads its head's embeddings from the run directory itself (on a cluster the run
-directory is shared storage), trains k-means, adds the items and writes the index with its
-metadata; the driver only collects the metadata.
+directory is shared storage), builds the configured family (`index.family`), autotunes its
+search setting for the run's K_ann (`index.autotune`) and writes the index with its metadata;
+the driver only collects the metadata.
 
 Example:
-    metas = build_indexes(cfg, Path("runs/ml-100k"), "mtmh")   # {"engagement": ..., ...}
+    metas = build_indexes(Path("runs/ml-100k"), "mtmh", cfg)   # {"engagement": ..., ...}
 """
 
 from __future__ import annotations
@@ -14,35 +15,48 @@ import logging
 import time
 from pathlib import Path
 
-from mtmh.config import IndexConfig
+import numpy as np
+
+from mtmh.config import RunConfig
 from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import IndexMeta, index_dir, make_meta, save_index
-from mtmh.index.faiss_index import build_ivf
+from mtmh.index.autotune import Tuned, autotune
+from mtmh.index.faiss_index import build_index
+from mtmh.retrieval.heads import ann_k
 
 log = logging.getLogger(__name__)
 
 
-def build_head_index(
-    run_dir: Path, model: str, head: str, cfg: IndexConfig, seed: int
-) -> IndexMeta:
-    """Build and save one head's index (runs inside a Ray task, or plainly)."""
+def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> IndexMeta:
+    """Build, autotune and save one head's index (runs inside a Ray task, or plainly)."""
     import faiss
 
-    faiss.omp_set_num_threads(cfg.build_threads)
+    ic = cfg.index
+    faiss.omp_set_num_threads(ic.build_threads)
     source = EmbeddingSource.named(run_dir, model)
     ids, vectors = source.load(head)
     started = time.perf_counter()
-    index = build_ivf(vectors, ids, cfg, seed=seed)
+    index = build_index(vectors, ids, ic, seed=cfg.seed)
+    build_seconds = time.perf_counter() - started
+    tuned: Tuned | None = None
+    if ic.autotune:
+        # Serving searches K_ann + 1 neighbours of an item's own vector (retrieval/heads.py).
+        n = len(ids)
+        rng = np.random.default_rng(cfg.seed)
+        queries = vectors[np.sort(rng.choice(n, min(ic.tune_queries, n), replace=False))]
+        if not np.array_equal(ids, np.arange(n)):
+            raise ValueError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
+        tuned = autotune(index, vectors, queries, ann_k(cfg.eval.k_ann_for(n), n),
+                         ic.target_recall)  # fmt: skip
     meta = make_meta(
-        model, source.version, head, vectors.shape[1], ids, index, cfg,
-        time.perf_counter() - started,
+        model, source.version, head, vectors.shape[1], ids, index, ic, build_seconds, tuned,
     )  # fmt: skip
     save_index(index, meta, index_dir(run_dir, model, head))
     return meta
 
 
 def build_indexes(
-    run_dir: Path, model: str, cfg: IndexConfig, seed: int = 0, in_process: bool = False
+    run_dir: Path, model: str, cfg: RunConfig, in_process: bool = False
 ) -> dict[str, IndexMeta]:
     """{head: meta} for every head of `model`, built concurrently as Ray tasks, or one after
     the other in this process with `in_process` (inside a Tune trial, whose placement group
@@ -51,13 +65,16 @@ def build_indexes(
 
     heads = sorted(EmbeddingSource.named(run_dir, model).heads)
     if in_process:
-        return {h: build_head_index(run_dir, model, h, cfg, seed) for h in heads}
+        return {h: build_head_index(run_dir, model, h, cfg) for h in heads}
     task = ray.remote(build_head_index).options(
-        num_cpus=cfg.build_cpus, num_gpus=1 if cfg.use_gpu else 0, name=f"index-{model}"
-    )
-    refs = {h: task.remote(run_dir.resolve(), model, h, cfg, seed) for h in heads}
+        num_cpus=cfg.index.build_cpus, num_gpus=1 if cfg.index.use_gpu else 0,
+        name=f"index-{model}",
+    )  # fmt: skip
+    refs = {h: task.remote(run_dir.resolve(), model, h, cfg) for h in heads}
     metas = {h: ray.get(ref) for h, ref in refs.items()}
     for h, m in metas.items():
-        log.info("index %s/%s: %d items, nlist %d, %.2f s", model, h, m.num_items, m.nlist,
-                 m.build_seconds)  # fmt: skip
+        log.info("index %s/%s: %s over %d items, built in %.2f s, search %s (recall@%s %s)",
+                 model, h, m.kind, m.num_items, m.build_seconds, m.search_params or "default",
+                 m.tuned.get("k") if m.tuned else "-",
+                 f"{m.tuned['recall']:.4f}" if m.tuned else "not tuned")  # fmt: skip
     return metas

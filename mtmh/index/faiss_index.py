@@ -1,16 +1,26 @@
-"""FAISS inner-product indexes over item embeddings: exact (the reference) and IVF.
+"""FAISS inner-product indexes over item embeddings: exact (the reference) and three ANN
+families (`IndexConfig.family`):
 
-IVF follows spec section 6: items are k-means clustered offline (`nlist` coarse centroids);
-a query scans the `nprobe` (= C) nearest clusters and returns the top `k` among their items.
-Labels are item ids (`add_with_ids`), so search results need no id mapping.
+- "ivf_flat", spec section 6: items are k-means clustered offline (`nlist` coarse
+  centroids); a query scans the `nprobe` (= C) nearest clusters' full vectors.
+- "ivf_pq": the same clusters holding 4-bit fast-scan PQ codes (`IVF{nlist},PQ{m}x4fs`),
+  whose candidates are re-ranked with the full vectors (`RFlat`, `k_factor_rf` x k of them).
+  A probed list costs a fraction of a flat one, so far more lists fit the same time: the
+  family for embeddings that are not tightly clustered.
+- "hnsw": FAISS's HNSW graph over the full vectors (`efSearch` sets the search breadth).
 
-GPU: with `use_gpu`, k-means training and search run on GPU 0 through faiss-gpu; the index is
-always stored in its CPU form. Asking for a GPU without faiss-gpu (or without a GPU) is an
-error, never a silent CPU fallback.
+Labels are item ids, so search results need no id mapping. Each family's search setting is
+chosen at build time by measurement (mtmh/index/autotune.py) and set with FAISS's own
+`ParameterSpace` (`set_search_params`).
+
+GPU: with `use_gpu` (ivf_flat), k-means training and search run on GPU 0 through faiss-gpu;
+the index is always stored in its CPU form. Asking for a GPU without faiss-gpu (or without a
+GPU) is an error, never a silent CPU fallback.
 
 Example:
-    index = build_ivf(vectors, item_ids, IndexConfig(nprobe=16))
-    scores, ids = search(index, queries, k=100, nprobe=16)
+    index = build_index(vectors, item_ids, IndexConfig(family="ivf_pq"))
+    set_search_params(index, "nprobe=32,k_factor_rf=4")
+    scores, ids = search(index, queries, k=100)
 """
 
 from __future__ import annotations
@@ -93,11 +103,96 @@ def build_ivf(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed:
     return index
 
 
+def factory_key(family: str, num_items: int, dim: int, cfg: IndexConfig) -> str:
+    """The FAISS index_factory string of a family for this catalog."""
+    if family == "ivf_flat":
+        return f"IVF{default_nlist(num_items, cfg)},Flat"
+    if family == "ivf_pq":
+        m = cfg.pq_m or max(1, dim // 2)
+        if dim % m:
+            raise AnnIndexError(f"index.pq_m={m} must divide the embedding dimension {dim}")
+        return f"IVF{default_nlist(num_items, cfg)},PQ{m}x4fs,RFlat"
+    if family == "hnsw":
+        return f"HNSW{cfg.hnsw_m},Flat"
+    raise AnnIndexError(f"unknown index family {family!r}: expected ivf_flat, ivf_pq or hnsw")
+
+
+def build_index(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed: int = 0) -> Any:
+    """The `cfg.family` index over `vectors`, labelled with `item_ids`, at its default search
+    setting (`cfg.nprobe`; FAISS's defaults otherwise) until autotune picks one."""
+    if cfg.family == "ivf_flat":
+        return build_ivf(vectors, item_ids, cfg, seed)
+    if cfg.use_gpu:
+        _require_gpu()  # the config refuses GPU families FAISS lacks; this catches a bare config
+    faiss = _faiss()
+    n, dim = vectors.shape
+    if n == 0:
+        raise AnnIndexError("cannot build an index over zero items")
+    ids = np.asarray(item_ids, dtype=np.int64)
+    index = faiss.index_factory(dim, factory_key(cfg.family, n, dim, cfg),
+                                faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+    if cfg.family == "hnsw":
+        faiss.downcast_index(index).hnsw.efConstruction = cfg.hnsw_ef_construction
+    else:
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.niter = cfg.kmeans_iterations
+        ivf.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        sample = vectors
+        if n > cfg.max_training_points:
+            sample = vectors[np.sort(rng.choice(n, cfg.max_training_points, replace=False))]
+        index.train(_as_f32(sample))
+        ivf.nprobe = min(cfg.nprobe, ivf.nlist)
+    # Only IVF-Flat takes ids itself; the refined and graph indexes number items by insertion,
+    # so an id map labels them (not needed when the ids are already 0..N-1).
+    if not np.array_equal(ids, np.arange(n)):
+        index = faiss.IndexIDMap2(index)
+        index.add_with_ids(_as_f32(vectors), ids)
+    else:
+        index.add(_as_f32(vectors))
+    return index
+
+
+def set_search_params(index: Any, params: str) -> None:
+    """Apply a search setting such as "nprobe=32,k_factor_rf=4" or "efSearch=128" with FAISS's
+    ParameterSpace, which finds the parameter through id maps and refine wrappers."""
+    if params:
+        _faiss().ParameterSpace().set_index_parameters(index, params)
+
+
+def ivf_part(index: Any) -> Any | None:
+    """The IVF index inside `index` (through id maps and refine wrappers), or None."""
+    try:
+        return _faiss().extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def family_of(index: Any) -> str:
+    """Which family a (CPU) index belongs to: "exact", "ivf_flat", "ivf_pq" or "hnsw"."""
+    faiss = _faiss()
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    inner = faiss.downcast_index(inner)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(inner, faiss.IndexRefine):
+        return "ivf_pq"
+    if ivf_part(inner) is not None:
+        return "ivf_flat"
+    return "exact"
+
+
 def to_device(index: Any, use_gpu: bool) -> Any:
-    """The index for searching: moved to GPU 0 when asked (IVF and flat both support it)."""
+    """The index for searching: moved to GPU 0 when asked (IVF-Flat and flat only)."""
     if not use_gpu:
         return index
     _require_gpu()
+    family = family_of(index)
+    if family not in ("ivf_flat", "exact"):
+        raise AnnIndexError(
+            f"a {family} index has no FAISS GPU form here: build the serving indexes with "
+            "index.family=ivf_flat for GPU search"
+        )
     faiss = _faiss()
     return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
@@ -106,7 +201,10 @@ def search(
     index: Any, queries: np.ndarray, k: int, nprobe: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores [Q, k] float32, item ids [Q, k] int64; -1 where fewer than k items were found)."""
-    if nprobe is not None and hasattr(index, "nprobe"):
-        index.nprobe = nprobe
+    if nprobe is not None:
+        if hasattr(index, "nprobe"):  # IVF-Flat, CPU or GPU
+            index.nprobe = nprobe
+        else:  # inside an id map or a refine wrapper
+            set_search_params(index, f"nprobe={nprobe}")
     scores, ids = index.search(_as_f32(queries), k)
     return scores, ids

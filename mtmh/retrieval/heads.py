@@ -18,7 +18,7 @@ import numpy as np
 
 from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import index_dir, load_index
-from mtmh.index.faiss_index import search, to_device
+from mtmh.index.faiss_index import ivf_part, search, to_device
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class HeadIndex:
     """One head of one model: its item vectors (queries are the triggers' own embeddings)
-    and its IVF index."""
+    and its ANN index (any family of mtmh/index/faiss_index.py)."""
 
     model: str
     head: str
@@ -88,15 +88,16 @@ def load_heads(
 def cover_k_ann(index: Any, k_ann: int, num_items: int, slack: float = 2.0) -> None:
     """Raise an IVF index's nprobe (C) until the probed lists hold about `slack`·K_ann items
     on average: with fewer, the search cannot return K_ann candidates at all (nprobe 16 of 512
-    lists over 20,000 items scans ~625). The configured nprobe stays the floor."""
-    nlist = getattr(index, "nlist", None)
-    if not nlist:
+    lists over 20,000 items scans ~625). The configured or autotuned nprobe stays the floor;
+    an autotuned one normally covers K_ann already, since it was measured at K_ann + 1."""
+    ivf = ivf_part(index) if index is not None else None
+    if ivf is None:  # HNSW, exact, or a peer's neighbour table
         return
-    needed = min(nlist, math.ceil(slack * k_ann * nlist / num_items))
-    if index.nprobe < needed:
-        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", index.nprobe, needed,
+    needed = min(ivf.nlist, math.ceil(slack * k_ann * ivf.nlist / num_items))
+    if ivf.nprobe < needed:
+        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", ivf.nprobe, needed,
                  k_ann)  # fmt: skip
-        index.nprobe = needed
+        ivf.nprobe = needed
 
 
 def ann_k(k_ann: int, num_items: int) -> int:

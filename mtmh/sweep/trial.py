@@ -49,7 +49,7 @@ def wr_trial(config: dict[str, Any]) -> None:
     name = cfg.model.name
     assert name is not None
     summary = train_variant(cfg, run_dir, callbacks=[TuneReportCallback()])
-    build_indexes(run_dir, name, cfg.index, cfg.seed, in_process=True)
+    build_indexes(run_dir, name, cfg, in_process=True)
     alphas = sorted({*cfg.eval.alphas, cfg.eval.alpha})
     users = sample_users(run_dir, cfg.eval)  # the eval seed, not the trial's: same users
     result = evaluate_model(
