@@ -26,8 +26,12 @@ run: install  ## the main job on the embedded default: the whole ml-100k pipelin
 sweep: install  ## the Ray Tune sweep of w_r (and alpha) on the run made by `make run`
 	$(PY) tune/sweep_wr.py --run $(RUN_DIR)
 
-serve: install  ## the Serve graph on the run made by `make run`, on localhost:8000 (Ctrl-C stops it)
-	MTMH_RUN=$(RUN_DIR) $(VENV)/bin/serve run serve_app:graph
+SERVE_MODE ?= graph
+# Serve's fast path (docs/benchmarks.md): HAProxy ingress and gRPC between replicas.
+SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1
+
+serve: install  ## the Serve app (SERVE_MODE=graph|fused) on the run made by `make run`, on localhost:8000 (Ctrl-C stops it)
+	$(SERVE_ENV) MTMH_RUN=$(RUN_DIR) MTMH_SERVE_MODE=$(SERVE_MODE) $(VENV)/bin/serve run serve_app:graph
 
 test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest

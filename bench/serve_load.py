@@ -1,4 +1,4 @@
-"""Benchmark: the Serve graph under a bounded HTTP load, against the in-process pipeline.
+"""Benchmark: the Serve app under a bounded HTTP load, against the in-process pipeline.
 
 Starts a local Ray with the Serve app on a run's artifacts, then, for each concurrency level,
 sends `--requests` POST /i2i requests from that many concurrent clients (one keep-alive
@@ -10,9 +10,14 @@ The baseline is the same requests answered by `InProcessRetrieval` (the evaluati
 Retriever, no Ray, no HTTP) one at a time in this process; the ratio is the graph's p50 at
 concurrency 1 over that p50: what the service's hops and serialization cost per request.
 
-Everything runs twice, once per Serve setting in `--modes`: Ray's defaults, and Ray's
-RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (user code on each replica's main event loop), each on a
-fresh local Ray, so the two are measured side by side in one run.
+Everything runs once per app mode in `--modes` (graph: the deployment graph; fused: one
+deployment answering in process) and per Serve setting in `--settings`:
+- default: Ray's defaults (Python HTTP proxy, handle calls as Ray actor tasks, user code in
+  a thread beside each replica's event loop);
+- fast: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (gRPC between replicas, user code on the replica's
+  own loop, buffered logs) with RAY_SERVE_ENABLE_HA_PROXY=1 (HAProxy, in C, forwards HTTP
+  straight to the ingress replicas' own HTTP servers instead of the Python proxy actor).
+Each combination gets a fresh local Ray, so all are measured side by side in one run.
 
 The last phase of each is a mixed load at the highest concurrency with `--bad-fraction` bad
 requests (unknown items, alpha or k out of range, empty or oversized trigger lists,
@@ -170,40 +175,45 @@ def in_process_p50(run: ServingRun, bodies: list[dict[str, Any]]) -> tuple[float
     return statistics.median(lat), _quantile(lat, 0.99)
 
 
-# Serve settings compared side by side. "throughput-optimized" is Ray's own switch
-# (RAY_SERVE_THROUGHPUT_OPTIMIZED=1): user code on the replica's main event loop instead of
-# a separate thread, and buffered request-path logs.
-MODES = {"default": {}, "throughput-optimized": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}}
+# Serve settings compared side by side (environment variables Ray reads at start-up).
+SETTINGS = {
+    "default": {},
+    "fast": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+APP_MODES = ("graph", "fused")
 
 
 def serve_rows(
-    run: ServingRun, good: list[Call], args: argparse.Namespace, mode: str, console: Console
-) -> list[dict[str, Any]]:
-    """Start a local Ray + the graph with `mode`'s settings, drive every load, shut down."""
+    run: ServingRun, good: list[Call], args: argparse.Namespace, mode: str, setting: str,
+    console: Console,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Start a local Ray + the app in `mode` with `setting`, drive every load, shut down."""
     import ray
     from ray import serve
 
     from serve_app import build
 
-    saved = {k: os.environ.get(k) for k in MODES[mode]}
-    os.environ.update(MODES[mode])  # inherited by the raylet and every Serve actor
+    env = SETTINGS[setting]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # inherited by the raylet and every Serve actor
     try:
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **MODES[mode]}})  # fmt: skip
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         started = time.perf_counter()
-        serve.run(build({"run_dir": str(run.run_dir)}), name="mtmh-bench",
+        serve.run(build({"run_dir": str(run.run_dir), "mode": mode}), name="mtmh-bench",
                   logging_config={"enable_access_log": False})  # fmt: skip
         base = f"http://127.0.0.1:{port}"
+        _wait_until_answering(base, good[0])
         asyncio.run(drive(base, good[:20], 2))  # load the version into its replicas: untimed
-        console.print(f"{mode}: Serve graph up and warm in {time.perf_counter() - started:.1f} s")
+        console.print(f"{mode}/{setting}: up and warm in {time.perf_counter() - started:.1f} s")
 
         rows: list[dict[str, Any]] = []
         for c in args.concurrency:
-            rows.append({"mode": mode, "load": "good", "concurrency": c,
+            rows.append({"mode": mode, "setting": setting, "load": "good", "concurrency": c,
                          **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
         rng = random.Random(args.seed + 1)
         bad = bad_requests(run.num_items)
@@ -211,7 +221,7 @@ def serve_rows(
         mixed = good[: args.requests - n_bad]
         mixed += [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
         rng.shuffle(mixed)
-        rows.append({"mode": mode, "load": f"mixed ({n_bad} bad)",
+        rows.append({"mode": mode, "setting": setting, "load": f"mixed ({n_bad} bad)",
                      "concurrency": max(args.concurrency),
                      **asyncio.run(drive(base, mixed, max(args.concurrency))).row()})  # fmt: skip
         serve.shutdown()
@@ -225,6 +235,90 @@ def serve_rows(
                 os.environ[k] = v
 
 
+def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
+    """Serve's own floor with `setting`, on a fresh local Ray: the p50 at concurrency 1 of a
+    trivial FastAPI ingress answering itself, calling one trivial deployment, and calling two
+    (as the graph calls its two heads). It separates what Serve's HTTP path and one hop cost on
+    this machine from what the app adds."""
+    import ray
+    from fastapi import FastAPI
+    from ray import serve
+
+    env = SETTINGS[setting]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    app = FastAPI()
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.1})
+    class Echo:
+        async def echo(self, x: int) -> int:
+            return x
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.1})
+    @serve.ingress(app)
+    class Front:
+        def __init__(self, a: Any, b: Any) -> None:
+            self.a, self.b = a, b
+
+        @app.post("/none")
+        async def none(self) -> int:
+            return 0
+
+        @app.post("/one")
+        async def one(self) -> int:
+            return int(await self.a.echo.remote(1))
+
+        @app.post("/two")
+        async def two(self) -> int:
+            return sum(await asyncio.gather(self.a.echo.remote(1), self.b.echo.remote(2)))
+
+    try:
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(Front.bind(Echo.options(name="EchoA").bind(), Echo.options(name="EchoB").bind()),
+                  name="floor", logging_config={"enable_access_log": False})  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        rows = []
+        for path, what in (("/none", "HTTP only"), ("/one", "+1 hop"),
+                           ("/two", "+2 concurrent hops")):  # fmt: skip
+            calls = [Call(path, b"{}", bad=False)] * min(args.requests, 300)
+            _wait_until_answering(base, calls[0])
+            asyncio.run(drive(base, calls[:20], 1))
+            rows.append(
+                {"setting": setting, "floor": what, **asyncio.run(drive(base, calls, 1)).row()}
+            )
+        serve.shutdown()
+        ray.shutdown()
+        console.print(f"{setting}: Serve floor " + ", ".join(f"{r['floor']} {r['p50_ms']:.2f} ms"
+                                                             for r in rows))  # fmt: skip
+        return rows
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _wait_until_answering(base: str, call: Call, timeout_s: float = 120.0) -> None:
+    """HAProxy comes up a moment after serve.run returns: wait for a first 200."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.post(base + call.path, data=call.body, headers=JSON, timeout=5).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{base} did not answer within {timeout_s} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,7 +327,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--requests", type=int, default=400, help="per concurrency level")
     p.add_argument("--bad-fraction", type=float, default=0.1)
-    p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    p.add_argument("--modes", nargs="+", choices=APP_MODES, default=list(APP_MODES))
+    p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
@@ -250,9 +345,11 @@ def main() -> None:
     console.print(f"in-process pipeline: p50 {1e3 * base_p50:.2f} ms, p99 {1e3 * base_p99:.2f} ms")
 
     good = [Call("/i2i", json.dumps(b).encode(), bad=False) for b in bodies]
-    rows = [row for mode in args.modes for row in serve_rows(run, good, args, mode, console)]
+    floors = [row for setting in args.settings for row in floor_rows(setting, args, console)]
+    rows = [row for mode in args.modes for setting in args.settings
+            for row in serve_rows(run, good, args, mode, setting, console)]  # fmt: skip
 
-    table = Table(title=f"Serve graph under load ({args.run})")
+    table = Table(title=f"Serve app under load ({args.run})")
     for col in rows[0]:
         table.add_column(col, justify="right")
     for r in rows:
@@ -261,12 +358,15 @@ def main() -> None:
     low = min(args.concurrency)
     ratios = {}
     for mode in args.modes:
-        p50 = next(r["p50_ms"] for r in rows if r["mode"] == mode and r["concurrency"] == low)
-        ratios[mode] = p50 / (1e3 * base_p50)
-        console.print(
-            f"{mode}: graph p50 at concurrency {low} / in-process p50: "
-            f"{p50:.2f} ms / {1e3 * base_p50:.2f} ms = [bold]{ratios[mode]:.1f}x[/]"
-        )
+        for setting in args.settings:
+            p50 = next(r["p50_ms"] for r in rows if r["mode"] == mode
+                       and r["setting"] == setting and r["concurrency"] == low)  # fmt: skip
+            ratios[f"{mode}/{setting}"] = p50 / (1e3 * base_p50)
+            console.print(
+                f"{mode}/{setting}: p50 at concurrency {low} / in-process p50: {p50:.2f} ms / "
+                f"{1e3 * base_p50:.2f} ms = [bold]{p50 / (1e3 * base_p50):.1f}x[/] "
+                f"(in-process + {p50 - 1e3 * base_p50:.2f} ms)"
+            )
     mixed = [r for r in rows if r["load"].startswith("mixed")]
     ok = all(r["5xx"] == 0 and r["dropped"] == 0 and r["wrong_status"] == 0 for r in mixed)
     console.print("mixed load: " + ("[green]zero 5xx, zero dropped, every status as expected"
@@ -275,7 +375,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "run": str(run.run_dir), "version": run.version, "rows": rows,
             "in_process_p50_ms": 1e3 * base_p50, "in_process_p99_ms": 1e3 * base_p99,
-            "p50_ratio": ratios,
+            "p50_ratio": ratios, "serve_floor": floors,
         }, indent=2) + "\n")  # fmt: skip
     sys.exit(0 if ok else 1)
 

@@ -1,9 +1,14 @@
-"""One head's ANN search: item-embedding lookup of the triggers plus a FAISS IVF search.
+"""One head's ANN search: item-embedding lookup of the triggers plus a FAISS search.
 
 The same class is deployed once per head (`AnnHead.options(name="AnnEngagement")`), so each
 head scales on its own. Indexes are per version: Serve's model multiplexing routes a request
 to a replica that already holds its version and loads it on first use, keeping the previous
 version too, so requests pinned to it before a swap still finish on it.
+
+Two calls, one per ranking order of the run (mtmh/retrieval/ranking.py):
+- `search`: the K_ann candidates and their similarities, for the preranker to score;
+- `top`: a run served in ANN order needs no preranker, so the head cuts its own candidates
+  to K by similarity and returns only those: one hop, and K rather than K_ann per trigger.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import numpy as np
 from ray import serve
 
 from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.merge import Ranked
+from mtmh.retrieval.ranking import blocked_items, rank_candidates
 from mtmh.serving.run import ServingRun
 
 VERSIONS_PER_REPLICA = 2  # the serving version and the one before it, during a swap
@@ -35,7 +42,14 @@ class AnnHead:
 
     async def search(self, triggers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """([T, k] similarities, [T, k] candidate item ids) per trigger (faiss's -1 where a row
-        ran short); the similarities order the candidates when the run serves in ANN order."""
+        ran short)."""
+        index = await self.index(serve.get_multiplexed_model_id())
+        return index.search(triggers, k)
+
+    async def top(self, triggers: np.ndarray, k: int, seen: np.ndarray, keep: int) -> list[Ranked]:
+        """Per trigger, its `keep` most similar of the `k` searched candidates; the trigger,
+        `seen` items and faiss's -1 excluded (the evaluation's ANN order)."""
         index = await self.index(serve.get_multiplexed_model_id())
         sims, cands = index.search(triggers, k)
-        return sims, cands
+        blocked = blocked_items(len(index.vectors), seen)
+        return rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)

@@ -1,12 +1,23 @@
-"""The HTTP ingress: validates requests, pins each to one model version, fans out to the two
-ANN heads concurrently, then the preranker and the merge.
+"""The HTTP ingress: validates requests, pins each to one model version, and answers them in
+one of two modes (`GraphArgs.mode`):
+
+- graph: fans out to the two ANN head deployments concurrently, then (a run served in
+  preranker order) the preranker deployment; the ingress then merges and pools. The heads and
+  the preranker scale on their own. The merge runs here, not in a deployment of its own: it
+  is microseconds of work, and a hop between replicas costs milliseconds (docs/benchmarks.md).
+- fused: the replica holds the whole serving path of its version (both heads' indexes, the
+  preranker, the merge) and answers in process (`InProcessRetrieval`), with no hop beyond
+  the ingress. For catalogs and latency budgets where fan-out does not pay: a replica then
+  needs the memory of every head's index.
 
 Model updates: the served run is this deployment's `user_config` (`{"run_dir": ...}`).
 Changing it (`serve deploy` with a new run_dir is a lightweight update: replicas are
 reconfigured in place, not restarted) opens the new run and swaps it in with one assignment.
 A request reads that reference once, at its start, and passes the version's `model_id` to every
 downstream call, which Serve multiplexing routes to replicas holding that version (loading it
-on first use). Requests in flight during a swap finish on the old version; none mixes two.
+on first use). Requests in flight during a swap finish on the old version; none mixes two. In
+fused mode the new version is loaded into the replica before the swap, and the old one is
+freed when its last request finishes.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures'
@@ -28,10 +39,12 @@ from ray.serve.handle import DeploymentHandle
 
 from mtmh.retrieval.heads import ann_k
 from mtmh.retrieval.merge import Candidate
+from mtmh.serving.inprocess import InProcessRetrieval
 from mtmh.serving.plan import (
     RequestError,
     RetrievalPlan,
     UnknownItemError,
+    finish,
     plan_i2i,
     plan_retrieve,
 )
@@ -73,10 +86,20 @@ class ServedRun(BaseModel):
 
 @dataclass(frozen=True)
 class Live:
-    """What a request is answered by: one version, and its catalog's raw ids."""
+    """What a request is answered by: one version, its catalog's raw ids, and in fused mode
+    that version's whole serving path, loaded in this replica."""
 
     run: ServingRun
     raw_ids: list[str]
+    local: InProcessRetrieval | None = None
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """Graph mode's deployments, by handle."""
+
+    heads: dict[str, DeploymentHandle]  # head name -> its ANN deployment
+    preranker: DeploymentHandle
 
 
 # Module functions the routes call are defined before the class: Serve serializes the
@@ -109,24 +132,40 @@ def _response(live: Live, merged: list[Candidate], plan: RetrievalPlan) -> Retri
 class Ingress:
     def __init__(
         self,
-        engagement: DeploymentHandle,
-        relevance: DeploymentHandle,
-        preranker: DeploymentHandle,
-        merger: DeploymentHandle,
+        engagement: DeploymentHandle | None = None,
+        relevance: DeploymentHandle | None = None,
+        preranker: DeploymentHandle | None = None,
+        faiss_threads: int = 1,
+        torch_threads: int = 1,
     ) -> None:
-        self.heads = {"engagement": engagement, "relevance": relevance}
-        self.preranker = preranker
-        self.merger = merger
+        """Graph mode with the three downstream handles; fused mode with none."""
+        given = [h for h in (engagement, relevance, preranker) if h is not None]
+        if len(given) not in (0, 3):
+            raise ValueError("the ingress takes all three downstream handles (graph) or none "
+                             "(fused)")  # fmt: skip
+        self.fused = not given
+        self.graph = (
+            None if self.fused
+            else Downstream({"engagement": engagement, "relevance": relevance}, preranker)  # type: ignore[dict-item, arg-type]
+        )  # fmt: skip
         self.live: Live | None = None
+        if self.fused:
+            import faiss
+            import torch
+
+            faiss.omp_set_num_threads(faiss_threads)
+            torch.set_num_threads(torch_threads)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         served = ServedRun.model_validate(user_config)
         run = ServingRun.open(served.run_dir, served.model)
         items = pq.read_table(run.run_dir / "data" / "items.parquet", columns=["item_id", "raw_id"])
         raw_ids = items.sort_by("item_id")["raw_id"].cast("string").to_pylist()
+        local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
         old = self.live.run.version if self.live else None
-        self.live = Live(run, raw_ids)  # the swap: one reference, read once per request
-        log.info("serving %s from %s (was %s)", run.version, run.run_dir, old)
+        self.live = Live(run, raw_ids, local)  # the swap: one reference, read once per request
+        log.info("serving %s from %s (was %s, %s mode)", run.version, run.run_dir, old,
+                 "fused" if self.fused else "graph")  # fmt: skip
 
     def _pin(self) -> Live:
         if self.live is None:
@@ -144,7 +183,7 @@ class Ingress:
         """The K candidates for one trigger item, with the head each came from."""
         live = self._pin()
         plan = _planned(plan_i2i, live.run, req.item_id, req.k, req.alpha, req.user_history)
-        return _response(live, await self._answer(live.run, plan), plan)
+        return _response(live, await self._answer(live, plan), plan)
 
     @app.post("/retrieve")
     async def retrieve(self, req: RetrieveRequest) -> RetrievalResponse:
@@ -153,31 +192,34 @@ class Ingress:
         live = self._pin()
         plan = _planned(plan_retrieve, live.run, req.trigger_item_ids, req.k, req.alpha,
                         req.user_history)  # fmt: skip
-        return _response(live, await self._answer(live.run, plan), plan)
+        return _response(live, await self._answer(live, plan), plan)
 
-    async def _answer(self, run: ServingRun, plan: RetrievalPlan) -> list[Candidate]:
-        model_id = run.model_id  # every downstream call is pinned to this version
+    async def _answer(self, live: Live, plan: RetrievalPlan) -> list[Candidate]:
+        if live.local is not None:
+            # Fused: about a millisecond of CPU work, done on this replica's own loop; a
+            # thread hand-off would cost a good part of that again.
+            return live.local.answer(plan)
+        graph = self.graph
+        assert graph is not None  # graph mode: built with its three handles
+        run = live.run
+        pinned = {head: handle.options(multiplexed_model_id=run.model_id)
+                  for head, handle in graph.heads.items()}  # fmt: skip
         k_search = ann_k(run.k_ann, run.num_items)
         # Both heads are asked before either is awaited: they search concurrently.
-        searches = {
-            head: handle.options(multiplexed_model_id=model_id).search.remote(
-                plan.triggers, k_search
-            )
-            for head, handle in self.heads.items()
-        }
-        found = dict(zip(searches, await asyncio.gather(*searches.values()), strict=True))
+        if plan.ranking == "ann":  # each head cuts its own candidates: no preranker hop
+            tops = [h.top.remote(plan.triggers, k_search, plan.seen, plan.keep)
+                    for h in pinned.values()]  # fmt: skip
+            kept = dict(zip(pinned, await asyncio.gather(*tops), strict=True))
+            return finish(kept, plan)
+        searches = [h.search.remote(plan.triggers, k_search) for h in pinned.values()]
+        found = dict(zip(pinned, await asyncio.gather(*searches), strict=True))
         job = PrerankJob(
-            model_id=model_id,
+            model_id=run.model_id,
             history=plan.history,
             triggers=plan.triggers,
             candidates={head: cands for head, (_, cands) in found.items()},
-            similarities={head: sims for head, (sims, _) in found.items()},
             seen=plan.seen,
             keep=plan.keep,
-            ranking=plan.ranking,
-            num_items=run.num_items,
         )
-        kept = self.preranker.options(multiplexed_model_id=model_id).prerank.remote(job)
-        # The preranker's response goes straight to the merger, which awaits it.
-        merged: list[Candidate] = await self.merger.merge.remote(kept, plan)
-        return merged
+        pre = graph.preranker.options(multiplexed_model_id=run.model_id)
+        return finish(await pre.prerank.remote(job), plan)

@@ -1,7 +1,7 @@
 """The preranker deployment: scores each head's ANN candidates for the user and keeps the K
 best per head and trigger (spec section 6, step 2). A run that serves in ANN order (its
-evaluation found the preranker worse on validation) keeps each head's K most similar instead,
-without scoring.
+evaluation found the preranker worse on validation) never calls it: the heads cut their own
+candidates (serve_app/ann.py).
 
 Concurrent requests are batched with `@serve.batch`: their candidate rows (every head, every
 trigger) go through one scoring call per version. The user vector is still computed per
@@ -33,11 +33,8 @@ class PrerankJob:
     history: np.ndarray  # oldest first
     triggers: np.ndarray  # [T]
     candidates: dict[str, np.ndarray]  # head -> [T, C] ANN candidates
-    similarities: dict[str, np.ndarray]  # head -> [T, C] their ANN similarities
     seen: np.ndarray  # items never to return
     keep: int
-    ranking: str = "preranker"  # or "ann": keep by similarity, no scoring
-    num_items: int = 0  # the catalog size (ANN order masks with it; the preranker knows it)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -63,9 +60,6 @@ class Preranker:
         out: list[dict[str, list[Ranked]]] = [{} for _ in jobs]
         by_version: dict[str, list[int]] = defaultdict(list)
         for i, job in enumerate(jobs):
-            if job.ranking == "ann":
-                out[i] = _ann_ordered(job)
-                continue
             by_version[job.model_id].append(i)
         for model_id, members in by_version.items():
             model = await self.model(model_id)
@@ -85,14 +79,3 @@ class Preranker:
                 )
                 start = stop
         return out
-
-
-def _ann_ordered(job: PrerankJob) -> dict[str, list[Ranked]]:
-    """Each head's `keep` most similar candidates per trigger (the evaluation's ANN order)."""
-    blocked = blocked_items(job.num_items, job.seen)
-    return {
-        head: rank_candidates(
-            cands, job.similarities[head].astype(np.float64), job.triggers, blocked, job.keep
-        )
-        for head, cands in job.candidates.items()
-    }

@@ -8,27 +8,35 @@ from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app.builder import DEPLOYMENTS, GraphArgs
+from serve_app.builder import DEPLOYMENTS, FUSED_DEPLOYMENTS, INGRESS_NAME, GraphArgs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_serve_config_is_valid_and_names_every_deployment() -> None:
+@pytest.mark.parametrize(
+    ("config_file", "mode", "deployments"),
+    [("config.yaml", "graph", DEPLOYMENTS), ("config_fused.yaml", "fused", FUSED_DEPLOYMENTS)],
+)
+def test_serve_configs_are_valid_and_name_every_deployment_of_their_mode(
+    config_file: str, mode: str, deployments: tuple[str, ...]
+) -> None:
     config = ServeDeploySchema.model_validate(
-        yaml.safe_load((ROOT / "serve_app" / "config.yaml").read_text())
+        yaml.safe_load((ROOT / "serve_app" / config_file).read_text())
     )
     (app,) = config.applications
     assert app.import_path == "serve_app:build"
-    GraphArgs.model_validate(app.args)  # the builder accepts the config's args
+    args = GraphArgs.model_validate(app.args)  # the builder accepts the config's args
+    assert args.mode == mode
     by_name = {d.name: d for d in app.deployments}
-    assert set(by_name) == set(DEPLOYMENTS)
+    assert set(by_name) == set(deployments)
     for d in by_name.values():
         assert d.autoscaling_config and d.ray_actor_options
-        assert d.ray_actor_options.num_cpus < 1  # five deployments fit on 2 cores
-    assert set(by_name["Ingress"].user_config) == {"run_dir", "model"}
+        assert d.ray_actor_options.num_cpus < 1  # every deployment fits on 2 cores
+    assert set(by_name[INGRESS_NAME[mode]].user_config) == {"run_dir", "model"}
 
 
 def test_cluster_config_has_an_autoscaling_gpu_group() -> None:

@@ -337,5 +337,5 @@ def test_an_unreachable_target_keeps_the_most_accurate_setting_and_says_so() -> 
 
 
 def test_gpu_search_is_refused_for_families_faiss_has_no_gpu_form_of() -> None:
-    with pytest.raises(ValueError, match="index.family=ivf_flat"):
+    with pytest.raises(ValueError, match=r"index\.family=ivf_flat"):
         IndexConfig(family="hnsw", use_gpu=True)

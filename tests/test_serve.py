@@ -24,7 +24,9 @@ from mtmh.serving.run import ServingArtifactError, ServingRun
 from tests.tiny_serving import NUM_ITEMS, make_serving_run
 
 APP = "mtmh-test"
-CONFIG = Path(__file__).resolve().parents[1] / "serve_app" / "config.yaml"
+SERVE_APP = Path(__file__).resolve().parents[1] / "serve_app"
+# Every test of the running service runs against both modes, each deployed from its config.
+CONFIGS = {"graph": SERVE_APP / "config.yaml", "fused": SERVE_APP / "config_fused.yaml"}
 JSON = {"content-type": "application/json"}
 
 
@@ -39,31 +41,38 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return a, b
 
 
-def _deploy(run_dir: Path) -> None:
-    """Deploy serve_app/config.yaml's application, serving `run_dir`, the way `serve deploy`
+def _deploy(run_dir: Path, mode: str) -> None:
+    """Deploy the `mode` config's application, serving `run_dir`, the way `serve deploy`
     does: the CLI sends the config to the dashboard, which hands it to the Serve controller;
     this hands it to the controller directly (the test's Ray runs no dashboard). Redeploying
-    with only the Ingress user_config changed is Serve's lightweight update."""
+    with only the ingress user_config changed is Serve's lightweight update."""
     from ray.serve._private.api import serve_start
     from ray.serve.schema import ServeDeploySchema
 
-    config = yaml.safe_load(CONFIG.read_text())["applications"][0]
+    from serve_app.builder import INGRESS_NAME
+
+    config = yaml.safe_load(CONFIGS[mode].read_text())["applications"][0]
     config["name"] = APP
     for deployment in config["deployments"]:
-        if deployment["name"] == "Ingress":
+        if deployment["name"] == INGRESS_NAME[mode]:
             deployment["user_config"]["run_dir"] = str(run_dir)
     serve_start().deploy_apps(ServeDeploySchema.model_validate({"applications": [config]}))
 
 
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def url(ray_local: None, runs: tuple[Path, Path]) -> Iterator[str]:
+def url(ray_local: None, runs: tuple[Path, Path], mode: str) -> Iterator[str]:
     from ray import serve
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    _deploy(runs[0])
+    _deploy(runs[0], mode)
     base = f"http://127.0.0.1:{port}"
     _wait_for_version(base, ServingRun.open(runs[0]).version)
     yield base
@@ -198,7 +207,7 @@ def test_no_input_makes_a_5xx(url: str, path: str, body: Any) -> None:
 
 
 def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
-    url: str, runs: tuple[Path, Path]
+    url: str, runs: tuple[Path, Path], mode: str
 ) -> None:
     refs = {ref.run.version: ref for ref in map(InProcessRetrieval, map(ServingRun.open, runs))}
     old, new = (ServingRun.open(r).version for r in runs)
@@ -223,7 +232,7 @@ def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
     for t in threads:
         t.start()
     time.sleep(2.0)
-    _deploy(runs[1])
+    _deploy(runs[1], mode)
     _wait_for_version(url, new)
     time.sleep(2.0)
     stop.set()
@@ -243,11 +252,11 @@ def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
 
 @pytest.mark.parametrize(("path", "body"), PARITY_REQUESTS)
 def test_a_run_served_in_ann_order_answers_like_the_in_process_pipeline(
-    url: str, runs: tuple[Path, Path], path: str, body: dict[str, Any]
+    url: str, runs: tuple[Path, Path], mode: str, path: str, body: dict[str, Any]
 ) -> None:
     ref = InProcessRetrieval(ServingRun.open(runs[1]))
     assert ref.run.ranking == "ann"
-    _deploy(runs[1])  # live already after the swap test; deploying again changes nothing
+    _deploy(runs[1], mode)  # live already after the swap test; deploying again changes nothing
     _wait_for_version(url, ref.run.version)
     r = requests.post(url + path, json=body, timeout=30)
     assert r.status_code == 200, r.text

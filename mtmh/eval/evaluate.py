@@ -35,6 +35,7 @@ from mtmh.eval.protocol import (
     sample_users,
 )
 from mtmh.eval.report import write_report
+from mtmh.index.artifact import index_dir, read_meta
 from mtmh.model.curves import read_metrics
 from mtmh.peers.build import PEERS, peer_dir
 from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
@@ -43,6 +44,19 @@ from mtmh.validation import load_holdout
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
 
 log = logging.getLogger(__name__)
+
+
+def index_settings(run_dir: Path, ann: dict[str, Any]) -> dict[str, str]:
+    """{"<model>/<head>": its index's family and search setting} (from meta.json), for the
+    rows of the ANN-recall table; peers' neighbour tables have no index."""
+    out = {}
+    for name in ann:
+        model, head = name.split("/", 1)
+        folder = index_dir(run_dir, model, head)
+        if (folder / "meta.json").is_file():
+            meta = read_meta(folder)
+            out[name] = f"{meta.kind} {meta.search_params or f'nprobe={meta.nprobe}'}"
+    return out
 
 
 def available_models(run_dir: Path, specs: tuple[ModelSpec, ...]) -> list[ModelSpec]:
@@ -178,7 +192,8 @@ def evaluate_run(
             "alpha": ec.alpha,
             "exclude_seen": ec.exclude_seen,
             "ranking": ranking["chosen"],
-            "nprobe": cfg.index.nprobe,
+            "index_family": cfg.index.family,
+            "index_target_recall": cfg.index.target_recall if cfg.index.autotune else None,
         },
         "ranking": ranking,
         "models": report_models,
@@ -196,6 +211,7 @@ def evaluate_run(
             if (peer_dir(run_dir, name) / "meta.json").is_file()
         },
         "ann_recall": ann,
+        "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
