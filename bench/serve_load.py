@@ -181,6 +181,7 @@ SETTINGS = {
     "fast": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
 }
 APP_MODES = ("graph", "fused")
+MEMORY: dict[str, dict[str, float]] = {}  # "<mode>/<setting>" -> replica RSS (MiB) after warm-up
 
 
 def serve_rows(
@@ -211,10 +212,14 @@ def serve_rows(
         asyncio.run(drive(base, good[:20], 2))  # load the version into its replicas: untimed
         console.print(f"{mode}/{setting}: up and warm in {time.perf_counter() - started:.1f} s")
 
+        memory = replica_memory()
+        console.print(f"{mode}/{setting}: replica memory (RSS, MiB) " + ", ".join(
+            f"{name} {mib:,.0f}" for name, mib in memory.items()))  # fmt: skip
         rows: list[dict[str, Any]] = []
         for c in args.concurrency:
             rows.append({"mode": mode, "setting": setting, "load": "good", "concurrency": c,
                          **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
+        MEMORY[f"{mode}/{setting}"] = memory
         rng = random.Random(args.seed + 1)
         bad = bad_requests(run.num_items)
         n_bad = round(args.bad_fraction * args.requests)
@@ -304,6 +309,27 @@ def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list
                 os.environ[k] = v
 
 
+def replica_memory() -> dict[str, float]:
+    """Resident memory (MiB) of each Serve replica of the app, by deployment (further replicas
+    of one deployment numbered). Ray titles a replica's process "ray::ServeReplica:<app>:
+    <deployment>"; the processes are found by that title on this machine."""
+    import psutil
+
+    prefix = "ray::ServeReplica:mtmh-bench:"
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "memory_info"]):
+        cmd = proc.info["cmdline"] or []
+        if not cmd or not cmd[0].startswith(prefix):
+            continue
+        deployment = cmd[0][len(prefix) :].split()[0]
+        key, n = deployment, 1
+        while key in out:
+            n += 1
+            key = f"{deployment}#{n}"
+        out[key] = proc.info["memory_info"].rss / 2**20
+    return dict(sorted(out.items()))
+
+
 def _wait_until_answering(base: str, call: Call, timeout_s: float = 120.0) -> None:
     """HAProxy comes up a moment after serve.run returns: wait for a first 200."""
     import requests
@@ -375,7 +401,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "run": str(run.run_dir), "version": run.version, "rows": rows,
             "in_process_p50_ms": 1e3 * base_p50, "in_process_p99_ms": 1e3 * base_p99,
-            "p50_ratio": ratios, "serve_floor": floors,
+            "p50_ratio": ratios, "serve_floor": floors, "replica_rss_mib": MEMORY,
         }, indent=2) + "\n")  # fmt: skip
     sys.exit(0 if ok else 1)
 
