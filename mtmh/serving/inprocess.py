@@ -1,5 +1,6 @@
-"""The Serve graph's computation in one process, with the evaluation's `Retriever`: the
-reference the Serve app is tested against and the baseline of bench/serve_load.py.
+"""The Serve app's computation in one process, with the evaluation's `Retriever`: what a
+fused-mode replica answers with, the reference the graph mode is tested against, and the
+baseline of bench/serve_load.py.
 
 Example:
     ref = InProcessRetrieval(ServingRun.open(Path("runs/ml-100k")))
