@@ -303,7 +303,8 @@ class IndexConfig:
     # "ivf_pq": the same lists of 4-bit fast-scan PQ codes, re-ranked exactly (RFlat): far less
     #   to scan per probed list, so many more lists can be probed for the same time.
     # "hnsw": a proximity graph over the full vectors; no training, slow to build.
-    family: Literal["ivf_flat", "ivf_pq", "hnsw"] = "ivf_flat"
+    # "exact": brute force (FAISS flat); perfect recall, cost linear in the catalog.
+    family: Literal["ivf_flat", "ivf_pq", "hnsw", "exact"] = "ivf_flat"
     # Coarse k-means clusters; None = about 4 * sqrt(N), clamped so each cluster gets at least
     # `min_points_per_list` training points.
     nlist: Annotated[int | None, Field(ge=1)] = None
@@ -321,15 +322,19 @@ class IndexConfig:
     autotune: bool = True
     target_recall: Annotated[float, Field(gt=0.0, le=1.0)] = 0.98
     tune_queries: Annotated[int, Field(ge=10)] = 1_000
+    # When autotune measures exact search at least as fast as the tuned setting (small
+    # catalogs: ml-100k's 1,682 items), the head is served exactly instead: perfect recall at
+    # no cost. The metadata says which family was measured and replaced.
+    exact_if_faster: bool = True
     use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed (ivf_flat)
     build_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of each head's build task
     build_threads: Annotated[int, Field(ge=1)] = 1  # FAISS OpenMP threads in a build task
 
     @model_validator(mode="after")
     def _gpu_family(self) -> IndexConfig:
-        if self.use_gpu and self.family != "ivf_flat":
+        if self.use_gpu and self.family not in ("ivf_flat", "exact"):
             raise ValueError(
-                f"index.use_gpu needs index.family=ivf_flat: FAISS has no GPU form of "
+                f"index.use_gpu needs index.family=ivf_flat or exact: FAISS has no GPU form of "
                 f"{self.family!r} here (4-bit fast-scan PQ and HNSW are CPU indexes)"
             )
         return self

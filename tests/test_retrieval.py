@@ -277,7 +277,7 @@ def test_the_serving_side_does_not_import_the_evaluation() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("family", ["ivf_flat", "ivf_pq", "hnsw"])
+@pytest.mark.parametrize("family", ["ivf_flat", "ivf_pq", "hnsw", "exact"])
 def test_every_family_autotunes_to_the_target_recall_and_keeps_it_on_load(
     family: str, tmp_path: Path
 ) -> None:
@@ -292,7 +292,8 @@ def test_every_family_autotunes_to_the_target_recall_and_keeps_it_on_load(
     queries = x[::20]
     tuned = autotune(index, x, queries, k=61, target=0.95)
     assert tuned.met and tuned.recall >= 0.95 and tuned.family == family
-    assert tuned.params.startswith("efSearch=" if family == "hnsw" else "nprobe=")
+    prefix = {"hnsw": "efSearch=", "exact": ""}.get(family, "nprobe=")
+    assert tuned.params.startswith(prefix)
     # The chosen point is the fastest of those that reached the target, and was measured.
     assert tuned.params in [p.params for p in tuned.points]
     # What autotune measured is what the index now answers with.
@@ -339,3 +340,17 @@ def test_an_unreachable_target_keeps_the_most_accurate_setting_and_says_so() -> 
 def test_gpu_search_is_refused_for_families_faiss_has_no_gpu_form_of() -> None:
     with pytest.raises(ValueError, match=r"index\.family=ivf_flat"):
         IndexConfig(family="hnsw", use_gpu=True)
+
+
+def test_exact_search_replaces_an_index_that_is_no_faster() -> None:
+    from mtmh.index.autotune import OperatingPoint, Tuned
+
+    slow = Tuned("ivf_flat", "nprobe=32", 0.99, 20_000.0, 26_000.0, 169, 0.98, True, 100,
+                 [OperatingPoint("nprobe=32", 0.99, 20_000.0)])  # fmt: skip
+    assert slow.exact_is_faster
+    exact = slow.as_exact()
+    assert (exact.family, exact.params, exact.recall, exact.qps) == ("exact", "", 1.0, 26_000.0)
+    assert exact.instead_of == "ivf_flat" and not exact.exact_is_faster
+    assert exact.as_meta()["instead_of"] == "ivf_flat"
+    fast = Tuned("ivf_pq", "nprobe=128,k_factor_rf=4", 0.95, 6_000.0, 400.0, 101, 0.95, True, 100)
+    assert not fast.exact_is_faster

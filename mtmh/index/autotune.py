@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,18 @@ class Tuned:
     met: bool  # the chosen setting reached the target
     queries: int
     points: list[OperatingPoint] = field(default_factory=list)  # every setting tried
+    instead_of: str = ""  # the family measured, when exact search replaced it
+
+    @property
+    def exact_is_faster(self) -> bool:
+        """Exact search measured at least as fast as the chosen setting: nothing to gain from
+        an approximate index (a small catalog)."""
+        return self.family != "exact" and self.exact_qps >= self.qps
+
+    def as_exact(self) -> Tuned:
+        """This measurement, with exact search chosen in place of the tuned index."""
+        return replace(self, family="exact", params="", recall=1.0, qps=self.exact_qps,
+                       met=True, instead_of=self.family)  # fmt: skip
 
     def as_meta(self) -> dict[str, Any]:
         """What the index metadata keeps: the choice and its measurement, not every point."""
@@ -118,6 +130,11 @@ def autotune(
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
     truth, exact_qps = _timed(exact, queries, k, repeats)
+    if family == "exact":  # nothing to tune: the index is the reference
+        found, qps = _timed(index, queries, k, repeats)
+        point = OperatingPoint("", recall_at(truth, found), qps)
+        return Tuned(family, "", point.recall, qps, exact_qps, k, target, True, len(queries),
+                     [point])  # fmt: skip
     points: list[OperatingPoint] = []
     reached: list[OperatingPoint] = []
     for line in _settings(family, index, k):

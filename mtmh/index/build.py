@@ -21,7 +21,7 @@ from mtmh.config import RunConfig
 from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import IndexMeta, index_dir, make_meta, save_index
 from mtmh.index.autotune import Tuned, autotune
-from mtmh.index.faiss_index import build_index
+from mtmh.index.faiss_index import build_exact, build_index
 from mtmh.retrieval.heads import ann_k
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> In
             raise ValueError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
         tuned = autotune(index, vectors, queries, ann_k(cfg.eval.k_ann_for(n), n),
                          ic.target_recall)  # fmt: skip
+        if ic.exact_if_faster and tuned.exact_is_faster:
+            log.info("%s/%s: exact search (%.0f QPS) is as fast as %s at %s (%.0f QPS): "
+                     "serving exactly", model, head, tuned.exact_qps, tuned.family,
+                     tuned.params, tuned.qps)  # fmt: skip
+            index = build_exact(vectors, ids)
+            tuned = tuned.as_exact()
     meta = make_meta(
         model, source.version, head, vectors.shape[1], ids, index, ic, build_seconds, tuned,
     )  # fmt: skip

@@ -8,6 +8,8 @@ families (`IndexConfig.family`):
   A probed list costs a fraction of a flat one, so far more lists fit the same time: the
   family for embeddings that are not tightly clustered.
 - "hnsw": FAISS's HNSW graph over the full vectors (`efSearch` sets the search breadth).
+- "exact": brute-force inner product, the reference the others are measured against, and
+  what a small catalog is served with when it is no slower (`index.exact_if_faster`).
 
 Labels are item ids, so search results need no id mapping. Each family's search setting is
 chosen at build time by measurement (mtmh/index/autotune.py) and set with FAISS's own
@@ -114,7 +116,11 @@ def factory_key(family: str, num_items: int, dim: int, cfg: IndexConfig) -> str:
         return f"IVF{default_nlist(num_items, cfg)},PQ{m}x4fs,RFlat"
     if family == "hnsw":
         return f"HNSW{cfg.hnsw_m},Flat"
-    raise AnnIndexError(f"unknown index family {family!r}: expected ivf_flat, ivf_pq or hnsw")
+    if family == "exact":
+        return "IDMap2,Flat"
+    raise AnnIndexError(
+        f"unknown index family {family!r}: expected ivf_flat, ivf_pq, hnsw or exact"
+    )
 
 
 def build_index(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed: int = 0) -> Any:
@@ -122,6 +128,10 @@ def build_index(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, see
     setting (`cfg.nprobe`; FAISS's defaults otherwise) until autotune picks one."""
     if cfg.family == "ivf_flat":
         return build_ivf(vectors, item_ids, cfg, seed)
+    if cfg.family == "exact":
+        if len(vectors) == 0:
+            raise AnnIndexError("cannot build an index over zero items")
+        return build_exact(vectors, item_ids)
     if cfg.use_gpu:
         _require_gpu()  # the config refuses GPU families FAISS lacks; this catches a bare config
     faiss = _faiss()
