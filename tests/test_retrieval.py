@@ -354,3 +354,19 @@ def test_exact_search_replaces_an_index_that_is_no_faster() -> None:
     assert exact.as_meta()["instead_of"] == "ivf_flat"
     fast = Tuned("ivf_pq", "nprobe=128,k_factor_rf=4", 0.95, 6_000.0, 400.0, 101, 0.95, True, 100)
     assert not fast.exact_is_faster
+
+
+@pytest.mark.parametrize("family", ["ivf_flat", "ivf_pq", "hnsw", "exact"])
+def test_a_head_without_its_vector_copy_answers_exactly_like_one_with_it(family: str) -> None:
+    from mtmh.index.faiss_index import build_index
+    from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead
+
+    x = clustered(3_000, 16, 16, seed=7)
+    index = build_index(x, np.arange(len(x)), IndexConfig(family=family, nlist=32))  # type: ignore[arg-type]
+    full = HeadIndex("m", "engagement", "v", x, index)
+    want = full.search(np.array([5, 77, 2_999]), 20)
+    lean = StoredVectorsHead.of(full)
+    assert lean.vectors.shape == (3_000, 0)  # N is kept, the vectors are not
+    got = lean.search(np.array([5, 77, 2_999]), 20)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)

@@ -54,6 +54,28 @@ class NeighborHead(HeadIndex):
         )
 
 
+@dataclass
+class StoredVectorsHead(HeadIndex):
+    """A head that keeps no copy of its item vectors beside the index: a trigger's query is
+    read back from the index itself (`reconstruct_batch`; exact for every family here, which
+    all store full vectors). Serving replicas use it: at 1M x 128 the copy would be 512 MB
+    per head. `vectors` is an [N, 0] placeholder that only carries N."""
+
+    def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = self.index.reconstruct_batch(np.asarray(items, np.int64))
+        return search(self.index, queries, k)
+
+    @classmethod
+    def of(cls, head: HeadIndex) -> StoredVectorsHead:
+        """`head` without its vector copy (a CPU index; IVF gets the id -> list map it needs
+        to read a vector back, 8 bytes per item)."""
+        ivf = ivf_part(head.index)
+        if ivf is not None:
+            ivf.make_direct_map()
+        placeholder = np.zeros((len(head.vectors), 0), np.float32)
+        return cls(head.model, head.head, head.version, placeholder, head.index)
+
+
 PEER_HEAD = "neighbors"  # the one head of a classic peer
 
 

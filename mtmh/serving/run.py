@@ -27,7 +27,7 @@ from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.train import catalog_size, load_preranker, preranker_dir
-from mtmh.retrieval.heads import HeadIndex, cover_k_ann, load_heads
+from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead, cover_k_ann, load_heads
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.ranking import resolved_ranking
 
@@ -111,11 +111,12 @@ class ServingRun:
         return run
 
     def load_head(self, head: str, use_gpu: bool = False) -> HeadIndex:
-        """One head's vectors and version-checked index, with nprobe covering K_ann exactly
-        as the evaluation's `Retriever` sets it."""
+        """One head's version-checked index, with nprobe covering K_ann exactly as the
+        evaluation's `Retriever` sets it. On the CPU the head reads its queries back from the
+        index rather than keeping a second copy of the vectors (`StoredVectorsHead`)."""
         (index,) = load_heads(self.run_dir, self.model, (head,), use_gpu=use_gpu).values()
         cover_k_ann(index.index, self.k_ann, self.num_items)
-        return index
+        return index if use_gpu else StoredVectorsHead.of(index)
 
     def load_preranker(self) -> PrerankerModel:
         return load_preranker(self.run_dir)
