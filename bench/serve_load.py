@@ -7,8 +7,12 @@ dropped connections (a request that got no HTTP response at all). Requests are t
 evaluation's own: a sampled eval user's trigger with the user's history.
 
 The baseline is the same requests answered by `InProcessRetrieval` (the evaluation's
-Retriever, no Ray, no HTTP) one at a time in this process; the ratio is the graph's p50 at
+Retriever, no Ray, no HTTP) one at a time in this process; the ratio is the app's p50 at
 concurrency 1 over that p50: what the service's hops and serialization cost per request.
+Before the app, each setting's own floor is measured on a trivial FastAPI ingress answering
+itself, calling one trivial deployment, and calling two at once (as the graph calls its
+heads), so what Serve costs on the machine is told apart from what the app adds. After
+warm-up, each replica's resident memory is printed.
 
 Everything runs once per app mode in `--modes` (graph: the deployment graph; fused: one
 deployment answering in process) and per Serve setting in `--settings`:
@@ -25,6 +29,7 @@ malformed JSON): it must show zero 5xx and zero dropped connections, every bad r
 4xx and every good one a 200; the script exits 1 otherwise.
 
     python bench/serve_load.py                          # runs/ml-100k, concurrency 1 4 16
+    python bench/serve_load.py --modes fused --settings fast
     python bench/serve_load.py --run runs/ml-1m --requests 1000 --concurrency 1 8 32
 
 The load generator shares the machine with the service: on 2 cores it competes with the
