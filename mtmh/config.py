@@ -324,7 +324,7 @@ class IndexConfig:
     tune_queries: Annotated[int, Field(ge=10)] = 1_000
     # When autotune measures exact search at least as fast as the tuned setting (small
     # catalogs: ml-100k's 1,682 items), the head is served exactly instead: perfect recall at
-    # no cost. The metadata says which family was measured and replaced.
+    # no cost. The metadata says which family was measured and replaced. CPU serving only.
     exact_if_faster: bool = True
     use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed (ivf_flat)
     build_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of each head's build task

@@ -48,7 +48,8 @@ def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> In
             raise ValueError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
         tuned = autotune(index, vectors, queries, ann_k(cfg.eval.k_ann_for(n), n),
                          ic.target_recall)  # fmt: skip
-        if ic.exact_if_faster and tuned.exact_is_faster:
+        # Measured on the CPU, so it decides only for CPU serving; a GPU keeps its IVF index.
+        if ic.exact_if_faster and not ic.use_gpu and tuned.exact_is_faster:
             log.info("%s/%s: exact search (%.0f QPS) is as fast as %s at %s (%.0f QPS): "
                      "serving exactly", model, head, tuned.exact_qps, tuned.family,
                      tuned.params, tuned.qps)  # fmt: skip
