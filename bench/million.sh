@@ -2,13 +2,13 @@
 # A million-item catalog end to end (issue 15): the synthetic generator at 1M items through
 # prepare, encode, train (a short budget), index, preranker, and then serve under load.
 #
-#   bench/million.sh                      # writes runs/synthetic-1m, logs to runs/synthetic-1m.log
+#   bench/million.sh > runs/synthetic-1m.log 2>&1     # writes runs/synthetic-1m
 #   RUN=/shared/runs/synthetic-1m bench/million.sh
 #
 # Each stage is the platform's own Ray job, run as a user would; the wall time of each is
 # printed. A stage whose output is already in RUN is skipped, so an interrupted run resumes
-# (delete RUN to start over). Training is capped (train.max_steps, preranker.max_steps): the point is the
-# catalog's size at serving, not model quality. The indexes are IVF-PQ with exact re-ranking,
+# (delete RUN to start over). Training is capped (train.max_steps, preranker.max_steps):
+# the point is the catalog's size at serving, not model quality. The indexes are IVF-PQ with exact re-ranking,
 # autotuned to recall 0.95 at K_ann (the family the 1M index bench favours, docs/benchmarks.md).
 # The last step is bench/serve_load.py on the run, fused and graph, with Serve's fast path:
 # p50/p99 at concurrency 1, 4 and 16 and the memory of every replica.
@@ -20,8 +20,8 @@ SETS=(
   --set data.synthetic.num_items=1000000 --set data.synthetic.num_users=200000
   --set data.synthetic.num_interactions=4000000
   --set content.train.max_items=20000 --set content.train.epochs=20
-  --set train.epochs=1 --set train.max_steps=1500
-  --set preranker.epochs=1 --set preranker.max_steps=1000
+  --set train.epochs=1 --set train.max_steps=600
+  --set preranker.epochs=1 --set preranker.max_steps=400
   --set index.family=ivf_pq --set index.target_recall=0.95
   --set eval.max_users=2000
 )
