@@ -90,8 +90,20 @@ class Live:
     that version's whole serving path, loaded in this replica."""
 
     run: ServingRun
-    raw_ids: list[str]
+    raw_ids: list[str]  # item id -> raw id
+    raw_index: dict[str, int]  # raw id -> item id
     local: InProcessRetrieval | None = None
+
+    def item_ids(self, raw: list[str] | None, ids: list[int] | None) -> list[int] | None:
+        """`ids` as given, or the catalog ids of `raw` (a 404 naming any unknown one)."""
+        if raw is None:
+            return ids
+        unknown = sorted({r for r in raw if r not in self.raw_index})
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+            raise HTTPException(404, f"unknown raw_id {shown}: not in the catalog of model "
+                                     f"{self.run.version}")  # fmt: skip
+        return [self.raw_index[r] for r in raw]
 
 
 @dataclass(frozen=True)
@@ -161,9 +173,12 @@ class Ingress:
         run = ServingRun.open(served.run_dir, served.model)
         items = pq.read_table(run.run_dir / "data" / "items.parquet", columns=["item_id", "raw_id"])
         raw_ids = items.sort_by("item_id")["raw_id"].cast("string").to_pylist()
+        raw_index = {r: i for i, r in enumerate(raw_ids)}
         local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
         old = self.live.run.version if self.live else None
-        self.live = Live(run, raw_ids, local)  # the swap: one reference, read once per request
+        self.live = Live(
+            run, raw_ids, raw_index, local
+        )  # the swap: one reference, read once per request
         log.info("serving %s from %s (was %s, %s mode)", run.version, run.run_dir, old,
                  "fused" if self.fused else "graph")  # fmt: skip
 
@@ -182,7 +197,10 @@ class Ingress:
     async def i2i(self, req: I2IRequest) -> RetrievalResponse:
         """The K candidates for one trigger item, with the head each came from."""
         live = self._pin()
-        plan = _planned(plan_i2i, live.run, req.item_id, req.k, req.alpha, req.user_history)
+        (item,) = live.item_ids(None if req.raw_id is None else [req.raw_id],
+                                None if req.item_id is None else [req.item_id]) or []  # fmt: skip
+        history = live.item_ids(req.user_history_raw_ids, req.user_history)
+        plan = _planned(plan_i2i, live.run, item, req.k, req.alpha, history)
         return _response(live, await self._answer(live, plan), plan)
 
     @app.post("/retrieve")
@@ -190,8 +208,9 @@ class Ingress:
         """A user's candidates over all their triggers: each trigger retrieved and merged to
         the run's K, then pooled (best score per item) to the top k, as the evaluation does."""
         live = self._pin()
-        plan = _planned(plan_retrieve, live.run, req.trigger_item_ids, req.k, req.alpha,
-                        req.user_history)  # fmt: skip
+        triggers = live.item_ids(req.trigger_raw_ids, req.trigger_item_ids) or []
+        history = live.item_ids(req.user_history_raw_ids, req.user_history)
+        plan = _planned(plan_retrieve, live.run, triggers, req.k, req.alpha, history)
         return _response(live, await self._answer(live, plan), plan)
 
     async def _answer(self, live: Live, plan: RetrievalPlan) -> list[Candidate]:

@@ -1,7 +1,8 @@
 """The HTTP API's request and response bodies (pydantic; FastAPI turns them into /docs).
 
-Item ids are the catalog's dense ids (`item_id` in RUN/data/items.parquet, 0..N-1); each
-candidate also carries the source system's `raw_id`. The static bounds below reject oversized
+Items are named by the catalog's dense ids (`item_id` in RUN/data/items.parquet, 0..N-1)
+or by the dataset's own ids (`raw_id`, e.g. a MovieLens movie id): each request takes one
+form or the other. Each candidate carries both. The static bounds below reject oversized
 or malformed bodies with a 422 before any work is done; bounds that depend on the served run
 (the catalog, K_ann) are checked by the ingress against the version a request is pinned to.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_K = 1_000  # candidates per response
 MAX_TRIGGERS = 200  # trigger items per /retrieve request
@@ -22,6 +23,8 @@ Alpha = Annotated[
     Field(ge=0.0, le=100.0, allow_inf_nan=False,
           description="engagement head's share of K, percent; default: the run's eval.alpha"),
 ]  # fmt: skip
+RawId = Annotated[StrictStr, Field(min_length=1, max_length=256,
+                                    description="the dataset's own item id (raw_id)")]  # fmt: skip
 K = Annotated[StrictInt, Field(ge=1, le=MAX_K)]
 History = Annotated[
     list[ItemId],
@@ -30,29 +33,58 @@ History = Annotated[
 ]  # fmt: skip
 
 
+RawHistory = Annotated[list[RawId], Field(max_length=MAX_HISTORY,
+                                           description="user_history by raw_id")]  # fmt: skip
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def _one_of(self, *names: str, required: bool = True) -> None:
+        given = [n for n in names if getattr(self, n) is not None]
+        if len(given) > 1 or (required and not given):
+            raise ValueError(f"give {'exactly' if required else 'at most'} one of "
+                             f"{' or '.join(names)}")  # fmt: skip
+
 
 class I2IRequest(_Request):
-    item_id: ItemId
+    item_id: ItemId | None = None
+    raw_id: RawId | None = None
     k: K | None = Field(default=None, description="default: the run's K (eval.keep_per_head)")
     alpha: Alpha | None = None
     user_history: History | None = Field(
         default=None, description="default: the item alone; seen items are never returned"
     )
+    user_history_raw_ids: RawHistory | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> I2IRequest:
+        self._one_of("item_id", "raw_id")
+        self._one_of("user_history", "user_history_raw_ids", required=False)
+        return self
 
 
 class RetrieveRequest(_Request):
-    trigger_item_ids: list[ItemId] = Field(
-        min_length=1, max_length=MAX_TRIGGERS,
+    trigger_item_ids: list[ItemId] | None = Field(
+        default=None, min_length=1, max_length=MAX_TRIGGERS,
         description="the user's trigger items, most recent first; repeats are dropped",
+    )  # fmt: skip
+    trigger_raw_ids: list[RawId] | None = Field(
+        default=None, min_length=1, max_length=MAX_TRIGGERS,
+        description="trigger_item_ids by raw_id",
     )  # fmt: skip
     k: K | None = Field(default=None, description="default: the run's eval.top_k")
     alpha: Alpha | None = None
     user_history: History | None = Field(
         default=None, description="default: the triggers, oldest first"
     )
+    user_history_raw_ids: RawHistory | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RetrieveRequest:
+        self._one_of("trigger_item_ids", "trigger_raw_ids")
+        self._one_of("user_history", "user_history_raw_ids", required=False)
+        return self
 
 
 class CandidateOut(BaseModel):

@@ -137,6 +137,27 @@ def test_serve_answers_like_the_in_process_pipeline(
         assert body["item_id"] not in {c["item_id"] for c in got["candidates"]}
 
 
+# The same requests naming items by the dataset's own ids (the tiny catalog's raw ids are
+# "m<item id>"): answered exactly as the catalog-id forms.
+RAW_ID_FORMS = [
+    ("/i2i", {"raw_id": "m3"}, {"item_id": 3}),
+    ("/i2i", {"raw_id": "m411", "k": 60, "user_history_raw_ids": ["m5", "m9", "m411"]},
+     {"item_id": 411, "k": 60, "user_history": [5, 9, 411]}),
+    ("/retrieve", {"trigger_raw_ids": ["m10", "m20", "m10", "m599"]},
+     {"trigger_item_ids": [10, 20, 10, 599]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "raw", "ids"), RAW_ID_FORMS)
+def test_raw_ids_name_the_same_items_as_catalog_ids(
+    url: str, path: str, raw: dict[str, Any], ids: dict[str, Any]
+) -> None:
+    by_raw = requests.post(url + path, json=raw, timeout=30)
+    by_id = requests.post(url + path, json=ids, timeout=30)
+    assert by_raw.status_code == by_id.status_code == 200, (by_raw.text, by_id.text)
+    assert by_raw.json()["candidates"] and by_raw.json() == by_id.json()
+
+
 BAD_REQUESTS = [
     ("/i2i", {"item_id": NUM_ITEMS}, 404, "unknown item_id 600"),
     ("/i2i", {"item_id": 1, "user_history": [2, 10_000]}, 404, "unknown item_id 10000"),
@@ -157,6 +178,20 @@ BAD_REQUESTS = [
     ("/i2i", {"item_id": 1, "extra": 1}, 422, "extra"),
     ("/i2i", [1, 2], 422, "body"),
     ("/retrieve", {"trigger_item_ids": 5}, 422, "trigger_item_ids"),
+    ("/i2i", {"raw_id": "nope"}, 404, "unknown raw_id 'nope'"),
+    ("/i2i", {"raw_id": "m1", "user_history_raw_ids": ["m2", "zz"]}, 404, "'zz'"),
+    ("/retrieve", {"trigger_raw_ids": ["m1", "x9", "x8"]}, 404, "unknown raw_id 'x8', 'x9'"),
+    ("/i2i", {"item_id": 1, "raw_id": "m1"}, 422, "exactly one of item_id or raw_id"),
+    ("/i2i", {"raw_id": 5}, 422, "raw_id"),
+    ("/i2i", {"raw_id": ""}, 422, "raw_id"),
+    (
+        "/i2i",
+        {"raw_id": "m1", "user_history": [1], "user_history_raw_ids": ["m2"]},
+        422,
+        "at most one of user_history or user_history_raw_ids",
+    ),
+    ("/retrieve", {"trigger_item_ids": [1], "trigger_raw_ids": ["m1"]}, 422, "exactly one"),
+    ("/retrieve", {"trigger_raw_ids": []}, 422, "trigger_raw_ids"),
 ]
 
 
