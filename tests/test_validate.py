@@ -82,6 +82,22 @@ def test_wrong_column_type_names_file_and_column(tmp_path: Path) -> None:
         check_log_schema(LogFiles([path], "parquet"))
 
 
+def test_a_truncated_parquet_file_is_one_error_naming_it(tmp_path: Path) -> None:
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"user_id": [1] * 50, "item_id": [2] * 50, "timestamp": [3] * 50}),
+                   good)  # fmt: skip
+    data = good.read_bytes()
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(data[: len(data) // 2])  # a copy that stopped half way
+    with pytest.raises(SchemaError, match=r"cut\.parquet: not a readable parquet file"):
+        check_log_schema(LogFiles([good, cut], "parquet"))
+    items = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": [1, 2], "text": ["a", "b"]}), items)
+    items.write_bytes(items.read_bytes()[:-20])
+    with pytest.raises(SchemaError, match=r"items\.parquet: not a readable parquet table"):
+        read_item_table(items)
+
+
 def test_item_table_schema_errors(tmp_path: Path) -> None:
     pq.write_table(pa.table({"item_id": [1, 2]}), tmp_path / "items.parquet")
     with pytest.raises(SchemaError, match="missing required column 'text'"):
@@ -99,3 +115,23 @@ def test_item_table_features_and_labels(tmp_path: Path) -> None:
     assert spec.categorical_cardinalities == [3]
     assert items["topic_l1"].to_pylist()[3] == ["y", "z"]
     assert Counter(len(x) for x in items["dense"].to_pylist()) == {1: 5}
+
+
+def test_a_repeated_catalog_id_is_quarantined_whole_and_counted_apart() -> None:
+    import json
+
+    from mtmh.data.prepare import assign_item_ids
+    from mtmh.data.sources.base import RAW_ITEMS
+
+    rows = [("a", "first text"), ("b", "other"), ("a", "a different text for a"), ("", "none")]
+    raw = pa.table({
+        "raw_id": [r for r, _ in rows], "text": [t for _, t in rows],
+        "image_uri": pa.nulls(4, pa.string()), "concepts": [[]] * 4, "dense": [[]] * 4,
+        "categorical": [[]] * 4, "topic_l1": [[]] * 4, "topic_l2": [[]] * 4,
+        "available_from": pa.nulls(4, pa.int64()),
+    }, schema=RAW_ITEMS)  # fmt: skip
+    kept, quarantine = assign_item_ids(raw)
+    assert kept["raw_id"].to_pylist() == ["a", "b"] and kept["item_id"].to_pylist() == [0, 1]
+    assert kept["text"].to_pylist() == ["first text", "other"]  # the first row of "a" wins
+    assert quarantine["reason"].to_pylist() == ["duplicate_item_id", "missing_field"]
+    assert json.loads(quarantine["raw"][0].as_py())["text"] == "a different text for a"

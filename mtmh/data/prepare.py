@@ -64,7 +64,9 @@ def choose_num_buckets(
 
 
 def assign_item_ids(items: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Contiguous item ids in catalog order; rows with no id or a repeated id are quarantined."""
+    """Contiguous item ids in catalog order; rows with no id or a repeated id are quarantined
+    (the first row of an id is kept; later ones are set aside whole, whatever they say, and
+    counted as duplicate_item_id)."""
     raw = items["raw_id"]
     missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(raw), ""), True)
     seen: set[str] = set()
@@ -77,7 +79,7 @@ def assign_item_ids(items: pa.Table) -> tuple[pa.Table, pa.Table]:
     bad = bad_missing | np.asarray(repeated, dtype=bool)
     rejected = items.filter(pa.array(bad))
     quarantine = pa.table({
-        "reason": ["missing_field" if m else "duplicate" for m in bad_missing[bad]],
+        "reason": ["missing_field" if m else "duplicate_item_id" for m in bad_missing[bad]],
         "detail": ["item table: raw_id is empty" if m else "item table: raw_id repeats an "
                    "earlier item" for m in bad_missing[bad]],
         "source": ["items"] * len(rejected),

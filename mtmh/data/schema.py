@@ -89,6 +89,7 @@ QUARANTINE_REASONS = (
     "unknown_item",  # item id not in the item table
     "impossible_timestamp",  # outside validation bounds, or before the item existed
     "duplicate",  # exact copy of an earlier row (same user, item, timestamp, weight)
+    "duplicate_item_id",  # an item table row whose id an earlier row already has
 )
 
 

@@ -67,10 +67,19 @@ _ALLOWED = {
 }  # fmt: skip
 
 
+def read_parquet_schema(path: Path) -> pa.Schema:
+    """A parquet file's schema; a file that is not readable parquet (truncated, not parquet at
+    all) is a `SchemaError` naming it, before any job touches its rows."""
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise SchemaError(f"{path}: not a readable parquet file ({err})") from err
+
+
 def _source_columns(path: Path, logs: LogFiles) -> dict[str, pa.DataType]:
     """The file's own column names and types (text files: every column is text)."""
     if logs.format == "parquet":
-        return {f.name: f.type for f in pq.read_schema(path)}
+        return {f.name: f.type for f in read_parquet_schema(path)}
     with path.open(encoding="utf-8", errors="replace") as fh:
         first = fh.readline().rstrip("\r\n")
     sep = "\t" if logs.format == "tsv" else ","

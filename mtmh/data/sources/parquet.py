@@ -70,7 +70,10 @@ def _column(table: pa.Table, name: str, path: Path, kinds: tuple[str, ...]) -> p
 
 def read_item_table(path: Path) -> tuple[pa.Table, ItemFeatureSpec]:
     """Convert a user's item table to RAW_ITEMS plus the names of its feature columns."""
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:  # truncated, or not parquet at all
+        raise SchemaError(f"{path}: not a readable parquet table ({err})") from err
     raw_id = _column(table, "item_id", path, ("int", "string")).cast(pa.string())
     text = _column(table, "text", path, ("string",)).cast(pa.string())
     dense_names = sorted(c for c in table.column_names if c.startswith("dense_"))
