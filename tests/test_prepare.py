@@ -109,3 +109,16 @@ def test_malformed_lines_keep_their_file(tmp_path: Path) -> None:
     assert stats["interactions"] == len(GOOD_ROWS) + 1
     bad = pq.read_table(tmp_path / "run" / "data" / "quarantine").to_pylist()
     assert bad[0]["source"].endswith("b.csv") and bad[0]["raw"] == "u7,b"
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_log_with_no_valid_row_is_one_error_saying_where_the_rows_went(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    root = tmp_path / "src"
+    root.mkdir()
+    pq.write_table(pa.table({"item_id": ["a", "b"], "text": ["x", "y"]}), root / "items.parquet")
+    (root / "interactions.csv").write_text(f"user_id,item_id,timestamp\nu1,zz,{T0}\n")
+    with pytest.raises(SchemaError, match=r"no valid interactions in 1 log file.*unknown_item=1"):
+        _prepare(tmp_path, root)
+    assert (tmp_path / "run" / "data" / "quarantine").is_dir()  # the row is kept there

@@ -36,7 +36,7 @@ from mtmh.data.bucket_sink import BucketSink
 from mtmh.data.buckets import count_bucket_users, finish_bucket
 from mtmh.data.fetch import default_data_dir
 from mtmh.data.schema import ITEMS, QUARANTINE, QUARANTINE_REASONS
-from mtmh.data.sources import SourceData, get_source
+from mtmh.data.sources import SchemaError, SourceData, get_source
 from mtmh.data.sources.base import LogFiles
 from mtmh.data.split import time_cut
 from mtmh.data.validate import LogValidator, check_log_schema, csv_read_options
@@ -210,6 +210,13 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     sink = _validate_and_bucket(cfg, source, items, work, num_buckets)
     log.info("stage 1/3 validate + bucket: %.1f s", time.time() - stage)
     validated = work / "validated"
+    if int(sink.counts.sum()) == 0:  # no valid row: nothing to split or learn from
+        quarantined = _collect_quarantine(work, data_dir, item_quarantine)
+        set_aside = ", ".join(f"{k}={v:,}" for k, v in sorted(quarantined.items())) or "none"
+        raise SchemaError(
+            f"{source.description}: no valid interactions in {len(source.logs.paths)} log "
+            f"file(s) (rows set aside: {set_aside}; see {data_dir / 'quarantine'})"
+        )
     cut = time_cut(cfg.data.split, sink.hours, sink.counts)
 
     stage = time.time()
