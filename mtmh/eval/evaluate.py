@@ -55,7 +55,9 @@ def index_settings(run_dir: Path, ann: dict[str, Any]) -> dict[str, str]:
         folder = index_dir(run_dir, model, head)
         if (folder / "meta.json").is_file():
             meta = read_meta(folder)
-            out[name] = f"{meta.kind} {meta.search_params or f'nprobe={meta.nprobe}'}"
+            # Before autotune, an IVF index's setting was its nprobe alone.
+            setting = meta.search_params or (f"nprobe={meta.nprobe}" if meta.nprobe else "")
+            out[name] = f"{meta.kind} {setting}".strip()
     return out
 
 
