@@ -76,6 +76,18 @@ def build_exact(vectors: np.ndarray, item_ids: np.ndarray) -> Any:
     return index
 
 
+def _kmeans_setup(ivf: Any, vectors: np.ndarray, cfg: IndexConfig, seed: int) -> np.ndarray:
+    """Set an IVF index's k-means iterations and seed; returns the vectors to train it on (a
+    seeded sample of `cfg.max_training_points` when there are more)."""
+    ivf.cp.niter = cfg.kmeans_iterations
+    ivf.cp.seed = seed
+    n = len(vectors)
+    if n <= cfg.max_training_points:
+        return vectors
+    rng = np.random.default_rng(seed)
+    return vectors[np.sort(rng.choice(n, cfg.max_training_points, replace=False))]
+
+
 def build_ivf(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed: int = 0) -> Any:
     """IVF-Flat over inner product, k-means trained on (a sample of) the vectors."""
     faiss = _faiss()
@@ -85,12 +97,7 @@ def build_ivf(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed:
     nlist = default_nlist(n, cfg)
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = cfg.kmeans_iterations
-    index.cp.seed = seed
-    rng = np.random.default_rng(seed)
-    sample = vectors
-    if n > cfg.max_training_points:
-        sample = vectors[np.sort(rng.choice(n, cfg.max_training_points, replace=False))]
+    sample = _kmeans_setup(index, vectors, cfg, seed)
     if cfg.use_gpu:
         _require_gpu()
         res = faiss.StandardGpuResources()
@@ -145,13 +152,7 @@ def build_index(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, see
         faiss.downcast_index(index).hnsw.efConstruction = cfg.hnsw_ef_construction
     else:
         ivf = faiss.extract_index_ivf(index)
-        ivf.cp.niter = cfg.kmeans_iterations
-        ivf.cp.seed = seed
-        rng = np.random.default_rng(seed)
-        sample = vectors
-        if n > cfg.max_training_points:
-            sample = vectors[np.sort(rng.choice(n, cfg.max_training_points, replace=False))]
-        index.train(_as_f32(sample))
+        index.train(_as_f32(_kmeans_setup(ivf, vectors, cfg, seed)))
         ivf.nprobe = min(cfg.nprobe, ivf.nlist)
     # Only IVF-Flat takes ids itself; the refined and graph indexes number items by insertion,
     # so an id map labels them (not needed when the ids are already 0..N-1).
