@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -48,6 +49,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,30 +191,48 @@ APP_MODES = ("graph", "fused")
 MEMORY: dict[str, dict[str, float]] = {}  # "<mode>/<setting>" -> replica RSS (MiB) after warm-up
 
 
+@contextlib.contextmanager
+def local_serve(setting: str, cpus: int) -> Iterator[str]:
+    """A fresh local Ray and Serve with `setting`'s environment (inherited by the raylet and
+    every Serve actor), HTTP on a free port; yields its base URL, and shuts both down and
+    restores the environment after."""
+    import ray
+    from ray import serve
+
+    env = SETTINGS[setting]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield f"http://127.0.0.1:{port}"
+        serve.shutdown()
+        ray.shutdown()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def serve_rows(
     run: ServingRun, good: list[Call], args: argparse.Namespace, mode: str, setting: str,
     console: Console,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Start a local Ray + the app in `mode` with `setting`, drive every load, shut down."""
-    import ray
     from ray import serve
 
     from serve_app import build
 
-    env = SETTINGS[setting]
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # inherited by the raylet and every Serve actor
-    try:
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with local_serve(setting, args.cpus) as base:
         started = time.perf_counter()
         serve.run(build({"run_dir": str(run.run_dir), "mode": mode}), name="mtmh-bench",
                   logging_config={"enable_access_log": False})  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
         _wait_until_answering(base, good[0])
         asyncio.run(drive(base, good[:20], 2))  # load the version into its replicas: untimed
         console.print(f"{mode}/{setting}: up and warm in {time.perf_counter() - started:.1f} s")
@@ -220,11 +240,11 @@ def serve_rows(
         memory = replica_memory()
         console.print(f"{mode}/{setting}: replica memory (RSS, MiB) " + ", ".join(
             f"{name} {mib:,.0f}" for name, mib in memory.items()))  # fmt: skip
+        MEMORY[f"{mode}/{setting}"] = memory
         rows: list[dict[str, Any]] = []
         for c in args.concurrency:
             rows.append({"mode": mode, "setting": setting, "load": "good", "concurrency": c,
                          **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
-        MEMORY[f"{mode}/{setting}"] = memory
         rng = random.Random(args.seed + 1)
         bad = bad_requests(run.num_items)
         n_bad = round(args.bad_fraction * args.requests)
@@ -234,15 +254,7 @@ def serve_rows(
         rows.append({"mode": mode, "setting": setting, "load": f"mixed ({n_bad} bad)",
                      "concurrency": max(args.concurrency),
                      **asyncio.run(drive(base, mixed, max(args.concurrency))).row()})  # fmt: skip
-        serve.shutdown()
-        ray.shutdown()
-        return rows
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return rows
 
 
 def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
@@ -250,13 +262,9 @@ def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list
     trivial FastAPI ingress answering itself, calling one trivial deployment, and calling two
     (as the graph calls its two heads). It separates what Serve's HTTP path and one hop cost on
     this machine from what the app adds."""
-    import ray
     from fastapi import FastAPI
     from ray import serve
 
-    env = SETTINGS[setting]
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     app = FastAPI()
 
     @serve.deployment(ray_actor_options={"num_cpus": 0.1})
@@ -282,16 +290,9 @@ def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list
         async def two(self) -> int:
             return sum(await asyncio.gather(self.a.echo.remote(1), self.b.echo.remote(2)))
 
-    try:
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with local_serve(setting, args.cpus) as base:
         serve.run(Front.bind(Echo.options(name="EchoA").bind(), Echo.options(name="EchoB").bind()),
                   name="floor", logging_config={"enable_access_log": False})  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
         rows = []
         for path, what in (("/none", "HTTP only"), ("/one", "+1 hop"),
                            ("/two", "+2 concurrent hops")):  # fmt: skip
@@ -301,17 +302,9 @@ def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list
             rows.append(
                 {"setting": setting, "floor": what, **asyncio.run(drive(base, calls, 1)).row()}
             )
-        serve.shutdown()
-        ray.shutdown()
-        console.print(f"{setting}: Serve floor " + ", ".join(f"{r['floor']} {r['p50_ms']:.2f} ms"
-                                                             for r in rows))  # fmt: skip
-        return rows
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    console.print(f"{setting}: Serve floor " + ", ".join(f"{r['floor']} {r['p50_ms']:.2f} ms"
+                                                         for r in rows))  # fmt: skip
+    return rows
 
 
 def replica_memory() -> dict[str, float]:
