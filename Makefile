@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run serve test test-slow bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
+.PHONY: install chromium run serve test test-slow bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
 
 install: $(STAMP)
 
@@ -33,8 +33,17 @@ SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1
 serve: install  ## the Serve app (SERVE_MODE=graph|fused) on the run made by `make run`, on localhost:8000 (Ctrl-C stops it)
 	$(SERVE_ENV) MTMH_RUN=$(RUN_DIR) MTMH_SERVE_MODE=$(SERVE_MODE) $(VENV)/bin/serve run serve_app:graph
 
-test: install  ## fast tests (slow and GPU tests are skipped; see test-slow)
+test: install chromium  ## fast tests (slow and GPU tests are skipped; see test-slow)
 	$(PY) -m pytest
+
+# The explore page's browser test drives Debian's Chromium. Installed here when missing and
+# this user may (root or passwordless sudo); otherwise that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "note: no chromium and no root: the browser test will skip (apt-get install chromium)"; exit 0; fi; \
+	  echo "installing Debian's chromium for the browser test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test-slow: install
 	$(PY) -m pytest -m slow

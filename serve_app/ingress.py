@@ -27,18 +27,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-import pyarrow.parquet as pq
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from mtmh.retrieval.heads import ann_k
 from mtmh.retrieval.merge import Candidate
+from mtmh.serving.catalog import ItemCatalog, UnknownRawIdError
 from mtmh.serving.inprocess import InProcessRetrieval
 from mtmh.serving.plan import (
     RequestError,
@@ -49,11 +49,15 @@ from mtmh.serving.plan import (
     plan_retrieve,
 )
 from mtmh.serving.run import ServingRun
+from serve_app.explore import explore_page, report_files, report_page
 from serve_app.preranker import PrerankJob
 from serve_app.schemas import (
+    MAX_ITEMS_LISTED,
     CandidateOut,
     Health,
     I2IRequest,
+    ItemOut,
+    ItemsResponse,
     RetrievalResponse,
     RetrieveRequest,
 )
@@ -86,24 +90,22 @@ class ServedRun(BaseModel):
 
 @dataclass(frozen=True)
 class Live:
-    """What a request is answered by: one version, its catalog's raw ids, and in fused mode
-    that version's whole serving path, loaded in this replica."""
+    """What a request is answered by: one version, its catalog (raw ids, titles), and in
+    fused mode that version's whole serving path, loaded in this replica."""
 
     run: ServingRun
-    raw_ids: list[str]  # item id -> raw id
-    raw_index: dict[str, int]  # raw id -> item id
+    catalog: ItemCatalog
     local: InProcessRetrieval | None = None
 
     def item_ids(self, raw: list[str] | None, ids: list[int] | None) -> list[int] | None:
         """`ids` as given, or the catalog ids of `raw` (a 404 naming any unknown one)."""
         if raw is None:
             return ids
-        unknown = sorted({r for r in raw if r not in self.raw_index})
-        if unknown:
-            shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-            raise HTTPException(404, f"unknown raw_id {shown}: not in the catalog of model "
-                                     f"{self.run.version}")  # fmt: skip
-        return [self.raw_index[r] for r in raw]
+        try:
+            return self.catalog.item_ids(raw)
+        except UnknownRawIdError as err:
+            raise HTTPException(404, f"{err}: not in the catalog of model {self.run.version}"
+                                ) from err  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,21 @@ def _planned(make: Callable[..., RetrievalPlan], *args: Any) -> RetrievalPlan:
         raise HTTPException(422, str(err)) from err
 
 
+def _parse_ids(text: str, num_items: int) -> list[int]:
+    """Parse "3,17,42" to [3, 17, 42]: a 422 for a malformed list, a 404 naming unknown ids."""
+    try:
+        found = [int(part) for part in text.split(",")]
+    except ValueError as err:
+        raise HTTPException(422, f"ids must be comma-separated integers: {err}") from err
+    if len(found) > MAX_ITEMS_LISTED:
+        raise HTTPException(422, f"at most {MAX_ITEMS_LISTED} ids per request, got {len(found)}")
+    unknown = [i for i in found if not 0 <= i < num_items]
+    if unknown:
+        raise HTTPException(404, f"unknown item_id {unknown[:10]}: the catalog has ids "
+                                 f"0..{num_items - 1}")  # fmt: skip
+    return found
+
+
 def _response(live: Live, merged: list[Candidate], plan: RetrievalPlan) -> RetrievalResponse:
     return RetrievalResponse(
         model_version=live.run.version,
@@ -132,7 +149,10 @@ def _response(live: Live, merged: list[Candidate], plan: RetrievalPlan) -> Retri
         k=plan.k,
         candidates=[
             CandidateOut(
-                item_id=c.item_id, raw_id=live.raw_ids[c.item_id], score=c.score, head=c.head
+                item_id=c.item_id,
+                raw_id=live.catalog.raw_ids[c.item_id],
+                score=c.score,
+                head=c.head,
             )
             for c in merged
         ],
@@ -171,14 +191,10 @@ class Ingress:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         served = ServedRun.model_validate(user_config)
         run = ServingRun.open(served.run_dir, served.model)
-        items = pq.read_table(run.run_dir / "data" / "items.parquet", columns=["item_id", "raw_id"])
-        raw_ids = items.sort_by("item_id")["raw_id"].cast("string").to_pylist()
-        raw_index = {r: i for i, r in enumerate(raw_ids)}
+        catalog = ItemCatalog.open(run.run_dir)
         local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
         old = self.live.run.version if self.live else None
-        self.live = Live(
-            run, raw_ids, raw_index, local
-        )  # the swap: one reference, read once per request
+        self.live = Live(run, catalog, local)  # the swap: one reference, read once per request
         log.info("serving %s from %s (was %s, %s mode)", run.version, run.run_dir, old,
                  "fused" if self.fused else "graph")  # fmt: skip
 
@@ -192,6 +208,42 @@ class Ingress:
         live = self._pin()
         return Health(status="ok", model_version=live.run.version,
                       run_dir=str(live.run.run_dir), num_items=live.run.num_items)  # fmt: skip
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def explore(self) -> HTMLResponse:
+        """The explore page: title search, a trigger's candidates, alpha and both heads."""
+        return HTMLResponse(explore_page())
+
+    @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
+    async def report(self) -> HTMLResponse:
+        live = self._pin()
+        return HTMLResponse(report_page(live.run.run_dir, live.run.version))
+
+    @app.get("/report/files/{name:path}", include_in_schema=False)
+    async def report_file(self, name: str) -> FileResponse:
+        path = report_files(self._pin().run.run_dir).get(name)
+        if path is None:
+            raise HTTPException(404, f"no plot {name!r} in this run")
+        return FileResponse(path, media_type="image/png")
+
+    @app.get("/items")
+    async def items(
+        self,
+        q: Annotated[str | None, Query(max_length=200, description="title substring")] = None,
+        ids: Annotated[
+            str | None, Query(max_length=20_000, description="comma-separated catalog ids")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_ITEMS_LISTED)] = 20,
+    ) -> ItemsResponse:
+        """Items by title search (`q`, most interacted first) or by catalog id (`ids`)."""
+        live = self._pin()
+        if (q is None) == (ids is None):
+            raise HTTPException(422, "give exactly one of q or ids")
+        if q is not None:
+            found = live.catalog.search(q, limit)
+        else:
+            found = _parse_ids(ids or "", len(live.catalog))
+        return ItemsResponse(items=[ItemOut(**vars(i)) for i in live.catalog.describe(found)])
 
     @app.post("/i2i")
     async def i2i(self, req: I2IRequest) -> RetrievalResponse:

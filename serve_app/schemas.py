@@ -101,6 +101,21 @@ class RetrievalResponse(BaseModel):
     candidates: list[CandidateOut]
 
 
+class ItemOut(BaseModel):
+    item_id: int
+    raw_id: str
+    title: str  # the first line of the item's text, else its raw id
+    topics: list[str]  # topic labels (display only: no model reads them)
+    interactions: int
+
+
+class ItemsResponse(BaseModel):
+    items: list[ItemOut]
+
+
+MAX_ITEMS_LISTED = 200  # /items: search results and ids per request
+
+
 class Health(BaseModel):
     status: str
     model_version: str

@@ -329,3 +329,124 @@ def test_plans_check_their_inputs(runs: tuple[Path, Path]) -> None:
         plan_i2i(run, 1, k=run.k_ann + 1)
     with pytest.raises(RequestError, match="alpha"):
         plan_retrieve(run, [1], alpha=float("nan"))
+
+
+# The catalog endpoint and the pages a person opens.
+def test_items_search_by_title_and_list_by_id(url: str) -> None:
+    r = requests.get(url + "/items", params={"q": "title 41", "limit": 5}, timeout=30)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert 1 <= len(items) <= 5
+    assert all("Title 41" in i["title"] for i in items)
+    counts = [i["interactions"] for i in items]
+    assert counts == sorted(counts, reverse=True)  # most interacted first
+    r = requests.get(url + "/items", params={"ids": "7,3"}, timeout=30)
+    assert [(i["item_id"], i["raw_id"], i["title"], i["topics"]) for i in r.json()["items"]] == [
+        (7, "m7", "Title 7 of topic2", ["topic2"]), (3, "m3", "Title 3 of topic3", ["topic3"]),
+    ]  # fmt: skip
+    assert (
+        requests.get(url + "/items", params={"q": "m12"}, timeout=30).json()["items"][0]["item_id"]
+        == 12
+    )  # an exact raw id comes first
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "reason"),
+    [
+        ({}, 422, "exactly one of q or ids"),
+        ({"q": "a", "ids": "1"}, 422, "exactly one of q or ids"),
+        ({"ids": "1,x"}, 422, "comma-separated integers"),
+        ({"ids": "1,600,-1"}, 404, "unknown item_id [600, -1]"),
+        ({"ids": ",".join(["1"] * 201)}, 422, "at most 200 ids"),
+        ({"q": "a", "limit": 0}, 422, "limit"),
+        ({"q": "x" * 201}, 422, "q"),
+    ],
+)
+def test_bad_item_queries_get_a_4xx_with_the_reason(
+    url: str, params: dict[str, Any], status: int, reason: str
+) -> None:
+    r = requests.get(url + "/items", params=params, timeout=30)
+    assert r.status_code == status, r.text
+    assert reason in r.text
+
+
+def test_report_page_renders_the_report_and_serves_only_its_plots(url: str) -> None:
+    r = requests.get(url + "/report", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "<td>ItemKNN</td>" in r.text and "w_r sweep" in r.text
+    assert "<script>alert" not in r.text  # markup in the report is shown as text
+    for name in ("alpha_curve.png", "tune/wr_sweep.png"):
+        assert f"/report/files/{name}" in r.text
+        img = requests.get(f"{url}/report/files/{name}", timeout=30)
+        assert img.status_code == 200 and img.content.startswith(b"\x89PNG")
+    for name in ("pipeline.yaml", "../a/alpha_curve.png", "%2e%2e/pipeline.yaml", "x.png"):
+        assert requests.get(f"{url}/report/files/{name}", timeout=30).status_code == 404, name
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (apt-get install chromium)
+# As root in a sandboxed machine: no setuid sandbox, and no background connections to hosts
+# this network cannot reach.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}: install Debian's chromium package (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _set_alpha(page: Any, alpha: int) -> list[str]:
+    """Move the slider as a person would (an input event), wait for the merged list to be
+    redrawn at that alpha, and return its heads in order."""
+    page.locator("#alpha").evaluate(
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }",
+        str(alpha),
+    )
+    page.wait_for_function(f"document.getElementById('merged-alpha').textContent === '{alpha}'")
+    return list(page.locator("#list-merged li").evaluate_all("els => els.map(e => e.dataset.head)"))
+
+
+def test_explore_page_in_a_real_browser(url: str, browser: Any, tmp_path: Path, mode: str) -> None:
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(url + "/")
+    page.wait_for_function("document.getElementById('version').textContent.includes('600 items')")
+
+    page.locator("#q").fill("Title 41")
+    page.wait_for_selector("#results button")
+    found = page.locator("#results button").all_inner_texts()
+    assert found and all("Title 41" in text for text in found)
+    page.locator("#results button", has_text="Title 41 of topic1").click()
+    page.wait_for_selector("#list-merged li")
+    assert "Title 41 of topic1" in page.locator("#trigger").inner_text()
+    for head in ("engagement", "relevance"):
+        shown = page.locator(f"#list-{head} li").evaluate_all("els => els.map(e => e.dataset.head)")
+        assert shown and set(shown) == {head}
+    assert page.locator("#list-merged li .topic").count() > 0  # titles come with topics
+
+    assert set(_set_alpha(page, 0)) == {"relevance"}
+    assert set(_set_alpha(page, 100)) == {"engagement"}
+    mixed = _set_alpha(page, 50)
+    assert set(mixed) == {"engagement", "relevance"}
+    page.screenshot(path=str(tmp_path / f"explore-{mode}.png"), full_page=True)
+    # The same item in the merged list and a head's list reads the same (one catalog lookup).
+    first = page.locator("#list-merged li").first
+    item = first.get_attribute("data-item-id")
+    same = page.locator(f"#list-{mixed[0]} li[data-item-id='{item}']")
+    assert same.count() == 1 and same.inner_text() == first.inner_text()
+
+    page.goto(url + "/report")
+    assert page.locator("#report table td", has_text="ItemKNN").count() == 1
+    widths = page.locator("#plots img").evaluate_all("els => els.map(e => e.naturalWidth)")
+    assert len(widths) == 2 and all(w > 0 for w in widths)  # both plots loaded
+    page.screenshot(path=str(tmp_path / f"report-{mode}.png"), full_page=True)
+    assert not errors, errors

@@ -26,6 +26,10 @@ NUM_ITEMS = 600  # K_ann = 10% of the catalog = 60; K = 30
 DIM = 16
 
 
+def tiny_topic(item_id: int) -> str:
+    return f"topic{item_id % 5}"
+
+
 def write_embeddings(path: Path, vectors: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     n, dim = vectors.shape
@@ -38,9 +42,13 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
     cfg = load_config(overrides=TINY_SYNTHETIC)
     save_config(cfg, run_dir / "pipeline.yaml")
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    # Titles and topics as prepare writes them (the explore page and /items show them).
     items = pa.table({
         "item_id": pa.array(np.arange(NUM_ITEMS), pa.int32()),
         "raw_id": pa.array([f"m{i}" for i in range(NUM_ITEMS)]),
+        "text": pa.array([f"Title {i} of {tiny_topic(i)}\nbody" for i in range(NUM_ITEMS)]),
+        "topic_l1": pa.array([[tiny_topic(i)] for i in range(NUM_ITEMS)], pa.list_(pa.string())),
+        "interactions": pa.array(np.arange(NUM_ITEMS) % 37, pa.int64()),
     })  # fmt: skip
     pq.write_table(items, run_dir / "data" / "items.parquet")
 
@@ -54,6 +62,7 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
     for head in (ENGAGEMENT, RELEVANCE):  # after both: the version hashes every head's file
         build_head_index(run_dir, "mtmh", head, cfg)
 
+    write_report(run_dir)
     torch.manual_seed(seed)
     model = PrerankerModel(NUM_ITEMS, cfg.preranker)
     out = preranker_dir(run_dir)
@@ -61,3 +70,25 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
     torch.save(model.state_dict(), out / "model.pt")
     save_config(cfg, out / "config.yaml")
     return run_dir
+
+
+def write_report(run_dir: Path) -> None:
+    """A small report.md, a plot and a sweep report, as evaluate.py and sweep_wr.py write
+    them (the report page shows them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (run_dir / "tune").mkdir(parents=True, exist_ok=True)
+    (run_dir / "report.md").write_text(
+        "# tiny: MTMH evaluation\n\n| model | R@100 | L1 |\n|---|---|---|\n"
+        "| ItemKNN | 26.56 | 56.54 |\n| MTMH | 25.15 | 52.19 |\n\n<script>alert(1)</script>\n"
+    )
+    (run_dir / "tune" / "wr_sweep.md").write_text("# w_r sweep\n\n| w_r | R@500 |\n|---|---|\n"
+                                                 "| 0.5 | 60.1 |\n")  # fmt: skip
+    for name in ("alpha_curve.png", "tune/wr_sweep.png"):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 50, 100], [40, 55, 60])
+        fig.savefig(run_dir / name)
+        plt.close(fig)
