@@ -1,13 +1,33 @@
-"""What every job script shares: --config/--set handling and logging setup."""
+"""What every job script shares: --config/--set and -v handling, and the run directory check."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from mtmh.config import ConfigError, RunConfig, load_config
+
+
+def job_parser(doc: str | None, run: str | None = None) -> argparse.ArgumentParser:
+    """A job's parser: its docstring as the help, --config/--set and -v; with `run`, also a
+    required --run (that text its help). The job adds its own options."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if run is not None:
+        parser.add_argument("--run", required=True, type=Path, help=run)
+    add_config_args(parser)
+    add_output_args(parser)
+    return parser
+
+
+def parse_on_run(
+    parser: argparse.ArgumentParser, argv: list[str] | None, extra: list[str] | None = None
+) -> tuple[argparse.Namespace, RunConfig]:
+    """The arguments of a job on an existing run (--run), and its config."""
+    args = parser.parse_args(argv)
+    return args, run_config_from_args(args, existing_run(args.run), extra)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +47,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:
-    """Load the config or exit with the validation message (no traceback for a user error)."""
+    """Load the config, or exit with status 2 and the validation message (no traceback for a
+    user error)."""
     try:
         return load_config(args.config, [*(extra or []), *args.overrides])
     except ConfigError as err:
-        sys.exit(f"error: {err}")
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(2) from None
 
 
 def run_config_from_args(
@@ -49,8 +71,16 @@ def run_config_from_args(
         raise SystemExit(2) from None
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="show Ray's and the workers' logs live (they always go to RUN/logs/JOB.log)",
+    )  # fmt: skip
+
+
+def existing_run(run_dir: Path, made_by: str = "prepare_data.py") -> Path:
+    """`run_dir`, or exit with status 2 and one line when it does not exist."""
+    if not run_dir.is_dir():
+        sys.stderr.write(f"error: no run directory {run_dir}: run {made_by} first\n")
+        raise SystemExit(2)
+    return run_dir

@@ -22,6 +22,8 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
+from mtmh.errors import MtmhError
+
 _STRICT = ConfigDict(extra="forbid")
 
 # The models the paper compares (mtmh/model/variants.py says what each one is).
@@ -30,7 +32,7 @@ VariantName = Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm"]
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "configs" / "default.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(MtmhError, ValueError):
     """A config file, override or value is invalid; the message names the key."""
 
 

@@ -36,6 +36,7 @@ from mtmh.index.build import build_indexes
 from mtmh.model.job import train_variant
 from mtmh.peers.build import build_peers
 from mtmh.preranker.train import fit_preranker
+from mtmh.stage_board import StageBoard
 
 log = logging.getLogger(__name__)
 MARKER = "stage.json"
@@ -168,45 +169,71 @@ def _encode(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 def run_pipeline(
     cfg: RunConfig, run_dir: Path, force: bool = False, console: Console | None = None
 ) -> dict[str, Any]:
-    """Run every stage that is not current; returns the report (evaluate's output)."""
+    """Run every stage that is not current; returns the report (evaluate's output).
+
+    The console gets one line per stage (mtmh/stage_board.py): the trainings share one line
+    counting variants, and the index builds one line counting embedding sources."""
     console = console or Console()
     stages = plan(cfg, run_dir)
     save_config(cfg, run_dir / "pipeline.yaml")
     todo = [s for s in stages if force or not s.current()]
-    for s in stages:
-        if s not in todo:
-            console.print(f"[dim]- {s.name}: current, skipped[/dim]")
-    trainings = {s.name.removeprefix("train:"): s for s in todo if s.name.startswith("train:")}
+    skipped = [s for s in stages if s not in todo]
+    if skipped:
+        names = ", ".join(_grouped_names(skipped))
+        console.print(f"[dim]current, skipped: {names}[/dim]", soft_wrap=True)
     started_all = time.perf_counter()
-    for i, s in enumerate(todo):
-        if s.name.startswith("train:"):
-            if not trainings:
-                continue  # already trained with the batch below
-            _run_trainings(cfg, run_dir, trainings, console)
-            trainings = {}
-            continue
-        console.rule(f"[bold]{s.name}[/bold] ({i + 1}/{len(todo)})")
-        t0 = time.perf_counter()
-        s.run()
-        s.mark(time.perf_counter() - t0)
-        console.print(f"{s.name}: done in {time.perf_counter() - t0:.1f} s")
+    with StageBoard(console) as board:
+        for kind, group in _by_kind(todo):
+            if kind == "train":
+                _run_trainings(cfg, run_dir, {s.name.removeprefix("train:"): s for s in group},
+                               board)  # fmt: skip
+                continue
+            with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
+                for s in group:
+                    log.info("stage %s: starting", s.name)
+                    t0 = time.perf_counter()
+                    s.run()
+                    s.mark(time.perf_counter() - t0)
+                    log.info("stage %s: done in %.1f s", s.name, time.perf_counter() - t0)
+                    if len(group) > 1:
+                        advance(1)
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
     report_path = run_dir / "report.json"
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
 
 
+def _kind(stage: Stage) -> str:
+    return stage.name.split(":")[0]  # "train:mtmh" -> "train"
+
+
+def _by_kind(stages: list[Stage]) -> list[tuple[str, list[Stage]]]:
+    """Consecutive stages of one kind together (the trainings, the index builds)."""
+    groups: list[tuple[str, list[Stage]]] = []
+    for s in stages:
+        if groups and groups[-1][0] == _kind(s):
+            groups[-1][1].append(s)
+        else:
+            groups.append((_kind(s), [s]))
+    return groups
+
+
+def _grouped_names(stages: list[Stage]) -> list[str]:
+    return [kind if len(g) == 1 else f"{kind} ({len(g)})" for kind, g in _by_kind(stages)]
+
+
 def _run_trainings(
-    cfg: RunConfig, run_dir: Path, stages: dict[str, Stage], console: Console
+    cfg: RunConfig, run_dir: Path, stages: dict[str, Stage], board: StageBoard
 ) -> None:
-    console.rule(f"[bold]train[/bold] {', '.join(stages)} "
-                 f"({cfg.pipeline.concurrent_trainings} at a time)")  # fmt: skip
+    log.info("training %s, %d at a time", ", ".join(stages), cfg.pipeline.concurrent_trainings)
     t0 = time.perf_counter()
     configs: dict[str, RunConfig] = {
         v: variant_config(cfg, v) for v in cfg.pipeline.variants if v in stages
     }
+    with board.stage("train", total=len(stages)) as advance:
 
-    def done(v: str) -> None:
-        stages[v].mark(time.perf_counter() - t0)
-        console.print(f"train:{v}: done at {time.perf_counter() - t0:.1f} s")
+        def done(v: str) -> None:
+            stages[v].mark(time.perf_counter() - t0)
+            log.info("train:%s: done at %.1f s", v, time.perf_counter() - t0)
+            advance(1)
 
-    train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done)
+        train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done)

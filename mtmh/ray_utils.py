@@ -8,6 +8,7 @@ import os
 from mtmh.config import RayConfig
 
 log = logging.getLogger(__name__)
+NO_PROGRESS_BARS = "RAY_DATA_DISABLE_PROGRESS_BARS"  # Ray Data's own switch
 
 
 def init_ray(cfg: RayConfig) -> None:
@@ -26,6 +27,10 @@ def init_ray(cfg: RayConfig) -> None:
         "MKL_NUM_THREADS": threads,
         "TOKENIZERS_PARALLELISM": "false",
     }
+    # A quiet job (mtmh/job_output.py) sends the workers' output to a log file, where
+    # progress bars are only noise: it sets this, and the workers get it too.
+    if os.environ.get(NO_PROGRESS_BARS):
+        env[NO_PROGRESS_BARS] = os.environ[NO_PROGRESS_BARS]
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)

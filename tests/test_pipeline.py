@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from mtmh.pipeline import plan, run_pipeline
 from mtmh.retrieval.heads import load_heads
 from tests.tiny_data import TINY_SYNTHETIC
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     *TINY_SYNTHETIC,
     "eval.fresh_snapshot_every=2",
@@ -22,11 +27,36 @@ TINY = [
 ]
 
 
+STAGE_LINES = ["prepare", "encode", "peers", "train", "index", "preranker", "evaluate"]
+
+
+def _pipeline_job(run: Path) -> subprocess.CompletedProcess[str]:
+    """`python ray_jobs/pipeline.py` as a user runs it, on the test session's Ray (as under
+    `ray job submit`, the job joins the cluster named by RAY_ADDRESS)."""
+    import ray
+
+    sets = [a for o in TINY for a in ("--set", o)]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    job = [sys.executable, "ray_jobs/pipeline.py", "--out", str(run), *sets]
+    return subprocess.run(job, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     cfg = load_config(overrides=TINY)
     run = tmp_path / "run"
-    report = run_pipeline(cfg, run, console=Console(quiet=True))
+    done = _pipeline_job(run)
+    log = (run / "logs" / "pipeline.log").read_text()
+    assert done.returncode == 0, (done.stderr, log[-3000:])
+    # A quiet run: one line per stage, the paths it wrote, then the report table.
+    lines = done.stdout.rstrip().splitlines()
+    assert len(lines) <= 60 and done.stderr == "", done.stdout
+    assert [ln.split()[1] for ln in lines if ln.startswith("✓")] == STAGE_LINES
+    assert lines[-1].split()[0] == "MTMH" and "R@500" in done.stdout
+    assert any(ln.startswith("wrote ") and "report.md" in ln for ln in lines)
+    # The workers' output ("(RayTrainWorker pid=123) ...") went to the log file instead.
+    assert re.search(r" pid=\d+\)", log) and not re.search(r" pid=\d+\)", done.stdout)
+    report = json.loads((run / "report.json").read_text())
 
     assert report["dataset"] == "synthetic"
     # Models whose variant was not trained are left out; the rest carry every metric.
@@ -62,10 +92,16 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     for name in ("report.json", "report.md", "recall_relevance.png", "alpha_curve.png",
                  "fresh_convergence.png", "validation_curves.png"):  # fmt: skip
         assert (run / name).stat().st_size > 0
-    assert json.loads((run / "report.json").read_text())["models"] == report["models"]
+    assert "ItemKNN" in (run / "report.md").read_text()
 
-    # Everything is current now; a changed eval knob redoes only the evaluation.
+    # Everything is current now: a second run redoes nothing and says so in one line.
     assert all(stage.current() for stage in plan(cfg, run))
+    again = _pipeline_job(run)
+    assert again.returncode == 0 and "✓" not in again.stdout
+    assert "current, skipped: prepare, encode, peers, train (2), index (3), preranker, " \
+           "evaluate" in again.stdout  # fmt: skip
+    assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
+    # A changed eval knob redoes only the evaluation.
     changed = load_config(overrides=[*TINY, "eval.top_k=100"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]

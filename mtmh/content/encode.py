@@ -35,6 +35,7 @@ from mtmh.content.checkpoint import load_spec, save_encoder
 from mtmh.content.concepts import pooled_concepts
 from mtmh.content.features import ContentFeaturizer
 from mtmh.content.train import fit_projection, train_contrastive
+from mtmh.progress import steps
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,10 @@ def embed_catalog(items_path: Path, encoder_dir: Path, cfg: ContentConfig) -> An
 
 def write_embeddings(batches: Any, path: Path, dim: int, total: int) -> Counter[str]:
     """Stream embedding batches into one parquet file; returns counts for stats.json."""
-    from rich.progress import Progress
-
     counts: Counter[str] = Counter()
     tmp = path.with_suffix(".parquet.tmp")
     schema = embeddings_schema(dim)
-    with pq.ParquetWriter(tmp, schema) as writer, Progress(transient=True) as progress:
-        task = progress.add_task("embedding items", total=total)
+    with pq.ParquetWriter(tmp, schema) as writer, steps("embedding items", total) as advance:
         for batch in batches:
             emb = np.asarray(batch["embedding"], dtype=np.float32).reshape(-1, dim)
             pretrained = np.asarray(batch["content_features"], dtype=np.float32).reshape(-1, dim)
@@ -197,7 +195,7 @@ def write_embeddings(batches: Any, path: Path, dim: int, total: int) -> Counter[
             counts["with_image"] += int(has_image.sum())
             counts["no_content"] += int((~(has_text | has_image)).sum())
             counts.update(f"image_{e}" for e in errors if e)
-            progress.update(task, advance=n)
+            advance(n)
     tmp.replace(path)
     return counts
 

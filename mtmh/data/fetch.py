@@ -19,10 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtmh.errors import MtmhError
+
 log = logging.getLogger(__name__)
 
 
-class FetchError(RuntimeError):
+class FetchError(MtmhError, RuntimeError):
     """A dataset file could not be fetched, or its checksum does not match."""
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
@@ -38,6 +37,7 @@ from mtmh.eval.report import write_report
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.model.curves import read_metrics
 from mtmh.peers.build import PEERS, peer_dir
+from mtmh.progress import steps
 from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
 from mtmh.validation import load_holdout
 
@@ -162,14 +162,14 @@ def evaluate_run(
         for source, group in by_source.items()
     }
     results: dict[str, dict[str, Any]] = {}
-    with Progress() as progress:
-        bar = progress.add_task(f"evaluating {len(models)} models", total=len(models))
+    with steps(f"evaluating {len(models)} models", len(models)) as advance:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             source = pending.pop(done[0])
             batch = ray.get(done[0])
             results.update(batch)
-            progress.update(bar, advance=len(batch), description=f"evaluated {source}")
+            log.info("evaluated %s", source)
+            advance(len(batch))
     report_models = {}
     by_ranking: dict[str, dict[str, Any]] = {o: {} for o in RANKINGS}
     ann: dict[str, dict[str, float]] = {}

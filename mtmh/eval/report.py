@@ -13,7 +13,7 @@ METRICS = ("recall@5", "recall@20", "recall@100", "recall@500", "l1_match", "l2_
 HEADERS = ("R@5", "R@20", "R@100", "R@500", "L1", "L2")
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
 
@@ -28,7 +28,7 @@ def metrics_table(rows: dict[str, dict[str, float]], base: str | None, label: st
     ref = rows.get(base) if base else None
     for name, m in rows.items():
         cells = [
-            _pct(m[k]) + (_rel(m[k], ref[k]) if ref is not None and name != base else "")
+            pct(m[k]) + (_rel(m[k], ref[k]) if ref is not None and name != base else "")
             for k in METRICS
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -50,10 +50,10 @@ def orders_table(by_ranking: dict[str, dict[str, dict[str, float]]]) -> list[str
         for order, rows in by_ranking.items():
             m = rows[name]
             lines.append(
-                f"| {name} | {ORDER_NAMES.get(order, order)} | {_pct(m['recall@20'])} | "
-                f"{_pct(m['recall@100'])} | {_pct(m['recall@500'])} "
-                f"(± {_pct(m.get('recall@500_se', float('nan')))}) | {_pct(m['l1_match'])} | "
-                f"{_pct(m['l2_match'])} | {m.get('unique_candidates', float('nan')):.0f} |"
+                f"| {name} | {ORDER_NAMES.get(order, order)} | {pct(m['recall@20'])} | "
+                f"{pct(m['recall@100'])} | {pct(m['recall@500'])} "
+                f"(± {pct(m.get('recall@500_se', float('nan')))}) | {pct(m['l1_match'])} | "
+                f"{pct(m['l2_match'])} | {m.get('unique_candidates', float('nan')):.0f} |"
             )
     return lines
 
@@ -64,8 +64,8 @@ def _ranking_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"Serving order: **{ORDER_NAMES.get(chosen, chosen)}** ({info.get('how', '')})."]
     for order, m in (info.get("validation") or {}).items():
         lines.append(
-            f"- validation, {ORDER_NAMES.get(order, order)}: R@100 {_pct(m['recall@100'])}, "
-            f"R@500 {_pct(m['recall@500'])}"
+            f"- validation, {ORDER_NAMES.get(order, order)}: R@100 {pct(m['recall@100'])}, "
+            f"R@500 {pct(m['recall@500'])}"
         )
     return lines
 
@@ -85,7 +85,7 @@ def _validation_lines(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"EASE lambda {meta['lambda']:g}, chosen on validation from "
                 + ", ".join(
-                    f"{r['lambda']:g} ({_pct(r['recall@500'])})" for r in meta["lambda_curve"]
+                    f"{r['lambda']:g} ({pct(r['recall@500'])})" for r in meta["lambda_curve"]
                 )
                 + " (validation R@500)."
             )
@@ -119,8 +119,8 @@ def lift_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     lines = [f"| | {head} |", "|---" * (1 + 3 * len(LEVEL_NAMES)) + "|"]
     for name, m in rows.items():
         cells = " | ".join(
-            f"{_pct(m.get(f'{lv}_match', float('nan')))} | "
-            f"{_pct(m.get(f'{lv}_random', float('nan')))} | "
+            f"{pct(m.get(f'{lv}_match', float('nan')))} | "
+            f"{pct(m.get(f'{lv}_random', float('nan')))} | "
             f"{_ratio(m.get(f'{lv}_lift'))}"
             for lv in LEVEL_NAMES
         )
@@ -157,7 +157,7 @@ def lift_verdicts(lifts: dict[str, dict[str, Any]]) -> list[str]:
 def _topic_lines(report: dict[str, Any]) -> list[str]:
     levels = report.get("topic_levels") or {}
     lines = ["Random-pair rate over the catalog: " + ", ".join(
-        f"{LEVEL_NAMES.get(lv, lv)} {_pct(v['random_pair_rate'])} ({v['labelled_items']:,} "
+        f"{LEVEL_NAMES.get(lv, lv)} {pct(v['random_pair_rate'])} ({v['labelled_items']:,} "
         "labelled items)" for lv, v in levels.items()) + ". Below, \"random\" is the rate "
         "random candidates would have for each model's own triggers.", ""]  # fmt: skip
     lines += lift_table(report["models"])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mtmh.config import IndexConfig, config_to_dict
+from mtmh.errors import MtmhError
 from mtmh.index.autotune import Tuned
 from mtmh.index.faiss_index import family_of, ivf_part, set_search_params
 
@@ -25,7 +26,7 @@ INDEX_FILE = "index.faiss"
 META_FILE = "meta.json"
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(MtmhError, ValueError):
     """An index does not belong to the model (version, head or dim) it is loaded for."""
 
 

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from mtmh.config import IndexConfig
+from mtmh.errors import MtmhError
 
 
-class AnnIndexError(RuntimeError):
+class AnnIndexError(MtmhError, RuntimeError):
     """An index cannot be built, loaded or searched as asked."""
 
 

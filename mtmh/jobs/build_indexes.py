@@ -9,40 +9,32 @@ or `content` (the content encoder's embeddings); repeat it for several models.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
+from mtmh.cli import job_parser, parse_on_run
 from mtmh.index.build import build_indexes
-from mtmh.index.faiss_index import AnnIndexError
+from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory")
+    parser = job_parser(__doc__, run="run directory")
     parser.add_argument("--model", action="append", required=True, help="variant or content")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = run_config_from_args(args, args.run)
-    init_ray(cfg.ray)
-    out = {}
-    for model in args.model:
-        try:
+    args, cfg = parse_on_run(parser, argv)
+
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        built = {}
+        for model in args.model:
             metas = build_indexes(args.run, model, cfg)
-        except (FileNotFoundError, AnnIndexError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        out[model] = {h: {k: v for k, v in asdict(m).items() if k != "build_config"}
-                      for h, m in metas.items()}  # fmt: skip
-    print(json.dumps(out, indent=2))
-    return 0
+            built[model] = {h: {k: v for k, v in asdict(m).items() if k != "build_config"}
+                            for h, m in metas.items()}  # fmt: skip
+        out.console.print_json(json.dumps(built, default=str))
+        return 0
+
+    return run_job("build_indexes", args.run, args.verbose, body)
 
 
 if __name__ == "__main__":

@@ -12,40 +12,38 @@ neighbours (a diagnostic that reads the evaluation labels; it feeds nothing back
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
+from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
+from mtmh.cli import job_parser, parse_on_run
 from mtmh.content.encode import encode_content
 from mtmh.eval.content_quality import content_topic_match
+from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory (after prepare)")
+    parser = job_parser(__doc__, run="run directory (after prepare)")
     parser.add_argument("--retrain", action="store_true", help="train even if an encoder exists")
     parser.add_argument("--k", type=int, default=10, help="neighbours for the topic-match check")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = run_config_from_args(args, args.run)
-    init_ray(cfg.ray)
-    try:
-        stats = encode_content(cfg, args.run, retrain=args.retrain)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    quality = content_topic_match(args.run, k=args.k)
-    (args.run / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+    args, cfg = parse_on_run(parser, argv)
 
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        stats = encode_content(cfg, args.run, retrain=args.retrain)
+        quality = content_topic_match(args.run, k=args.k)
+        (args.run / "content" / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
+        out.console.print(_stats_table(stats, quality))
+        out.console.print_json(json.dumps({"stats": stats, "quality": quality}, default=str))
+        return 0
+
+    return run_job("encode", args.run, args.verbose, body)
+
+
+def _stats_table(stats: dict[str, Any], quality: dict[str, Any]) -> Table:
     table = Table(title=f"{stats['dataset']}: content embeddings ({stats['encoder']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -63,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{quality[f'{level}_match']:.3f} ({quality[f'{level}_random']:.3f}, "
             f"{quality[f'{level}_lift']:.2f}x)",
         )
-    Console().print(table)
-    print(json.dumps({"stats": stats, "quality": quality}, default=str))
-    return 0
+    return table
 
 
 if __name__ == "__main__":

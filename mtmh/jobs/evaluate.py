@@ -10,36 +10,26 @@ RUN/report.json, RUN/report.md, recall_relevance.png, alpha_curve.png, fresh_con
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from rich.console import Console
-from rich.markdown import Markdown
-
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
+from mtmh.cli import job_parser, parse_on_run
 from mtmh.eval.evaluate import evaluate_run
-from mtmh.index.artifact import IndexMismatchError
+from mtmh.eval.summary import print_report
+from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = run_config_from_args(args, args.run)
-    init_ray(cfg.ray)
-    try:
-        evaluate_run(cfg, args.run)
-    except (FileNotFoundError, IndexMismatchError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    Console().print(Markdown((args.run / "report.md").read_text()))
-    return 0
+    parser = job_parser(__doc__, run="run directory")
+    args, cfg = parse_on_run(parser, argv)
+
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        report = evaluate_run(cfg, args.run)
+        print_report(out.console, report, args.run)
+        return 0
+
+    return run_job("evaluate", args.run, args.verbose, body, (ValueError,))
 
 
 if __name__ == "__main__":

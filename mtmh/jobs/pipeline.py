@@ -11,45 +11,33 @@ the end and written to RUN/report.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.markdown import Markdown
-
-from mtmh.cli import add_config_args, config_from_args, setup_logging
-from mtmh.data.fetch import FetchError
-from mtmh.data.sources import SchemaError
-from mtmh.index.artifact import IndexMismatchError
-from mtmh.model.job import TrainingFailed
+from mtmh.cli import config_from_args, job_parser
+from mtmh.eval.summary import print_report
+from mtmh.job_output import JobOutput, run_job
 from mtmh.pipeline import run_pipeline
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = job_parser(__doc__)
     parser.add_argument("--dataset", help="ml-100k, ml-1m, synthetic or parquet:PATH")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
     parser.add_argument("--force", action="store_true", help="redo every stage")
-    add_config_args(parser)
     args = parser.parse_args(argv)
-    setup_logging()
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
-    init_ray(cfg.ray)
-    console = Console()
-    try:
-        run_pipeline(cfg, args.out, force=args.force, console=console)
-    except (SchemaError, FetchError, FileNotFoundError, IndexMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    console.print(Markdown((args.out / "report.md").read_text()))
-    return 0
+
+    def body(out: JobOutput) -> int:
+        out.console.print(f"mtmh: {cfg.data.dataset} into {args.out}/ (logs: {out.log_file})",
+                          soft_wrap=True)  # fmt: skip
+        init_ray(cfg.ray)
+        report = run_pipeline(cfg, args.out, force=args.force, console=out.console)
+        print_report(out.console, report, args.out)
+        return 0
+
+    return run_job("pipeline", args.out, args.verbose, body)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,16 @@ ray job submit -- python ray_jobs/prepare_data.py --dataset ml-1m --out /shared/
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from mtmh.cli import add_config_args, config_from_args, setup_logging
-from mtmh.data.fetch import FetchError
+from mtmh.cli import config_from_args, job_parser
 from mtmh.data.prepare import prepare
-from mtmh.data.sources import SchemaError
+from mtmh.job_output import JobOutput, run_job
 
 
 def summary_table(stats: dict[str, Any]) -> Table:
@@ -42,23 +39,21 @@ def summary_table(stats: dict[str, Any]) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = job_parser(__doc__)
     parser.add_argument("--dataset", help="ml-100k, ml-1m, synthetic or parquet:PATH")
     parser.add_argument("--out", required=True, type=Path, help="run directory")
-    add_config_args(parser)
     args = parser.parse_args(argv)
-    setup_logging()
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
-    try:
+
+    def body(out: JobOutput) -> int:
         stats = prepare(cfg, args.out)
-    except (SchemaError, FetchError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    Console().print(summary_table(stats))
-    print(json.dumps({k: stats[k] for k in ("interactions", "users", "items", "pairs")}))
-    return 0
+        out.console.print(summary_table(stats))
+        out.console.print_json(
+            json.dumps({k: stats[k] for k in ("interactions", "users", "items", "pairs")})
+        )
+        return 0
+
+    return run_job("prepare", args.out, args.verbose, body)
 
 
 if __name__ == "__main__":

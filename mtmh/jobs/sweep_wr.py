@@ -14,32 +14,24 @@ TensorBoard: `tensorboard --logdir RUN/tune/wr_sweep`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
-from rich.console import Console
 from rich.markdown import Markdown
 
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
+from mtmh.cli import job_parser, parse_on_run
+from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 from mtmh.sweep.report import write_sweep_report
 from mtmh.sweep.tuner import run_sweep, sweep_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory (prepared, encoded)")
+    parser = job_parser(__doc__, run="run directory (prepared, encoded)")
     parser.add_argument("--resume", action="store_true", help="restore an interrupted sweep")
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = run_config_from_args(args, args.run)
+    args, cfg = parse_on_run(parser, argv)
     for needed in (args.run / "data" / "pairs", args.run / "content" / "item_embeddings.parquet"):
         if not needed.exists():
             print(f"error: {needed} not found: run prepare_data.py and encode_content.py first",
@@ -47,13 +39,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.dashboard:
         cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, dashboard=True))
-    init_ray(cfg.ray)
-    records = run_sweep(cfg, args.run, resume=args.resume)
-    summary = write_sweep_report(records, cfg, sweep_dir(args.run))
-    Console().print(Markdown((sweep_dir(args.run) / "wr_sweep.md").read_text()))
-    print(json.dumps({"recommended": summary["recommended"]}, default=str))
-    failed = [r for r in records if r["status"] == "error"]
-    return 1 if failed else 0
+
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        out.console.print(f"sweeping w_r on {args.run} (trial logs: {out.log_file})",
+                          soft_wrap=True)  # fmt: skip
+        records = run_sweep(cfg, args.run, resume=args.resume)
+        summary = write_sweep_report(records, cfg, sweep_dir(args.run))
+        out.console.print(Markdown((sweep_dir(args.run) / "wr_sweep.md").read_text()))
+        out.console.print_json(json.dumps({"recommended": summary["recommended"]}, default=str))
+        failed = [r for r in records if r["status"] == "error"]
+        return 1 if failed else 0
+
+    return run_job("sweep", args.run, args.verbose, body)
 
 
 if __name__ == "__main__":

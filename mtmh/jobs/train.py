@@ -12,39 +12,30 @@ metrics.jsonl, loss_curves.png and embeddings/<head>.parquet. The run's own conf
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
-from mtmh.model.job import TrainingFailed, train_variant
+from mtmh.cli import job_parser, parse_on_run
+from mtmh.job_output import JobOutput, run_job
+from mtmh.model.job import train_variant
 from mtmh.model.variants import VARIANTS
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory")
+    parser = job_parser(__doc__, run="run directory")
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="default: model.variant")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    extra = [f"model.variant={args.variant}"] if args.variant else []
-    cfg = run_config_from_args(args, args.run, extra)
-    init_ray(cfg.ray)
-    try:
-        summary = train_variant(cfg, args.run)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2))
-    return 0
+    known, _ = parser.parse_known_args(argv)
+    extra = [f"model.variant={known.variant}"] if known.variant else []
+    args, cfg = parse_on_run(parser, argv, extra)
+
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        out.console.print_json(json.dumps(train_variant(cfg, args.run)))
+        return 0
+
+    # ValueError: data the training cannot use (no pairs, no content where it is distilled)
+    return run_job(f"train-{cfg.model.variant}", args.run, args.verbose, body, (ValueError,))
 
 
 if __name__ == "__main__":

@@ -9,33 +9,25 @@ Writes RUN/preranker/: model.pt, config.yaml, metrics.jsonl (one row per epoch),
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
-from mtmh.cli import add_config_args, run_config_from_args, setup_logging
+from mtmh.cli import job_parser, parse_on_run
+from mtmh.job_output import JobOutput, run_job
 from mtmh.preranker.train import fit_preranker
 from mtmh.ray_utils import init_ray
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--run", required=True, type=Path, help="run directory (after prepare)")
-    add_config_args(parser)
-    args = parser.parse_args(argv)
-    setup_logging()
-    cfg = run_config_from_args(args, args.run)
-    init_ray(cfg.ray)
-    try:
-        summary = fit_preranker(cfg, args.run)
-    except (FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2))
-    return 0
+    parser = job_parser(__doc__, run="run directory (after prepare)")
+    args, cfg = parse_on_run(parser, argv)
+
+    def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
+        out.console.print_json(json.dumps(fit_preranker(cfg, args.run), default=str))
+        return 0
+
+    return run_job("train_preranker", args.run, args.verbose, body)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from mtmh.config import RunConfig
+from mtmh.errors import MtmhError
 from mtmh.model.curves import plot_loss_curves, read_metrics
 from mtmh.model.train_loop import fit, model_dir, model_name
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(MtmhError, RuntimeError):
     """Ray Train gave up on the run (failures beyond train.max_failures)."""
+
+    exit_code = 1  # the job ran and failed, as opposed to being given bad input
 
 
 def train_variant(

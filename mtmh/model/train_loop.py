@@ -368,7 +368,7 @@ def _metrics_row(
         "step": step,
         "epoch": epoch,
         "pairs_per_s": pairs / elapsed if elapsed > 0 else 0.0,
-        **{k: float(v) for k, v in losses.items()},
+        **{k: v.detach().item() for k, v in losses.items()},  # a log value, off the graph
     }
 
 

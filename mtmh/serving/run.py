@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
+from mtmh.errors import MtmhError
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.train import catalog_size, load_preranker, preranker_dir
@@ -34,7 +35,7 @@ from mtmh.retrieval.ranking import resolved_ranking
 SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
 
 
-class ServingArtifactError(RuntimeError):
+class ServingArtifactError(MtmhError, RuntimeError):
     """A run directory is missing something the service needs, or changed under a version."""
 
 

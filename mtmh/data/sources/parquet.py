@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 
 from mtmh.data.schema import ItemFeatureSpec
 from mtmh.data.sources.base import RAW_ITEMS, LogFiles, LogFormat, SourceData
+from mtmh.errors import MtmhError
 
 
-class SchemaError(ValueError):
+class SchemaError(MtmhError, ValueError):
     """An input table lacks a required column or has one of the wrong type."""
 
 

@@ -1,0 +1,127 @@
+"""The `mtmh` command: one entry point over the jobs in mtmh/jobs/ and the Serve app.
+
+Each subcommand is a thin wrapper: `mtmh run ...` is `python ray_jobs/pipeline.py ...` with
+defaults filled in, and `mtmh COMMAND --help` shows the job's own options. The make targets
+and `ray job submit -- python ray_jobs/...` stay as they are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+USAGE = """\
+usage: mtmh COMMAND [OPTIONS]      (mtmh COMMAND --help for a command's options)
+
+commands:
+  run        the whole pipeline: prepare, encode, train, index, preranker, evaluate
+  serve      the Ray Serve app on localhost:8000 (explore page at /, API at /docs)
+  sweep      the Ray Tune sweep of w_r (and alpha) on a run
+  report     print a finished run's report table and where its files are
+  prepare, encode, train, index, preranker, evaluate
+             one stage of a run (the jobs in ray_jobs/)
+
+examples:
+  mtmh run                                      # ml-100k into runs/ml-100k (= make run)
+  mtmh run --dataset ml-1m -v                   # into runs/ml-1m, Ray's logs shown live
+  mtmh run --dataset parquet:/data/shop --out runs/shop --set eval.alpha=30
+  mtmh report runs/ml-100k
+  mtmh serve runs/ml-100k --mode fused          # Ctrl-C stops it
+  mtmh sweep runs/ml-100k --set "sweep.w_r_values=[0.0, 0.5, 5.0]"
+  mtmh train --run runs/ml-100k --variant mtmh
+"""
+
+# command -> the job module whose main() it runs
+JOBS = {
+    "run": "mtmh.jobs.pipeline",
+    "sweep": "mtmh.jobs.sweep_wr",
+    "prepare": "mtmh.jobs.prepare_data",
+    "encode": "mtmh.jobs.encode_content",
+    "train": "mtmh.jobs.train",
+    "index": "mtmh.jobs.build_indexes",
+    "preranker": "mtmh.jobs.train_preranker",
+    "evaluate": "mtmh.jobs.evaluate",
+}
+DEFAULT_DATASET = "ml-100k"
+# Serve's fast path (docs/benchmarks.md), as `make serve` sets it.
+SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name == "serve":
+        return serve(rest)
+    if name == "report":
+        return report(rest)
+    if name not in JOBS:
+        print(f"error: unknown command {name!r}\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    if name == "run":
+        rest = run_defaults(rest)
+    elif name == "sweep" and rest and not rest[0].startswith("-"):
+        rest = ["--run", *rest]  # `mtmh sweep RUN`
+    sys.argv[0] = f"mtmh {name}"  # what the job's --help and errors call it
+    job = importlib.import_module(JOBS[name])
+    return int(job.main(rest))
+
+
+def run_defaults(rest: list[str]) -> list[str]:
+    """`mtmh run` = ml-100k into runs/<dataset>, unless the options say otherwise."""
+    given = {a.split("=")[0] for a in rest if a.startswith("--")}
+    if "--dataset" not in given and "--config" not in given:
+        rest = ["--dataset", DEFAULT_DATASET, *rest]
+    if "--out" not in given and "--help" not in given and "-h" not in rest:
+        dataset = rest[rest.index("--dataset") + 1] if "--dataset" in rest else DEFAULT_DATASET
+        rest = [*rest, "--out", f"runs/{Path(dataset.removeprefix('parquet:')).name}"]
+    return rest
+
+
+def serve(rest: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="mtmh serve",
+        description="Serve a run with Ray Serve on localhost:8000: `serve run serve_app:graph` "
+        "with Serve's fast path. The explore page is at /, the API at /docs.",
+        epilog="examples:\n  mtmh serve\n  mtmh serve runs/ml-1m --mode fused",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", nargs="?", default=f"runs/{DEFAULT_DATASET}", type=Path,
+                        help="run directory (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--mode", choices=("graph", "fused"), default="graph",
+                        help="graph: a deployment per head; fused: one for all")  # fmt: skip
+    args = parser.parse_args(rest)
+    if not (args.run / "pipeline.yaml").is_file():
+        print(f"error: {args.run} is not a finished run (no pipeline.yaml): mtmh run first",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    serve_bin = str(Path(sys.executable).with_name("serve"))
+    env = {**os.environ, **SERVE_ENV, "MTMH_RUN": str(args.run), "MTMH_SERVE_MODE": args.mode}
+    os.execve(serve_bin, [serve_bin, "run", "serve_app:graph"], env)  # replaces this process
+
+
+def report(rest: list[str]) -> int:
+    from mtmh.eval.summary import print_report
+
+    if len(rest) != 1 or rest[0].startswith("-"):
+        print("usage: mtmh report RUN\n\nPrint RUN's report table and where its files are "
+              "(the full report is RUN/report.md).\n\nexample:\n  mtmh report runs/ml-100k",
+              file=sys.stderr if rest[:1] not in (["-h"], ["--help"]) else sys.stdout)  # fmt: skip
+        return 0 if rest[:1] in (["-h"], ["--help"]) else 2
+    run_dir = Path(rest[0])
+    path = run_dir / "report.json"
+    if not path.is_file():
+        print(f"error: no report in {run_dir}: `mtmh run` (or ray_jobs/evaluate.py) writes it",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print_report(Console(), json.loads(path.read_text()), run_dir)
+    return 0

@@ -1,0 +1,12 @@
+"""The project's own errors: what a user can act on, with a message that says what and where.
+
+Every job script turns one into one line on stderr and exit status `exit_code`, and keeps the
+traceback in its log file (mtmh/job_output.py). Anything else is a bug: it gets the same one
+line, prefixed "unexpected", and exit status 1.
+"""
+
+from __future__ import annotations
+
+
+class MtmhError(Exception):
+    exit_code = 2  # bad input, config or missing artifacts (the usual CLI convention)
