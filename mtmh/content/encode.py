@@ -9,8 +9,8 @@
 
 Training runs as one Ray task (on a GPU when `content.use_gpu`); embedding runs as Ray Data
 `map_batches` over `ItemContentEmbedder` on an autoscaling actor pool, streamed back to the
-driver one batch at a time into a single parquet file, so the driver never holds the catalog's
-embeddings.
+driver one batch at a time into part files (mtmh/content/parts.py) and then one parquet file,
+so the driver never holds the catalog's embeddings, and a stopped encode resumes.
 
 Example:
     stats = encode_content(load_config(overrides=["data.dataset=ml-100k"]), Path("runs/ml-100k"))
@@ -34,6 +34,7 @@ from mtmh.config import ContentConfig, RunConfig, config_hash, save_config
 from mtmh.content.checkpoint import load_spec, save_encoder
 from mtmh.content.concepts import pooled_concepts
 from mtmh.content.features import ContentFeaturizer
+from mtmh.content.parts import EmbeddingParts, folder_digest
 from mtmh.content.train import fit_projection, train_contrastive
 from mtmh.progress import steps
 
@@ -128,8 +129,11 @@ def _train_on_ray(items_path: Path, cfg: RunConfig, encoder_dir: Path) -> dict[s
     )
 
 
-def embed_catalog(items_path: Path, encoder_dir: Path, cfg: ContentConfig) -> Any:
-    """The Ray Data pipeline: items -> actor pool of ItemContentEmbedder -> batches (lazy)."""
+def embed_catalog(
+    items_path: Path, encoder_dir: Path, cfg: ContentConfig, skip: np.ndarray | None = None
+) -> Any:
+    """The Ray Data pipeline: items (but `skip`) -> actor pool of ItemContentEmbedder ->
+    batches (lazy)."""
     import ray
 
     from mtmh.content.embedder import ItemContentEmbedder
@@ -139,15 +143,17 @@ def embed_catalog(items_path: Path, encoder_dir: Path, cfg: ContentConfig) -> An
     # worker start-up here, and an actor pool whose CPUs add up to the cluster's would starve
     # those read tasks and wait forever.
     source = pq.ParquetFile(items_path)
-    num_items = source.metadata.num_rows
+    num_items = source.metadata.num_rows - (0 if skip is None else len(skip))
     # Enough blocks that every actor of the pool gets work, each still a few batches long.
     blocks = max(cfg.actors_max, min(1000, math.ceil(num_items / (4 * cfg.batch_size))))
-    refs = [
-        ray.put(pa.Table.from_batches([batch]))
-        for batch in source.iter_batches(
-            batch_size=max(1, math.ceil(num_items / blocks)), columns=INPUT_COLUMNS
-        )
-    ]
+    refs = []
+    for batch in source.iter_batches(
+        batch_size=max(1, math.ceil(num_items / blocks)), columns=INPUT_COLUMNS
+    ):
+        if skip is not None and len(skip):  # embedded before (a resumed encode)
+            batch = batch.filter(pa.array(~np.isin(batch.column("item_id").to_numpy(), skip)))
+        if batch.num_rows:
+            refs.append(ray.put(pa.Table.from_batches([batch])))
     items = ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]  # two ObjectRef stubs
     return items.map_batches(
         ItemContentEmbedder,
@@ -164,40 +170,32 @@ def embed_catalog(items_path: Path, encoder_dir: Path, cfg: ContentConfig) -> An
     )
 
 
-def write_embeddings(batches: Any, path: Path, dim: int, total: int) -> Counter[str]:
-    """Stream embedding batches into one parquet file; returns counts for stats.json."""
-    counts: Counter[str] = Counter()
-    tmp = path.with_suffix(".parquet.tmp")
+def write_embeddings(
+    batches: Any, path: Path, dim: int, total: int, encoder_digest: str = ""
+) -> Counter[str]:
+    """Stream embedding batches into `path` through resumable part files (mtmh/content/
+    parts.py: a rerun with the same encoder skips what is written); returns stats counts."""
     schema = embeddings_schema(dim)
-    with pq.ParquetWriter(tmp, schema) as writer, steps("embedding items", total) as advance:
+    parts = EmbeddingParts.open(path, schema, encoder_digest)
+    with parts.appending() as append, steps("embedding items", total) as advance:
+        advance(len(parts.done_ids()))
         for batch in batches:
             emb = np.asarray(batch["embedding"], dtype=np.float32).reshape(-1, dim)
             pretrained = np.asarray(batch["content_features"], dtype=np.float32).reshape(-1, dim)
-            has_text = np.asarray(batch["has_text"], dtype=bool)
-            has_image = np.asarray(batch["has_image"], dtype=bool)
-            errors = [str(e) for e in batch["image_error"]]
-            n = len(emb)
-            writer.write_table(
-                pa.Table.from_arrays(
-                    [
-                        pa.array(batch["item_id"], pa.int32()),
-                        pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
-                        pa.FixedSizeListArray.from_arrays(pa.array(pretrained.ravel()), dim),
-                        pa.array(has_text),
-                        pa.array(has_image),
-                        pa.array(errors, pa.string()),
-                    ],
-                    schema=schema,
-                )
+            table = pa.Table.from_arrays(
+                [
+                    pa.array(batch["item_id"], pa.int32()),
+                    pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
+                    pa.FixedSizeListArray.from_arrays(pa.array(pretrained.ravel()), dim),
+                    pa.array(np.asarray(batch["has_text"], dtype=bool)),
+                    pa.array(np.asarray(batch["has_image"], dtype=bool)),
+                    pa.array([str(e) for e in batch["image_error"]], pa.string()),
+                ],
+                schema=schema,
             )
-            counts["items"] += n
-            counts["no_text"] += int((~has_text).sum())
-            counts["with_image"] += int(has_image.sum())
-            counts["no_content"] += int((~(has_text | has_image)).sum())
-            counts.update(f"image_{e}" for e in errors if e)
-            advance(n)
-    tmp.replace(path)
-    return counts
+            append(table)
+            advance(table.num_rows)
+    return parts.finish(path)
 
 
 def encode_content(cfg: RunConfig, run_dir: Path, retrain: bool = False) -> dict[str, Any]:
@@ -217,9 +215,17 @@ def encode_content(cfg: RunConfig, run_dir: Path, retrain: bool = False) -> dict
     trained = time.perf_counter()
 
     total = pq.ParquetFile(items_path).metadata.num_rows
-    ds = embed_catalog(items_path, encoder_dir, cfg.content)
     out = content_dir / EMBEDDINGS_FILE
-    counts = write_embeddings(ds.iter_batches(batch_size=None), out, spec.dim, total)
+    digest = folder_digest(encoder_dir)
+    done = EmbeddingParts.open(out, embeddings_schema(spec.dim), digest).done_ids()
+    if len(done):
+        log.info("resuming the embedding: %d of %d items were embedded before", len(done), total)
+    batches = (
+        embed_catalog(items_path, encoder_dir, cfg.content, skip=done).iter_batches(batch_size=None)
+        if len(done) < total
+        else []
+    )
+    counts = write_embeddings(batches, out, spec.dim, total, digest)
     if counts["items"] != total:
         raise RuntimeError(f"embedded {counts['items']} items but the catalog has {total}")
     embed_seconds = time.perf_counter() - trained
