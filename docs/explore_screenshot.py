@@ -1,7 +1,7 @@
 """The README's picture of the explore page on a real run, taken in Debian's headless Chromium.
 
     .venv/bin/mtmh serve runs/ml-100k &      # wait for http://localhost:8000/healthz
-    .venv/bin/python docs/explore_screenshot.py --query "star wars" --out docs/img/explore-ml100k.png
+    .venv/bin/python docs/explore_screenshot.py --query "star wars"
 
 It does what a person does: searches a title, picks the first hit and waits for the three
 lists at the slider's default alpha. tests/test_serve.py drives the same page with checks.
