@@ -36,6 +36,7 @@ from typing import IO
 from rich.console import Console
 
 from mtmh.errors import MtmhError
+from mtmh.progress import shown_to
 from mtmh.ray_utils import NO_PROGRESS_BARS
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,17 @@ def job_output(run_dir: Path, job: str, verbose: bool) -> Iterator[JobOutput]:
     with open(log_file, "a", buffering=1) as log_stream:
         if verbose:
             _configure_logging(logging.INFO, sys.stderr, log_stream)
-            yield JobOutput(Console(), log_file, verbose)
+            console = Console()
+            with shown_to(console):
+                yield JobOutput(console, log_file, verbose)
             return
         # Ray Data's bars would only be noise in a file (workers get this too: ray_utils).
         os.environ.setdefault(NO_PROGRESS_BARS, "1")
         with _descriptors_to(log_stream) as terminal:
             _configure_logging(logging.INFO, sys.stderr)  # fd 2 is the log file now
-            yield JobOutput(Console(file=terminal), log_file, verbose)
+            console = Console(file=terminal)
+            with shown_to(console):  # a job's own progress bars go to the terminal
+                yield JobOutput(console, log_file, verbose)
 
 
 def run_job(

@@ -139,3 +139,23 @@ def test_the_mtmh_command(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not a finished run" in done.stderr
     done = subprocess.run([mtmh, "frobnicate"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown command 'frobnicate'" in done.stderr
+
+
+def test_a_jobs_steps_are_logged_by_tenths(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from mtmh.progress import steps
+
+    def body(out: JobOutput) -> int:
+        with steps("counting items", 20) as advance:
+            for _ in range(20):
+                advance(1)
+        return 0
+
+    assert run_job("counting", tmp_path, verbose=False, body=body) == 0
+    assert capfd.readouterr().out == ""  # not a terminal: no bar drawn
+    log = (tmp_path / "logs" / "counting.log").read_text()
+    lines = [ln for ln in log.splitlines() if "counting items:" in ln]
+    assert [ln.split("counting items: ")[1] for ln in lines] == [
+        f"{2 * k} of 20" for k in range(1, 11)
+    ]
