@@ -1,12 +1,14 @@
 """The whole run: prepare, encode, train every variant, indexes, preranker, evaluate.
 
-python ray_jobs/pipeline.py --dataset ml-100k --out runs/ml-100k        # = make run
-python ray_jobs/pipeline.py --dataset ml-1m --out runs/ml-1m
+mtmh run                                            # ml-100k into runs/ml-100k (= make run)
+mtmh run --dataset ml-1m -v                         # runs/ml-1m, Ray's logs shown live
+python ray_jobs/pipeline.py --dataset ml-100k --out runs/ml-100k
 ray job submit -- python ray_jobs/pipeline.py --dataset ml-1m --out /shared/runs/ml-1m
 
 A stage whose artifact exists with the same config is skipped (--force redoes all). The
-config is the packaged default (or --config) with --set overrides; the report is printed at
-the end and written to RUN/report.{md,json}.
+config is the packaged default (or --config) with --set overrides. The terminal gets one line
+per stage and, at the end, the report table; RUN/report.{md,json} have the whole report and
+RUN/logs/pipeline.log everything else.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 alpha), over seeds 0, 1, 2 by default, written as RUN/tune/wr_sweep.{json,md,png} with mean ±
 standard error per cell.
 
-python tune/sweep_wr.py --run runs/ml-100k                  # after prepare and encode
+mtmh sweep runs/ml-100k                                     # after prepare and encode
+python tune/sweep_wr.py --run runs/ml-100k                  # the same
 python tune/sweep_wr.py --run runs/ml-100k --resume         # continue an interrupted sweep
 python tune/sweep_wr.py --run runs/ml-100k --set sweep.scheduler=asha --dashboard
 python tune/sweep_wr.py --run runs/synthetic --set "sweep.w_r_values=[0.0, 0.5, 5.0]"
