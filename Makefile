@@ -14,11 +14,13 @@ export PYTHONUNBUFFERED := 1
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "installing into $(VENV) (pip's output: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[cpu,dev]'; } \
+	  > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; \
+	  echo "install failed: the whole log is $(VENV)/install.log"; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
 
 run: install  ## the main job on the embedded default: the whole ml-100k pipeline, local Ray
 	$(PY) ray_jobs/pipeline.py --dataset ml-100k --out $(RUN_DIR)
