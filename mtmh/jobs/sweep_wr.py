@@ -22,6 +22,7 @@ import sys
 from rich.markdown import Markdown
 
 from mtmh.cli import job_parser, parse_on_run
+from mtmh.content.encode import EMBEDDINGS_FILE
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 from mtmh.sweep.report import write_sweep_report
@@ -33,15 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="restore an interrupted sweep")
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard")
     args, cfg = parse_on_run(parser, argv)
-    for needed in (args.run / "data" / "pairs", args.run / "content" / "item_embeddings.parquet"):
-        if not needed.exists():
-            print(f"error: {needed} not found: run prepare_data.py and encode_content.py first",
-                  file=sys.stderr)  # fmt: skip
-            return 2
     if args.dashboard:
         cfg = dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, dashboard=True))
 
     def body(out: JobOutput) -> int:
+        # A missing input is a FileNotFoundError: run_job makes it the usual one line, exit 2.
+        for needed in (args.run / "data" / "pairs", args.run / "content" / EMBEDDINGS_FILE):
+            if not needed.exists():
+                raise FileNotFoundError(f"{needed} not found: run prepare_data.py and "
+                                        "encode_content.py first")  # fmt: skip
         init_ray(cfg.ray)
         out.console.print(f"sweeping w_r on {args.run} (trial logs: {out.log_file})",
                           soft_wrap=True)  # fmt: skip
