@@ -59,3 +59,37 @@ def test_serve_run_resolves_serve_app_graph_to_an_application() -> None:
 
     app = call_user_app_builder_with_args_if_necessary(import_attr("serve_app:graph"), {})
     assert isinstance(app, Application)
+
+
+def test_cluster_yaml_passes_rays_own_validation_and_a_bad_field_is_named() -> None:
+    from mtmh.cluster_config import load_cluster_config, validate_cluster_config
+    from mtmh.config import ConfigError
+
+    cluster = load_cluster_config(ROOT / "cluster.yaml")  # prepare_config + validate_config
+    cluster["available_node_types"]["gpu_workers"]["gpus"] = 1
+    with pytest.raises(ConfigError, match="'gpus' was unexpected"):
+        validate_cluster_config(cluster)
+
+
+def test_the_fake_provider_config_is_generated_from_cluster_yaml_node_types() -> None:
+    from mtmh.cluster_config import (
+        FAKE_HEAD_TYPE,
+        load_cluster_config,
+        render_fake_config,
+        validate_cluster_config,
+        worker_types,
+    )  # fmt: skip
+
+    aws = load_cluster_config(ROOT / "cluster.yaml")
+    committed = (ROOT / "cluster_fake.yaml").read_text()
+    assert committed == render_fake_config(aws), "regenerate: python -m mtmh.cluster_config"
+    fake = yaml.safe_load(committed)
+    validate_cluster_config(fake, "cluster_fake.yaml")
+    assert fake["provider"]["type"] == "fake_multinode"
+    head = aws["available_node_types"][aws["head_node_type"]]
+    assert fake["available_node_types"][FAKE_HEAD_TYPE]["resources"] == head["resources"]
+    for name, spec in worker_types(aws).items():
+        mirrored = fake["available_node_types"][name]
+        assert mirrored["resources"] == spec["resources"]  # GPUs included, as fake GPUs
+        assert mirrored["min_workers"] == spec["min_workers"]
+        assert 1 <= mirrored["max_workers"] <= spec["max_workers"]
