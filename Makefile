@@ -9,7 +9,7 @@ RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install chromium run serve test test-slow bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
+.PHONY: install chromium run serve test test-slow test-cluster bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
 
 install: $(STAMP)
 
@@ -48,7 +48,12 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test-slow: install
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m 'slow and not cluster'
+
+# A multi-node Ray cluster on this machine: every job through `ray job submit`, Serve on it,
+# node/driver/replica faults, and the fake-provider autoscaler (docs/cluster.md, ~20 min).
+test-cluster: install
+	$(PY) -m pytest -m cluster tests/test_cluster.py -v
 
 bench: bench-prepare bench-encode bench-train bench-index bench-serve  ## every benchmark (see bench/README.md)
 
