@@ -17,6 +17,7 @@ tests/test_deploy_configs.py checks that the committed file is what this module 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from pathlib import Path
@@ -142,15 +143,16 @@ def render_fake_config(config: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m mtmh.cluster_config CLUSTER_YAML > FAKE_YAML", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m mtmh.cluster_config",
+        description="Write the fake multi-node provider config for a cluster.yaml to stdout.",
+    )
+    parser.add_argument("cluster_yaml", type=Path, help="a Ray cluster launcher config")
+    args = parser.parse_args(argv)
     try:
-        sys.stdout.write(render_fake_config(load_cluster_config(Path(args[0]))))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        sys.stdout.write(render_fake_config(load_cluster_config(args.cluster_yaml)))
+    except (ConfigError, OSError) as e:
+        parser.exit(2, f"error: {e}\n")
     return 0
 
 
