@@ -9,6 +9,8 @@ warnings and progress bars. With `verbose` (-v), all of it is shown live as well
 Quiet mode works on the process's file descriptors 1 and 2 (and sys.stdout/sys.stderr with
 them): Ray's log monitor, its C++ core, tqdm and `warnings` all write there, and each has its
 own way to be configured. Pointing both at the log file catches them all, and loses none.
+A connection to Ray that the job opened is closed before the descriptors are restored, so
+worker output that Ray streams to the driver late still lands in the log file.
 
 A failure prints one line on stderr: the message of a project error (mtmh/errors.py), or
 "unexpected TYPE: message" for anything else, followed by the log file to read. The traceback
@@ -68,11 +70,16 @@ def job_output(run_dir: Path, job: str, verbose: bool) -> Iterator[JobOutput]:
             return
         # Ray Data's bars would only be noise in a file (workers get this too: ray_utils).
         os.environ.setdefault(NO_PROGRESS_BARS, "1")
+        ray_was_connected = _ray_connected()
         with _descriptors_to(log_stream) as terminal:
             _configure_logging(logging.INFO, sys.stderr)  # fd 2 is the log file now
             console = Console(file=terminal)
-            with shown_to(console):  # a job's own progress bars go to the terminal
-                yield JobOutput(console, log_file, verbose)
+            try:
+                with shown_to(console):  # a job's own progress bars go to the terminal
+                    yield JobOutput(console, log_file, verbose)
+            finally:
+                if not ray_was_connected:
+                    _disconnect_ray()
 
 
 def run_job(
@@ -112,6 +119,27 @@ def _configure_logging(level: int, *streams: IO[str]) -> None:
         root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)  # warnings become log records: the log file keeps them
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")  # a job that never imported Ray has no connection to end
+    return ray is not None and ray.is_initialized()
+
+
+def _disconnect_ray() -> None:
+    """End the connection to Ray that the job opened, while fds 1 and 2 are still the log file.
+
+    The driver prints what Ray streams from workers for as long as it is connected, and that
+    can come after the job's body returned: a Ray Train placement-group cleaner actor logged
+    "Failed to query Ray Train Controller actor state" to the terminal once the descriptors
+    were restored. Left to Ray's atexit hook, the connection outlives the redirect. On a
+    cluster this disconnects the driver only; a local Ray the job started is stopped, as it
+    would be at exit. A connection that existed before the job (a notebook, a test session)
+    is left alone."""
+    if _ray_connected():
+        import ray
+
+        ray.shutdown()
 
 
 @contextmanager

@@ -53,6 +53,49 @@ def test_a_verbose_job_shows_everything_and_still_logs_its_records(
     assert "a log record" in (tmp_path / "logs" / "noisy.log").read_text()
 
 
+LATE_WORKER_JOB = """
+import sys, time
+from pathlib import Path
+import ray
+from mtmh.config import RayConfig
+from mtmh.job_output import run_job
+from mtmh.ray_utils import init_ray
+
+@ray.remote(num_cpus=0)
+class Chatty:  # goes on printing after the job's body returned, as Ray Train's actors may
+    def start(self) -> None:
+        import threading
+        def chat() -> None:
+            while True:
+                print("late worker line", flush=True)
+                time.sleep(0.1)
+        threading.Thread(target=chat, daemon=True).start()
+
+def body(out) -> int:
+    init_ray(RayConfig())  # joins the cluster in RAY_ADDRESS
+    global chatty
+    chatty = Chatty.remote()
+    ray.get(chatty.start.remote())
+    time.sleep(1.0)
+    return 0
+
+status = run_job("late", Path(sys.argv[1]), verbose=False, body=body)
+time.sleep(2.0)  # without the job's disconnect, the actor's lines reach the terminal now
+sys.exit(status)
+"""
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_worker_output_streamed_after_the_body_still_goes_to_the_log(tmp_path: Path) -> None:
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    done = _job("-c", LATE_WORKER_JOB, str(tmp_path), env={"RAY_ADDRESS": address})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == "", (done.stdout, done.stderr)
+    assert "late worker line" in (tmp_path / "logs" / "late.log").read_text()
+
+
 class _BadInput(MtmhError):
     pass
 
