@@ -203,7 +203,8 @@ def local_serve(setting: str, cpus: int) -> Iterator[str]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+        # address="local": a Ray of the bench's own, never one a `ray start` left behind.
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))

@@ -13,8 +13,9 @@ NO_PROGRESS_BARS = "RAY_DATA_DISABLE_PROGRESS_BARS"  # Ray Data's own switch
 
 def init_ray(cfg: RayConfig) -> None:
     """Join the cluster named by `cfg.address` or $RAY_ADDRESS (as under `ray job submit`),
-    else start a local Ray sized by `cfg`. Threads are capped in every worker: on a small
-    machine, BLAS/torch thread pools in each worker oversubscribe the cores badly.
+    else start a local Ray of the job's own, sized by `cfg`. Threads are capped in every
+    worker: on a small machine, BLAS/torch thread pools in each worker oversubscribe the
+    cores badly.
     """
     import ray
 
@@ -37,7 +38,12 @@ def init_ray(cfg: RayConfig) -> None:
         log.info("joined Ray at %s", address)
         return
     store = cfg.object_store_memory_mb * 1024**2 if cfg.object_store_memory_mb else None
+    # "local": a new Ray of our own. With no address, ray.init() would instead join whatever
+    # `ray start` last ran on this machine (its address is in /tmp/ray/ray_current_cluster,
+    # and is left there by a cluster that was killed), and then refuse `num_cpus`. Joining a
+    # cluster is what `address`/$RAY_ADDRESS are for.
     ray.init(
+        address="local",
         num_cpus=cfg.num_cpus,
         object_store_memory=store,
         runtime_env={"env_vars": env},

@@ -69,11 +69,11 @@ class Node:
 class LocalCluster:
     """A head and worker nodes on this machine (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, temp_dir: Path | None = None) -> None:
         self.root = root
         # Short: Ray's socket paths (TEMP/session_<date>_<pid>/sockets/...) must fit in 107
         # bytes, which a pytest tmp_path does not leave room for.
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="mtmh-ray-", dir="/tmp"))
+        self.temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="mtmh-ray-", dir="/tmp"))
         token = root / "auth_token"
         token.write_text(secrets.token_hex(32))
         self.env = {
