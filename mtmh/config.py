@@ -138,7 +138,9 @@ class DataConfig:
 class RayConfig:
     """How jobs reach Ray and how much of the machine each piece may take."""
 
-    address: str | None = None  # None starts (or joins, under `ray job submit`) a local Ray
+    # None: join $RAY_ADDRESS if set (as under `ray job submit`), else start a Ray of the
+    # job's own, even where a `ray start` cluster runs on the machine.
+    address: str | None = None
     num_cpus: int | None = None  # cap for a local Ray; None = all cores
     # Object store of a local Ray (MiB); None lets Ray size it (30% of memory).
     object_store_memory_mb: Annotated[int | None, Field(ge=256)] = 2_048
