@@ -7,6 +7,7 @@ and `ray job submit -- python ray_jobs/...` stay as they are.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -15,9 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-USAGE = """\
-usage: mtmh COMMAND [OPTIONS]      (mtmh COMMAND --help for a command's options)
-
+COMMANDS = """\
 commands:
   run        the whole pipeline: prepare, encode, train, index, preranker, evaluate
   serve      the Ray Serve app on localhost:8000 (explore page at /, API at /docs)
@@ -52,19 +51,36 @@ DEFAULT_DATASET = "ml-100k"
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
+def _parser(prog: str, description: str, epilog: str | None = None,
+            usage: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
+    formatter = argparse.RawDescriptionHelpFormatter
+    return argparse.ArgumentParser(prog=prog, usage=usage, description=description,
+                                   epilog=epilog, formatter_class=formatter)  # fmt: skip
+
+
+# Help and errors only: main() picks the command from the first argument itself, because
+# a job's options must reach the job's own parser untouched.
+TOP = _parser(
+    "mtmh",
+    usage="%(prog)s COMMAND [OPTIONS]      (mtmh COMMAND --help for a command's options)",
+    description=COMMANDS,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
-        return 0 if args else 2
+    if not args:
+        TOP.exit(2, TOP.format_help())
     name, rest = args[0], args[1:]
+    if name in ("-h", "--help", "help"):
+        TOP.print_help()
+        return 0
     if name == "serve":
         return serve(rest)
     if name == "report":
         return report(rest)
     if name not in JOBS:
-        print(f"error: unknown command {name!r}\n\n{USAGE}", end="", file=sys.stderr)
-        return 2
+        TOP.exit(2, f"error: unknown command {name!r}\n\n{TOP.format_help()}")
     if name == "run":
         rest = run_defaults(rest)
     elif name == "sweep" and rest and not rest[0].startswith("-"):
@@ -86,14 +102,11 @@ def run_defaults(rest: list[str]) -> list[str]:
 
 
 def serve(rest: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="mtmh serve",
+    parser = _parser(
+        "mtmh serve",
         description="Serve a run with Ray Serve on localhost:8000: `serve run serve_app:graph` "
         "with Serve's fast path. The explore page is at /, the API at /docs.",
         epilog="examples:\n  mtmh serve\n  mtmh serve runs/ml-1m --mode fused",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", nargs="?", default=f"runs/{DEFAULT_DATASET}", type=Path,
                         help="run directory (default: %(default)s)")  # fmt: skip
@@ -101,9 +114,9 @@ def serve(rest: list[str]) -> int:
                         help="graph: a deployment per head; fused: one for all")  # fmt: skip
     args = parser.parse_args(rest)
     if not (args.run / "pipeline.yaml").is_file():
-        print(f"error: {args.run} is not a finished run (no pipeline.yaml): mtmh run first",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        parser.exit(
+            2, f"error: {args.run} is not a finished run (no pipeline.yaml): mtmh run first\n"
+        )
     serve_bin = str(Path(sys.executable).with_name("serve"))
     env = {**os.environ, **SERVE_ENV, "MTMH_RUN": str(args.run), "MTMH_SERVE_MODE": args.mode}
     os.execve(serve_bin, [serve_bin, "run", "serve_app:graph"], env)  # replaces this process
@@ -112,16 +125,18 @@ def serve(rest: list[str]) -> int:
 def report(rest: list[str]) -> int:
     from mtmh.eval.summary import print_report
 
-    if len(rest) != 1 or rest[0].startswith("-"):
-        print("usage: mtmh report RUN\n\nPrint RUN's report table and where its files are "
-              "(the full report is RUN/report.md).\n\nexample:\n  mtmh report runs/ml-100k",
-              file=sys.stderr if rest[:1] not in (["-h"], ["--help"]) else sys.stdout)  # fmt: skip
-        return 0 if rest[:1] in (["-h"], ["--help"]) else 2
-    run_dir = Path(rest[0])
+    parser = _parser(
+        "mtmh report",
+        description="Print RUN's report table and where its files are "
+        "(the full report is RUN/report.md).",
+        epilog="example:\n  mtmh report runs/ml-100k",
+    )
+    parser.add_argument("run", type=Path, help="run directory")
+    run_dir = parser.parse_args(rest).run
     path = run_dir / "report.json"
     if not path.is_file():
-        print(f"error: no report in {run_dir}: `mtmh run` (or ray_jobs/evaluate.py) writes it",
-              file=sys.stderr)  # fmt: skip
-        return 2
+        parser.exit(
+            2, f"error: no report in {run_dir}: `mtmh run` (or ray_jobs/evaluate.py) writes it\n"
+        )
     print_report(Console(), json.loads(path.read_text()), run_dir)
     return 0
