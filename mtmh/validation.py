@@ -15,22 +15,29 @@ signal that the test period T2 never provides. The split:
 Why per user and not one global time cut: MovieLens users rate in bursts, so the last 10% of
 T1 by time belongs to a few hundred users (about 390 on ml-1m): too few to tell epochs apart.
 
-`ann_order_recall` is the validation metric: per trigger the exact top `keep` items by a score
-function (an embedding's inner product, or a peer's item-item scores), pooled across the
-user's triggers by summed score, the top `top_k`, and recall@K against the held-out items.
-That is the evaluation's "ANN order" row with exact search in place of the IVF index.
+The split's users are halved (`HoldoutSplit.halves`): the preranker learns on one half (no
+model trained on those users' held-out rows, so its features look as they will at serving
+time), and the serving order is chosen on the other.
+
+`ann_order_recall` is the early-stopping metric: per trigger the exact top `keep` items by a
+score function (an embedding's inner product, or a peer's item-item scores), pooled across the
+user's triggers, the top `top_k`, and recall@K against the held-out items. `keep` and `top_k`
+are the evaluation's (`eval.keep_per_head`, `eval.top_k`). It searches exactly because no index
+exists while a model trains; the serving-order choice goes through the real index and K_ann
+(mtmh/eval/evaluate.py), as the test period does.
 
 Example:
     split = load_holdout(run_dir, cfg.holdout, max_triggers=50)
     keep = split.training_mask(user_ids, timestamps)           # rows that may train
-    recall = ann_order_recall(lambda t: emb[t] @ emb.T, split)  # {100: 0.21, 500: 0.48}
+    recall = ann_order_recall(lambda t: emb[t] @ emb.T, split, keep=30, top_k=500)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -42,10 +49,12 @@ from mtmh.config import HoldoutConfig
 @dataclass(frozen=True)
 class HoldoutUser:
     user_id: int
-    history: np.ndarray  # [T] distinct T1 items before the user's cut
+    history: np.ndarray  # [T] T1 items before the user's cut, oldest first
     triggers: np.ndarray  # most recent distinct items before the cut, most recent first
-    truth: np.ndarray  # distinct items at or after the cut, not in the history
+    truth: np.ndarray  # distinct items at or after the cut, not in the history (sorted)
     cut: int = 0  # timestamp: this user's rows at or after it are held out
+    # [len(truth)] the largest weight (rating) each truth item got after the cut
+    truth_weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,18 @@ class HoldoutSplit:
     def __len__(self) -> int:
         return len(self.users)
 
+    def halves(self, seed: int, fit_fraction: float = 0.5) -> tuple[HoldoutSplit, HoldoutSplit]:
+        """(fit, choose): a seeded partition of the users. The preranker learns on `fit`;
+        the serving order is chosen on `choose`, users it never saw."""
+        if len(self.users) < 2:
+            return HoldoutSplit(list(self.users)), HoldoutSplit([])
+        order = np.random.default_rng(seed).permutation(len(self.users))
+        n_fit = min(len(self.users) - 1, max(1, round(fit_fraction * len(self.users))))
+        fit, choose = sorted(order[:n_fit]), sorted(order[n_fit:])
+        return HoldoutSplit([self.users[i] for i in fit]), HoldoutSplit(
+            [self.users[i] for i in choose]
+        )
+
 
 def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSplit:
     """The split of RUN/data/t1 (empty when `cfg.users` is 0)."""
@@ -81,12 +102,13 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
             f"{t1} not found: the validation split needs the prepared T1 "
             "(run ray_jobs/prepare_data.py, or set holdout.users=0)"
         )
-    table = pq.read_table(t1, columns=["user_id", "item_id", "timestamp"]).sort_by(
+    table = pq.read_table(t1, columns=["user_id", "item_id", "timestamp", "weight"]).sort_by(
         [("user_id", "ascending"), ("timestamp", "ascending"), ("item_id", "ascending")]
     )
     user = table["user_id"].to_numpy()
     item = table["item_id"].to_numpy().astype(np.int64)
     ts = table["timestamp"].to_numpy().astype(np.int64)
+    weight = table["weight"].to_numpy().astype(np.float32)
     bounds = np.flatnonzero(np.diff(user)) + 1
     candidates: list[HoldoutUser] = []
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(user)], strict=True):
@@ -100,10 +122,14 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
         truth = np.setdiff1d(after, before)
         if len(truth) == 0:
             continue
+        after_weights = weight[lo:hi][ts[lo:hi] >= cut]
+        best = np.full(len(truth), -np.inf, np.float32)
+        np.maximum.at(best, np.searchsorted(truth, after[np.isin(after, truth)]),
+                      after_weights[np.isin(after, truth)])  # fmt: skip
         rev = before[::-1]
         _, first = np.unique(rev, return_index=True)
         triggers = rev[np.sort(first)][:max_triggers]
-        candidates.append(HoldoutUser(int(user[lo]), np.unique(before), triggers, truth, cut))
+        candidates.append(HoldoutUser(int(user[lo]), before, triggers, truth, cut, best))
     wanted = min(cfg.users, max(1, int(cfg.max_user_fraction * len(candidates))))
     if len(candidates) > wanted:
         rng = np.random.default_rng(cfg.seed)
@@ -113,15 +139,23 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
 
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # [T] trigger ids -> [T, N] item scores
+VAL_KS = (100, 500)  # validation recall@K; their mean is the validation score
+
+
+def validation_score(recall: Mapping[Any, float]) -> float:
+    """The one number early stopping, EASE's lambda and the order choice maximise: the mean
+    of recall@100 and recall@500 (keyed by K, or by "recall@K" as in the evaluation)."""
+    return float(np.mean([recall[k] if k in recall else recall[f"recall@{k}"] for k in VAL_KS]))
 
 
 @torch.no_grad()
 def ann_order_recall(
     scores: ScoreFn,
     split: HoldoutSplit,
-    keep: int = 30,
-    top_k: int = 500,
-    ks: Sequence[int] = (100, 500),
+    *,
+    keep: int,
+    top_k: int,
+    ks: Sequence[int] = VAL_KS,
 ) -> dict[int, float]:
     """{K: mean recall@K} over the split's users, candidates pooled in ANN (score) order."""
     if not split.users:

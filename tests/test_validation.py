@@ -75,7 +75,9 @@ def test_ann_order_recall_equals_a_naive_loop() -> None:
             users.append(HoldoutUser(u, np.sort(hist), hist[::-1][:3], truth))
     split = HoldoutSplit(users=users)
     keep, top_k = 4, 7
-    got = ann_order_recall(lambda t: emb[torch.as_tensor(t)] @ emb.T, split, keep, top_k, (3, 7))
+    got = ann_order_recall(
+        lambda t: emb[torch.as_tensor(t)] @ emb.T, split, keep=keep, top_k=top_k, ks=(3, 7)
+    )
     want = {3: 0.0, 7: 0.0}
     for user in users:
         scores: dict[int, float] = {}
@@ -90,3 +92,48 @@ def test_ann_order_recall_equals_a_naive_loop() -> None:
             want[k] += len(set(pooled[:k]) & set(user.truth.tolist())) / len(user.truth)
     for k in want:
         assert abs(got[k] - want[k] / len(users)) < 1e-6
+
+
+def test_holdout_history_is_in_time_order_with_the_truths_best_weight(tmp_path: Path) -> None:
+    # Item ids fall over time, so id order and time order disagree.
+    rows = [(1, 9, 1), (1, 7, 2), (1, 5, 3), (1, 3, 4), (1, 1, 5), (1, 0, 6)]
+    run = write_t1(tmp_path, rows)
+    (user,) = load_holdout(run, HoldoutConfig(users=1, tail_fraction=0.3, max_user_fraction=1.0),
+                           max_triggers=5).users  # fmt: skip
+    assert user.history.tolist() == [9, 7, 5, 3]  # oldest first, as the preranker reads it
+    assert user.triggers.tolist() == [3, 5, 7, 9]  # most recent first
+    assert user.truth.tolist() == [0, 1] and user.truth_weights is not None
+    assert user.truth_weights.tolist() == [1.0, 1.0]
+
+
+def test_halves_partition_the_users_the_same_way_every_time() -> None:
+    users = [HoldoutUser(u, np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([1]))
+             for u in range(9)]  # fmt: skip
+    fit, choose = HoldoutSplit(users).halves(seed=0)
+    assert len(fit) == 4 or len(fit) == 5
+    ids = fit.user_ids.tolist() + choose.user_ids.tolist()
+    assert sorted(ids) == list(range(9)) and not set(fit.user_ids) & set(choose.user_ids)
+    again, _ = HoldoutSplit(users).halves(seed=0)
+    assert again.user_ids.tolist() == fit.user_ids.tolist()
+    one, none = HoldoutSplit(users[:1]).halves(seed=0)
+    assert len(one) == 1 and not none
+
+
+def test_ease_lambda_is_chosen_with_the_evaluations_keep_and_top_k() -> None:
+    from mtmh.config import EvalConfig
+    from mtmh.peers.build import _choose_lambda
+    from mtmh.peers.ease import EASE, gram
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 25)) < 0.3).astype(np.float32)
+    import scipy.sparse as sp
+
+    g = gram(sp.csr_matrix(x))
+    users = [HoldoutUser(u, np.array([u % 25]), np.array([u % 25]), np.array([(u + 3) % 25]))
+             for u in range(10)]  # fmt: skip
+    split = HoldoutSplit(users)
+    ec = EvalConfig(keep_per_head=2, top_k=3)
+    _, curve = _choose_lambda(g, split, (1.0, 50.0), ec)
+    for row in curve:
+        want = ann_order_recall(EASE(g, row["lambda"]).scores, split, keep=2, top_k=3)
+        assert row["recall@100"] == want[100] and row["recall@500"] == want[500]

@@ -41,19 +41,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from mtmh.config import RunConfig, build_config, config_to_dict, save_config
+from mtmh.config import EvalConfig, RunConfig, build_config, config_to_dict, save_config
 from mtmh.model.inputs import load_item_tables
 from mtmh.model.negatives import MixedNegatives
 from mtmh.model.step import train_step
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
 from mtmh.model.variants import get_variant
-from mtmh.validation import HoldoutSplit, ann_order_recall, embedding_scores, load_holdout
+from mtmh.validation import (
+    HoldoutSplit,
+    ann_order_recall,
+    embedding_scores,
+    load_holdout,
+    validation_score,
+)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 SAMPLING_FILE = "target_log_frequency.npy"  # the in-batch sampling distribution, for logQ
-VAL_KS = (100, 500)  # validation recall@K; their mean over heads is the early-stopping score
 
 
 def model_name(cfg: RunConfig) -> str:
@@ -181,17 +186,21 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def validate(task: RetrievalTask, split: HoldoutSplit) -> dict[str, float]:
-    """Validation recall (ANN order, exact search) of every head, and their mean as "val/score"."""
+def validate(task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig) -> dict[str, float]:
+    """Validation recall (ANN order, exact search, the evaluation's keep and top_k) of every
+    head, and the mean of the heads' validation scores as "val/score"."""
     task.tower.eval()
     with torch.no_grad():
         emb = {h: torch.as_tensor(e) for h, e in embed_all(task.tower).items()}
     task.tower.train()
     out: dict[str, float] = {}
+    scores = []
     for head, e in emb.items():
-        for k, v in ann_order_recall(embedding_scores(e), split, ks=VAL_KS).items():
-            out[f"val/{head}/recall@{k}"] = v
-    out["val/score"] = float(np.mean(list(out.values())))
+        recall = ann_order_recall(embedding_scores(e), split, keep=ec.keep_per_head,
+                                  top_k=ec.top_k)  # fmt: skip
+        out.update({f"val/{head}/recall@{k}": v for k, v in recall.items()})
+        scores.append(validation_score(recall))
+    out["val/score"] = float(np.mean(scores))
     return out
 
 
@@ -327,7 +336,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if split:
             # Every rank validates the same (DDP-synchronised) weights, so all agree on when
             # to stop; the row goes to Ray and metrics.jsonl with the epoch's checkpoint.
-            val = validate(task, split)
+            val = validate(task, split, cfg.eval)
             stop = stopper.update(val["val/score"], epoch, task)
             # The last losses ride along: a Tune scheduler's metric must be in every report.
             losses_now = {k: float(v) for k, v in (last_losses or {}).items()}

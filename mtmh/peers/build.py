@@ -29,14 +29,13 @@ from mtmh.config import EvalConfig, RunConfig
 from mtmh.peers.ease import EASE, gram
 from mtmh.peers.interactions import training_matrix
 from mtmh.peers.itemknn import ItemKNN
-from mtmh.validation import HoldoutSplit, ann_order_recall, load_holdout
+from mtmh.validation import HoldoutSplit, ann_order_recall, load_holdout, validation_score
 
 log = logging.getLogger(__name__)
 
 PEERS = {"itemknn": "ItemKNN", "ease": "EASE"}  # source name -> report name
 NEIGHBORS_FILE = "neighbors.npz"
 META_FILE = "meta.json"
-VAL_KS = (100, 500)
 
 
 def peer_dir(run_dir: Path, name: str) -> Path:
@@ -73,10 +72,6 @@ def _save(
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _val_score(recall: dict[int, float]) -> float:
-    return float(np.mean(list(recall.values())))
-
-
 def build_peers(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
     """Fit ItemKNN and (up to `peers.ease_max_items`) EASE; returns their metadata."""
     num_items = pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
@@ -91,7 +86,11 @@ def build_peers(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
     out["itemknn"] = {
         "name": "ItemKNN",
         "similarity": "cosine",
-        "val_recall": ann_order_recall(knn.scores, split, ks=VAL_KS) if split else {},
+        "val_recall": ann_order_recall(
+            knn.scores, split, keep=cfg.eval.keep_per_head, top_k=cfg.eval.top_k
+        )
+        if split
+        else {},
         "seconds": round(time.perf_counter() - started, 1),
     }
     _save(run_dir, "itemknn", ids, vals, out["itemknn"])
@@ -108,7 +107,7 @@ def build_peers(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
         return out
     started = time.perf_counter()
     g = gram(x)
-    best, curve = _choose_lambda(g, split, cfg.peers.ease_lambdas)
+    best, curve = _choose_lambda(g, split, cfg.peers.ease_lambdas, cfg.eval)
     ids, vals = neighbor_table(best.scores, num_items, k)
     out["ease"] = {
         "name": "EASE",
@@ -121,7 +120,7 @@ def build_peers(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _choose_lambda(
-    g: np.ndarray, split: HoldoutSplit, lambdas: tuple[float, ...]
+    g: np.ndarray, split: HoldoutSplit, lambdas: tuple[float, ...], ec: EvalConfig
 ) -> tuple[EASE, list[dict[str, Any]]]:
     """The lambda with the best validation recall (the first one when there is no split)."""
     if not split:
@@ -131,8 +130,8 @@ def _choose_lambda(
     curve = []
     for lam in lambdas:
         model = EASE(g, lam)
-        recall = ann_order_recall(model.scores, split, ks=VAL_KS)
-        score = _val_score(recall)
+        recall = ann_order_recall(model.scores, split, keep=ec.keep_per_head, top_k=ec.top_k)
+        score = validation_score(recall)
         curve.append({"lambda": lam, **{f"recall@{k}": v for k, v in recall.items()}})
         log.info("EASE lambda %g: validation recall %s", lam, recall)
         if score > best_score:
