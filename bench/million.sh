@@ -7,7 +7,7 @@
 #
 # Each stage is the platform's own Ray job, run as a user would; the wall time of each is
 # printed. A stage whose output is already in RUN is skipped, so an interrupted run resumes
-# (delete RUN to start over). Training is capped (train.max_steps, preranker.max_steps):
+# (delete RUN to start over). Training is capped (train.max_steps, preranker.epochs):
 # the point is the catalog's size at serving, not model quality. The indexes are IVF-PQ with exact re-ranking,
 # autotuned to recall 0.95 at K_ann (the family the 1M index bench favours, docs/benchmarks.md).
 # The last step is bench/serve_load.py on the run, fused and graph, with Serve's fast path:
@@ -21,7 +21,7 @@ SETS=(
   --set data.synthetic.num_interactions=4000000
   --set content.train.max_items=20000 --set content.train.epochs=20
   --set train.epochs=1 --set train.max_steps=600
-  --set preranker.epochs=1 --set preranker.max_steps=400
+  --set preranker.epochs=1
   --set index.family=ivf_pq --set index.target_recall=0.95
   --set eval.max_users=2000
 )
@@ -41,7 +41,7 @@ stage encode "$RUN/content/item_embeddings.parquet" \
 stage train "$RUN/models/mtmh/summary.json" "$PY" ray_jobs/train.py --run "$RUN" --variant mtmh
 stage index "$RUN/indexes/mtmh/relevance/meta.json" \
   "$PY" ray_jobs/build_indexes.py --run "$RUN" --model mtmh
-stage preranker "$RUN/preranker/model.pt" "$PY" ray_jobs/train_preranker.py --run "$RUN"
+stage preranker "$RUN/preranker/mtmh/model.pt" "$PY" ray_jobs/train_preranker.py --run "$RUN"
 du -sh "$RUN"/indexes/mtmh/* "$RUN"/models/mtmh/embeddings
 stage serve "$RUN/serve_load.json" "$PY" bench/serve_load.py --run "$RUN" --settings fast --requests 300 \
   --out "$RUN/serve_load.json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +24,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 from pydantic.dataclasses import dataclass
 
 from mtmh.errors import MtmhError
+
+log = logging.getLogger(__name__)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -362,25 +365,26 @@ class PeersConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class PrerankerConfig:
-    """The multi-task user-to-item preranker (spec section 6) and its Ray Train job."""
+    """The preranker (spec section 6): a two-task scorer of each head's ANN candidates, one per
+    model, trained on the validation split's users (mtmh/preranker/)."""
 
-    history_length: Annotated[int, Field(ge=1)] = 20  # most recent items the user encoder reads
-    dim: Annotated[int, Field(ge=2)] = 64  # user and item vector size
-    hidden_dim: Annotated[int, Field(ge=2)] = 128
-    # The satisfaction task: an interaction with weight >= this is "satisfied" (MovieLens
-    # rating >= 4). Datasets without explicit feedback have weight 1 everywhere.
+    hidden_dim: Annotated[int, Field(ge=1)] = 64  # of the residual MLP over the features
+    # The satisfaction task: an engagement with weight >= this is "satisfied" (MovieLens
+    # rating >= 4). Without both kinds among the positives (implicit logs) it is not learned.
     satisfaction_threshold: float = 4.0
-    # score = engagement logit + satisfaction_weight * log sigmoid(satisfaction logit)
+    # probability = p(engage) * p(satisfied | engage) ** satisfaction_weight
     satisfaction_weight: Annotated[float, Field(ge=0.0)] = 1.0
-    temperature: Annotated[float, Field(gt=0.0)] = 0.1  # of the engagement softmax
-    batch_size: Annotated[int, Field(ge=2)] = 1024  # examples per step (in-batch negatives)
+    # Share of the validation users it learns on; the serving order is chosen on the others.
+    fit_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    # ... of which this share only checks each epoch (the best epoch's weights are kept).
+    check_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    # Training rows kept at most: negatives are sampled down to fit, and weighted back up.
+    max_examples: Annotated[int, Field(ge=1)] = 2_000_000
+    batch_size: Annotated[int, Field(ge=2)] = 4096
     lr: Annotated[float, Field(gt=0.0)] = 3e-3  # Adam
-    epochs: Annotated[int, Field(ge=1)] = 3
-    max_steps: Annotated[int | None, Field(ge=1)] = None
-    num_workers: Annotated[int, Field(ge=1)] = 1
-    use_gpu: bool = False
-    cpus_per_worker: Annotated[float, Field(gt=0.0)] = 0.5
-    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    epochs: Annotated[int, Field(ge=1)] = 5
+    cpus: Annotated[float, Field(gt=0.0)] = 1.0  # per model's fitting task
+    threads: Annotated[int, Field(ge=1)] = 1
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -542,6 +546,34 @@ def build_config(tree: Mapping[str, Any] | None = None, overrides: Iterable[str]
         raise ConfigError(_format_errors(err)) from None
 
 
+# Keys earlier versions wrote into every run's saved config and this version no longer has.
+# A saved config that holds them still loads (they are dropped, with a warning), so a run
+# made before the change stays usable; in --set overrides they stay errors.
+RETIRED_KEYS: dict[str, tuple[str, ...]] = {
+    # The user-to-item preranker trained by Ray Train, replaced by per-model candidate scorers.
+    "preranker": (
+        "history_length",
+        "dim",
+        "temperature",
+        "max_steps",
+        "num_workers",
+        "use_gpu",
+        "cpus_per_worker",
+        "threads_per_worker",
+    ),
+}
+
+
+def _drop_retired(tree: dict[str, Any], path: Path) -> None:
+    for section, keys in RETIRED_KEYS.items():
+        found = [k for k in keys if isinstance(tree.get(section), dict) and k in tree[section]]
+        for key in found:
+            del tree[section][key]
+        if found:
+            retired = ", ".join(f"{section}.{k}" for k in found)
+            log.warning("%s: ignoring retired keys %s", path, retired)
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
     """Load a YAML config (default: the packaged default.yaml) and apply overrides."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
@@ -553,6 +585,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping")
+    _drop_retired(tree, path)
     return build_config(tree, overrides)
 
 

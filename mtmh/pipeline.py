@@ -1,7 +1,7 @@
 """Every stage of a run, in order, each skipped when its artifact is current.
 
-    prepare -> encode -> peers -> train (every variant; concurrently) -> indexes -> preranker
-    -> evaluate
+    prepare -> encode -> peers -> train (every variant; concurrently) -> indexes -> prerankers
+    (one per model) -> evaluate
 
 A stage is current when its marker file (`stage.json` in its artifact directory) holds the
 same key: a hash of the config sections the stage reads and of the keys of the stages it
@@ -35,7 +35,7 @@ from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
 from mtmh.model.job import train_variant
 from mtmh.peers.build import build_peers
-from mtmh.preranker.train import fit_preranker
+from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.holdout, cfg.eval.max_triggers,
                       cfg.seed)  # fmt: skip
     stages.append(Stage("preranker", k_pre, run_dir / "preranker",
-                        lambda: fit_preranker(cfg, run_dir)))  # fmt: skip
+                        lambda: fit_prerankers(cfg, run_dir)))  # fmt: skip
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)
     stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
     return stages

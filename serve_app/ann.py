@@ -20,7 +20,7 @@ from ray import serve
 
 from mtmh.retrieval.heads import HeadIndex
 from mtmh.retrieval.merge import Ranked
-from mtmh.retrieval.ranking import blocked_items, rank_candidates
+from mtmh.retrieval.ranking import ann_order, blocked_items
 from mtmh.serving.run import ServingRun
 
 VERSIONS_PER_REPLICA = 2  # the serving version and the one before it, during a swap
@@ -48,8 +48,7 @@ class AnnHead:
 
     async def top(self, triggers: np.ndarray, k: int, seen: np.ndarray, keep: int) -> list[Ranked]:
         """Per trigger, its `keep` most similar of the `k` searched candidates; the trigger,
-        `seen` items and faiss's -1 excluded (the evaluation's ANN order)."""
+        `seen` items and faiss's -1 excluded (the evaluation's ANN order and scores)."""
         index = await self.index(serve.get_multiplexed_model_id())
         sims, cands = index.search(triggers, k)
-        blocked = blocked_items(len(index.vectors), seen)
-        return rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
+        return ann_order(sims, cands, triggers, blocked_items(len(index.vectors), seen), keep)

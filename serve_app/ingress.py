@@ -286,9 +286,8 @@ class Ingress:
         found = dict(zip(pinned, await asyncio.gather(*searches), strict=True))
         job = PrerankJob(
             model_id=run.model_id,
-            history=plan.history,
             triggers=plan.triggers,
-            candidates={head: cands for head, (_, cands) in found.items()},
+            searched=found,
             seen=plan.seen,
             keep=plan.keep,
         )

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 
 MAX_K = 1_000  # candidates per response
 MAX_TRIGGERS = 200  # trigger items per /retrieve request
-MAX_HISTORY = 1_000  # history items per request (the preranker reads only the last H anyway)
+MAX_HISTORY = 1_000  # history items per request (items the answer leaves out)
 
 ItemId = Annotated[StrictInt, Field(ge=0, description="catalog item id (0..N-1)")]
 Alpha = Annotated[
@@ -29,7 +29,7 @@ K = Annotated[StrictInt, Field(ge=1, le=MAX_K)]
 History = Annotated[
     list[ItemId],
     Field(max_length=MAX_HISTORY,
-          description="the user's past items, oldest first (the preranker's user features)"),
+          description="the user's past items, oldest first (never returned)"),
 ]  # fmt: skip
 
 

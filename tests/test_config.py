@@ -55,3 +55,13 @@ def test_config_is_frozen() -> None:
     cfg = RunConfig()
     with pytest.raises(Exception):  # noqa: B017 - frozen dataclass raises FrozenInstanceError
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_a_saved_config_with_retired_keys_still_loads(tmp_path: Path) -> None:
+    # As an earlier version saved it beside every artifact.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"preranker": {"history_length": 20, "dim": 64, "epochs": 2}}))
+    cfg = load_config(path)
+    assert cfg.preranker.epochs == 2 and not hasattr(cfg.preranker, "history_length")
+    with pytest.raises(ConfigError, match="history_length"):
+        load_config(overrides=["preranker.history_length=20"])  # still an error when asked for

@@ -11,7 +11,14 @@ from mtmh.config import IndexConfig
 from mtmh.eval.metrics import MatchCounter, RecallMean, recall_at
 from mtmh.index.artifact import IndexMismatchError, load_index, make_meta, save_index
 from mtmh.index.faiss_index import AnnIndexError, build_exact, build_ivf, default_nlist, search
-from mtmh.retrieval.merge import Candidate, engagement_quota, pool, pool_candidates, quota_merge
+from mtmh.retrieval.merge import (
+    POOLING,
+    Candidate,
+    engagement_quota,
+    pool,
+    pool_candidates,
+    quota_merge,
+)
 from mtmh.retrieval.ranking import blocked_items, rank_candidates, rank_rows
 
 
@@ -179,31 +186,34 @@ def test_sum_pooling_adds_an_items_scores_over_triggers() -> None:
 
 
 def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
-    import torch
-
-    from mtmh.config import PrerankerConfig
+    from mtmh.preranker.features import feature_names
+    from mtmh.preranker.item_stats import ItemStats
     from mtmh.preranker.model import PrerankerModel
+    from mtmh.preranker.ranker import Preranker
     from mtmh.retrieval.heads import HeadIndex, NeighborHead
     from mtmh.retrieval.retriever import Retriever
 
     x = clustered(400, 16, 8, seed=3)
     exact = build_exact(x, np.arange(len(x)))
     heads = {"engagement": HeadIndex("m", "engagement", "v", x, exact)}
-    torch.manual_seed(0)
-    ret = Retriever(heads, PrerankerModel(len(x), PrerankerConfig(dim=8, hidden_dim=8)), 50, 10)
+    stats = ItemStats(np.arange(len(x)) % 7, np.zeros(len(x), np.float32))
+    model = PrerankerModel(len(feature_names(("engagement",))), hidden_dim=8)
+    ret = Retriever(heads, 50, 10, Preranker(model, ("engagement",), stats))
     triggers = np.array([5, 17])
     seen = [5, 17, 30]
     searched = ret.search(triggers)
     ann = ret.ann_ordered(triggers, seen, searched)["engagement"]
-    pre = ret.preranked(np.array([30, 17, 5]), triggers, seen, searched)["engagement"]
+    pre = ret.preranked(triggers, seen, searched)["engagement"]
     for t, row in zip(triggers, ann, strict=True):
         sims = x @ x[t]
         sims[seen] = -np.inf
         assert [i for i, _ in row] == list(np.argsort(-sims, kind="stable")[:10])
-    # Both orders cut the same candidates: the preranker's picks come from the ANN top 50.
-    for t, row in zip(triggers, pre, strict=True):
+    # Both orders rank the same candidates: the preranker's come from the ANN top 50;
+    # untrained, it is ANN order plus a zero correction.
+    for t, (ids, probs), ann_row in zip(triggers, pre, ann, strict=True):
         _, top = search(exact, x[[t]], 51)
-        assert {i for i, _ in row} <= set(top[0].tolist())
+        assert set(ids.tolist()) <= set(top[0].tolist()) - {5, 17, 30} and len(ids) >= 47
+        assert ids[:10].tolist() == [i for i, _ in ann_row] and np.all(np.diff(probs) <= 0)
     # A peer's neighbour table serves through the same path.
     ids = np.tile(np.arange(1, 6), (4, 1)).astype(np.int32)
     table = NeighborHead("p", "neighbors", "v", np.zeros((4, 0), np.float32), None, ids,
@@ -370,3 +380,41 @@ def test_a_head_without_its_vector_copy_answers_exactly_like_one_with_it(family:
     got = lean.search(np.array([5, 77, 2_999]), 20)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+
+
+def test_ann_order_pools_scale_free_scores_and_no_negative_weights() -> None:
+    from mtmh.retrieval.ranking import ann_order, blocked_items
+
+    cands = np.array([[1, 2, 3], [2, 4, 3]])
+    sims = np.array([[0.9, 0.45, -0.3], [0.5, 0.25, -0.1]])
+    blocked = blocked_items(6, [])
+    got = ann_order(sims, cands, np.array([0, 5]), blocked, keep=3)
+    assert got == [[(1, 1.0), (2, 0.5), (3, 0.0)], [(2, 1.0), (4, 0.5), (3, 0.0)]]
+    # A head on another scale pools the same (merge and pool read only these scores).
+    assert ann_order(10 * sims, cands, np.array([0, 5]), blocked, keep=3) == got
+    per_trigger = [[Candidate(i, s, "engagement") for i, s in row] for row in got]
+    pooled = pool_candidates(per_trigger, 4, POOLING["ann"])
+    assert [(c.item_id, c.score) for c in pooled] == [(2, 1.5), (1, 1.0), (4, 0.5), (3, 0.0)]
+
+
+def test_the_distinct_merge_gives_each_trigger_k_new_items_by_the_quota() -> None:
+    from mtmh.retrieval.merge import merge_distinct
+
+    def lists(*rows: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.array(r), np.linspace(0.9, 0.1, len(r))) for r in rows]
+
+    ordered = {
+        "engagement": lists([1, 2, 3, 4], [1, 2, 5, 6]),
+        "relevance": lists([7, 1, 8, 9], [7, 8, 10, 3]),
+    }
+    got = merge_distinct(ordered, k=2, alpha=50)
+    # Trigger 0: engagement 1, then relevance 7. Trigger 1: neither 1 nor 7 again, so
+    # engagement's 2 and relevance's 8; items dropped by trigger 0's merge (2, 8) were free.
+    assert [[(c.item_id, c.head) for c in row] for row in got] == [
+        [(1, "engagement"), (7, "relevance")],
+        [(2, "engagement"), (8, "relevance")],
+    ]
+    alone = merge_distinct({"engagement": ordered["engagement"]}, k=3, alpha=50)
+    assert [[c.item_id for c in row] for row in alone] == [[1, 2, 3], [5, 6]]
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge_distinct({"a": ordered["engagement"], "b": ordered["relevance"]}, 2, 50)

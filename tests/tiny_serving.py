@@ -17,8 +17,10 @@ import torch
 
 from mtmh.config import load_config, save_config
 from mtmh.index.build import build_head_index
+from mtmh.preranker.features import feature_names
+from mtmh.preranker.item_stats import STATS_FILE, ItemStats
 from mtmh.preranker.model import PrerankerModel
-from mtmh.preranker.train import preranker_dir
+from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from tests.tiny_data import TINY_SYNTHETIC
 
@@ -63,13 +65,22 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
         build_head_index(run_dir, "mtmh", head, cfg)
 
     write_report(run_dir)
-    torch.manual_seed(seed)
-    model = PrerankerModel(NUM_ITEMS, cfg.preranker)
-    out = preranker_dir(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
-    save_config(cfg, out / "config.yaml")
+    write_preranker(run_dir, seed)
     return run_dir
+
+
+def write_preranker(run_dir: Path, seed: int) -> None:
+    """An untrained preranker with random weights (a real model, item stats and meta)."""
+    heads = (ENGAGEMENT, RELEVANCE)
+    torch.manual_seed(seed)
+    model = PrerankerModel(len(feature_names(heads)), hidden_dim=8)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(std=0.3)  # a ranking unlike ANN order, so the two paths differ
+    stats = ItemStats(np.arange(NUM_ITEMS) % 37, (np.arange(NUM_ITEMS) % 11).astype(np.float32))
+    preranker_dir(run_dir).mkdir(parents=True, exist_ok=True)
+    stats.save(preranker_dir(run_dir) / STATS_FILE)
+    save_preranker(run_dir, "mtmh", Preranker(model, heads, stats), {"rows": 0})
 
 
 def write_report(run_dir: Path) -> None:

@@ -4,8 +4,10 @@ Each model is evaluated by its own Ray task (they share nothing but the sampled 
 the object store once), so models run side by side on the cluster's CPUs.
 
 Before the test period is touched, the serving order is settled on the validation split
-(`eval.ranking=auto`): MTMH's validation recall with the preranker against ANN order. The
-report's headline rows use the chosen order; both orders' rows are kept.
+(`eval.ranking=auto`): MTMH's validation recall with its preranker against ANN order, through
+the same index, K_ann and pooling as the test period, on the half of the validation users the
+preranker did not learn on. The report's headline rows use the chosen order; both orders'
+rows are kept.
 
 Example:
     report = evaluate_run(cfg, Path("runs/ml-100k"))   # also writes report.{json,md} + PNGs
@@ -37,9 +39,10 @@ from mtmh.eval.report import write_report
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.model.curves import read_metrics
 from mtmh.peers.build import PEERS, peer_dir
+from mtmh.preranker.train import fit_split
 from mtmh.progress import steps
 from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
-from mtmh.validation import load_holdout
+from mtmh.validation import validation_score
 
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
 
@@ -78,28 +81,24 @@ def available_models(run_dir: Path, specs: tuple[ModelSpec, ...]) -> list[ModelS
     return out
 
 
-def _val_score(metrics: dict[str, float]) -> float:
-    return (metrics["recall@100"] + metrics["recall@500"]) / 2
-
-
 def choose_ranking(cfg: RunConfig, run_dir: Path, models: list[ModelSpec]) -> dict[str, Any]:
     """{"chosen": order, "how": ..., "validation": {order: metrics}}; written to
     RUN/eval/ranking.json for the sweep and the Serve app."""
     ec = cfg.eval
     info: dict[str, Any] = {"chosen": ec.ranking, "how": "eval.ranking in the config"}
     if ec.ranking == "auto":
-        split = load_holdout(run_dir, cfg.holdout, ec.max_triggers)
+        _, split = fit_split(cfg, run_dir)
         if not split or MTMH_SPEC not in models:
             info = {"chosen": "preranker", "how": "auto, but no validation split or no MTMH: "
                     "the spec's default"}  # fmt: skip
         else:
             res = evaluate_source(run_dir, [MTMH_SPEC], cfg, holdout_users(split), [ec.alpha])
             val = {o: res["MTMH"]["by_ranking"][o][ec.alpha] for o in RANKINGS}
-            chosen = max(RANKINGS, key=lambda o: _val_score(val[o]))
+            chosen = max(RANKINGS, key=lambda o: validation_score(val[o]))
             info = {
                 "chosen": chosen,
                 "how": f"auto: the better mean of recall@100 and @500 of MTMH at alpha "
-                f"{ec.alpha:g} on {len(split)} validation users",
+                f"{ec.alpha:g} on {len(split)} validation users the preranker did not learn on",
                 "validation": val,
             }
     folder = run_dir / "eval"

@@ -1,6 +1,8 @@
 """The paper's metrics (spec section 7), on plain Python inputs so tests can hand-compute them.
 
 - recall@K: the share of a user's T2 items found in the user's top K, averaged over users.
+- NDCG@K: binary-relevance DCG of the top K over the best DCG the user's truth allows, so a
+  hit at rank 1 counts more than one at rank 20 (what a user sees first).
 - topic match: the share of (trigger, candidate) pairs, both labelled, that share a label
   (see mtmh/eval/topic_match.py for why unlabelled pairs are left out).
 """
@@ -21,6 +23,16 @@ def recall_at(ranked: Sequence[int], truth: set[int], ks: Iterable[int]) -> dict
     for k in ks:
         out[k] = len(truth.intersection(ranked[:k])) / len(truth)
     return out
+
+
+def ndcg_at(ranked: Sequence[int], truth: set[int], k: int) -> float:
+    """sum over hits in the top K of 1/log2(rank + 1), over the same sum for min(K, |truth|)
+    hits at the top; truth must not be empty."""
+    if not truth:
+        raise ValueError("NDCG is undefined for a user with no T2 items")
+    dcg = sum(1.0 / np.log2(i + 2) for i, item in enumerate(ranked[:k]) if item in truth)
+    ideal = sum(1.0 / np.log2(i + 2) for i in range(min(k, len(truth))))
+    return float(dcg / ideal)
 
 
 @dataclass
@@ -62,31 +74,43 @@ class MatchCounter:
 
 @dataclass
 class RecallMean:
-    """Mean of per-user recall@K."""
+    """Mean of per-user recall@K (and NDCG@`ndcg_k`), with standard errors over users."""
 
     ks: tuple[int, ...]
-    sums: dict[int, float] = field(default_factory=dict)
-    squares: dict[int, float] = field(default_factory=dict)
+    ndcg_k: int = 20
+    sums: dict[int | str, float] = field(default_factory=dict)
+    squares: dict[int | str, float] = field(default_factory=dict)
     users: int = 0
+
+    def _add(self, key: int | str, value: float) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value
+        self.squares[key] = self.squares.get(key, 0.0) + value * value
 
     def add(self, ranked: Sequence[int], truth: set[int]) -> None:
         for k, v in recall_at(ranked, truth, self.ks).items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.squares[k] = self.squares.get(k, 0.0) + v * v
+            self._add(k, v)
+        self._add("ndcg", ndcg_at(ranked, truth, self.ndcg_k))
         self.users += 1
 
-    def standard_errors(self) -> dict[int, float]:
-        """Standard error of each mean over users: how much of a gap between models is noise."""
+    def _mean(self, key: int | str) -> float:
+        return self.sums.get(key, 0.0) / self.users if self.users else float("nan")
+
+    def _se(self, key: int | str) -> float:
+        """Standard error of a mean over users: how much of a gap between models is noise."""
         n = self.users
         if n < 2:
-            return {k: float("nan") for k in self.ks}
-        out = {}
-        for k in self.ks:
-            mean = self.sums.get(k, 0.0) / n
-            var = max(self.squares.get(k, 0.0) / n - mean * mean, 0.0) * n / (n - 1)
-            out[k] = (var / n) ** 0.5
-        return out
+            return float("nan")
+        mean = self._mean(key)
+        var = max(self.squares.get(key, 0.0) / n - mean * mean, 0.0) * n / (n - 1)
+        return float((var / n) ** 0.5)
+
+    def standard_errors(self) -> dict[int, float]:
+        return {k: self._se(k) for k in self.ks}
 
     def means(self) -> dict[int, float]:
-        return {k: self.sums.get(k, 0.0) / self.users if self.users else float("nan")
-                for k in self.ks}  # fmt: skip
+        return {k: self._mean(k) for k in self.ks}
+
+    def ndcg(self) -> dict[str, float]:
+        """{"ndcg@K": mean, "ndcg@K_se": its standard error}."""
+        key = f"ndcg@{self.ndcg_k}"
+        return {key: self._mean("ndcg"), f"{key}_se": self._se("ndcg")}

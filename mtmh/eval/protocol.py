@@ -9,14 +9,15 @@ triggers, and the metrics of every alpha from one pass of retrieval.
 - Per trigger and head: IVF top K_ann, where K_ann = min(eval.k_ann,
   k_ann_max_catalog_fraction * N) but at least `keep_per_head`; the preranker keeps
   `keep_per_head`; the quota merge gives K = keep_per_head per trigger.
-- Per user: all triggers' candidates pooled, by preranker score, the top `top_k`.
-- recall@K on the pooled list; L1/L2 topic match over the (trigger, merged candidate) pairs.
+- Per user: all triggers' candidates pooled (scores summed over triggers), the top `top_k`.
+- recall@K and NDCG@20 on the pooled list; L1/L2 topic match over the (trigger, merged
+  candidate) pairs.
 
-Every model is measured in two orders from one ANN search (mtmh/retrieval/): with the
-preranker, and in ANN order (each head's own similarity, pooled by summed similarity). Both
-rows go into the report with the mean number of unique pooled candidates per user, so the
-preranker shows what it adds. The classic peers (ItemKNN, EASE) run through the same path,
-their neighbour tables standing in for the ANN search.
+Every model is measured in two orders from one ANN search (mtmh/retrieval/): with its own
+preranker (mtmh/preranker/, one per model, peers included), and in ANN order (each head's own
+similarity). Both rows go into the report with the mean number of unique pooled candidates
+per user, so the preranker shows what it adds. The classic peers (ItemKNN, EASE) run through
+the same path, their neighbour tables standing in for the ANN search.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
 from mtmh.eval.topic_match import lift, random_match_probability
 from mtmh.index.faiss_index import build_exact, search
-from mtmh.peers.build import PEERS
-from mtmh.preranker.train import load_preranker
-from mtmh.retrieval.heads import PEER_HEAD, HeadIndex, NeighborHead, load_heads, load_peer_head
-from mtmh.retrieval.merge import POOLING, Ranked, pool
+from mtmh.preranker.ranker import load_preranker
+from mtmh.retrieval.heads import PEER_HEAD, NeighborHead, load_model_heads
+from mtmh.retrieval.merge import POOLING, Candidate, Kept, pool
 from mtmh.retrieval.ranking import RANKINGS
 from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutSplit
@@ -112,15 +112,6 @@ def holdout_users(split: HoldoutSplit) -> list[EvalUser]:
     ]
 
 
-def load_source(
-    run_dir: Path, source: str, heads: tuple[str, ...], use_gpu: bool = False
-) -> dict[str, HeadIndex]:
-    """The heads of an embedding source with their indexes, or a classic peer's table."""
-    if source in PEERS:
-        return load_peer_head(run_dir, source)
-    return load_heads(run_dir, source, heads, use_gpu=use_gpu)
-
-
 @dataclass(frozen=True)
 class TopicLevel:
     """One label level, per item id (evaluation only)."""
@@ -175,18 +166,35 @@ def evaluate_source(
     sources = {spec.source for spec in specs}
     if len(sources) != 1:
         raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
-    all_heads = tuple(sorted({h for spec in specs for h in spec.heads}))
-    heads = load_source(run_dir, specs[0].source, all_heads, use_gpu=cfg.index.use_gpu)
+    source = specs[0].source
+    preranker = load_preranker(run_dir, source)
+    # Every head the preranker reads is searched, even for a one-head row (MTMH-H1): its
+    # features include the other head's view of each candidate.
+    all_heads = tuple(sorted({h for spec in specs for h in spec.heads} | set(preranker.heads)))
+    heads = load_model_heads(run_dir, source, all_heads, use_gpu=cfg.index.use_gpu)
     num_items = next(iter(heads.values())).vectors.shape[0]
-    ret = Retriever(heads, load_preranker(run_dir), effective_k_ann(ec, num_items),
-                    ec.keep_per_head)  # fmt: skip
+    ret = Retriever(heads, effective_k_ann(ec, num_items), ec.keep_per_head, preranker)
     labels = label_sets(run_dir)
-    kept: dict[str, list[dict[str, list[Ranked]]]] = {order: [] for order in RANKINGS}
-    for u in users:
+    spec_alphas = {s.name: alphas if len(s.heads) == 2 else alphas[:1] for s in specs}
+    acc = {
+        (order, s.name, alpha): OrderMetrics(ec, labels)
+        for order in RANKINGS
+        for s in specs
+        for alpha in spec_alphas[s.name]
+    }
+    for u in users:  # one user at a time: no user's candidate lists outlive its metrics
         seen = u.history if ec.exclude_seen else ()
         searched = ret.search(u.triggers)
-        kept["preranker"].append(ret.preranked(u.history, u.triggers, seen, searched))
-        kept["ann"].append(ret.ann_ordered(u.triggers, seen, searched))
+        kept: dict[str, Kept] = {
+            "preranker": ret.preranked(u.triggers, seen, searched),
+            "ann": ret.ann_ordered(u.triggers, seen, searched),
+        }
+        for order, order_kept in kept.items():
+            for s in specs:
+                spec_kept = {h: order_kept[h] for h in s.heads}
+                for alpha in spec_alphas[s.name]:
+                    per_trigger = ret.merge(spec_kept, alpha, order)  # type: ignore[arg-type]
+                    acc[(order, s.name, alpha)].add(u, per_trigger, order)
     ann = {
         h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec)
         for h, hi in heads.items()
@@ -194,14 +202,10 @@ def evaluate_source(
     }
     out = {}
     for spec in specs:
-        spec_alphas = alphas if len(spec.heads) == 2 else alphas[:1]
-        by_ranking = {}
-        for order, order_kept in kept.items():
-            spec_kept = [{h: user_kept[h] for h in spec.heads} for user_kept in order_kept]
-            by_ranking[order] = {
-                alpha: _metrics(ret, users, spec_kept, alpha, labels, ec, order)
-                for alpha in spec_alphas
-            }
+        by_ranking = {
+            order: {a: acc[(order, spec.name, a)].result() for a in spec_alphas[spec.name]}
+            for order in RANKINGS
+        }
         out[spec.name] = {
             "by_alpha": by_ranking[ranking],
             "by_ranking": by_ranking,
@@ -213,42 +217,43 @@ def evaluate_source(
     return out
 
 
-def _metrics(
-    ret: Retriever,
-    users: list[EvalUser],
-    kept: list[dict[str, list[Ranked]]],
-    alpha: float,
-    labels: dict[str, TopicLevel],
-    ec: EvalConfig,
-    order: str,
-) -> dict[str, float]:
-    """recall@K of the pooled lists, topic match of the merged per-trigger lists, and the
-    mean number of unique candidates a user's triggers pool (before the top_k cut)."""
-    recall = RecallMean(tuple(ec.recall_at))
-    match = {lvl: MatchCounter(t.labels, t.random_probability) for lvl, t in labels.items()}
-    unique = 0
-    for user, user_kept in zip(users, kept, strict=True):
-        per_trigger = ret.merge(user_kept, alpha)
+class OrderMetrics:
+    """One (order, model row, alpha)'s metrics, a user at a time: recall@K and NDCG@20 of the
+    pooled list (with standard errors over users), topic match of the merged per-trigger
+    lists, and the mean number of unique candidates a user's triggers pool (before the top_k
+    cut)."""
+
+    def __init__(self, ec: EvalConfig, labels: dict[str, TopicLevel]) -> None:
+        self.top_k = ec.top_k
+        self.recall = RecallMean(tuple(ec.recall_at))
+        self.match = {lv: MatchCounter(t.labels, t.random_probability) for lv, t in labels.items()}
+        self.unique = 0
+
+    def add(self, user: EvalUser, per_trigger: list[list[Candidate]], order: str) -> None:
         for trigger, row in zip(user.triggers, per_trigger, strict=True):
-            for counter in match.values():
+            for counter in self.match.values():
                 counter.add(int(trigger), [c.item_id for c in row])
-        unique += len({c.item_id for row in per_trigger for c in row})
-        pooled = pool(per_trigger, ec.top_k, POOLING[order])
-        recall.add([item for item, _ in pooled], set(user.truth))
-    return {
-        **{f"recall@{k}": v for k, v in recall.means().items()},
-        **{f"recall@{k}_se": v for k, v in recall.standard_errors().items()},
-        **{
-            f"{lvl}_{name}": value
-            for lvl, counter in match.items()
-            for name, value in (
-                ("match", counter.rate),
-                ("random", counter.random_rate),
-                ("lift", lift(counter.rate, counter.random_rate)),
-            )
-        },
-        "unique_candidates": unique / len(users) if users else float("nan"),
-    }
+        self.unique += len({c.item_id for row in per_trigger for c in row})
+        pooled = pool(per_trigger, self.top_k, POOLING[order])
+        self.recall.add([item for item, _ in pooled], set(user.truth))
+
+    def result(self) -> dict[str, float]:
+        users = self.recall.users
+        return {
+            **{f"recall@{k}": v for k, v in self.recall.means().items()},
+            **{f"recall@{k}_se": v for k, v in self.recall.standard_errors().items()},
+            **self.recall.ndcg(),
+            **{
+                f"{lvl}_{name}": value
+                for lvl, counter in self.match.items()
+                for name, value in (
+                    ("match", counter.rate),
+                    ("random", counter.random_rate),
+                    ("lift", lift(counter.rate, counter.random_rate)),
+                )
+            },
+            "unique_candidates": self.unique / users if users else float("nan"),
+        }
 
 
 def ann_recall(vectors: np.ndarray, index: Any, k_ann: int, cfg: EvalConfig) -> dict[str, float]:

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-METRICS = ("recall@5", "recall@20", "recall@100", "recall@500", "l1_match", "l2_match")
-HEADERS = ("R@5", "R@20", "R@100", "R@500", "L1", "L2")
+METRICS = ("recall@5", "recall@20", "ndcg@20", "recall@100", "recall@500", "l1_match", "l2_match")
+HEADERS = ("R@5", "R@20", "NDCG@20", "R@100", "R@500", "L1", "L2")
 
 
 def pct(value: float) -> str:
@@ -28,7 +28,8 @@ def metrics_table(rows: dict[str, dict[str, float]], base: str | None, label: st
     ref = rows.get(base) if base else None
     for name, m in rows.items():
         cells = [
-            pct(m[k]) + (_rel(m[k], ref[k]) if ref is not None and name != base else "")
+            pct(m.get(k, math.nan))
+            + (_rel(m.get(k, math.nan), ref.get(k, math.nan)) if ref and name != base else "")
             for k in METRICS
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -38,22 +39,28 @@ def metrics_table(rows: dict[str, dict[str, float]], base: str | None, label: st
 ORDER_NAMES = {"preranker": "preranker", "ann": "ANN order"}
 
 
+def _with_se(m: dict[str, float], key: str) -> str:
+    return f"{pct(m.get(key, math.nan))} ± {pct(m.get(f'{key}_se', math.nan))}"
+
+
 def orders_table(by_ranking: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """Every model in both orders: recall, its standard error, topic match, unique pooled
-    candidates per user."""
+    """Every model in both orders: recall and NDCG@20 with their standard errors over users,
+    topic match, unique pooled candidates per user."""
     lines = [
-        "| model | order | R@20 | R@100 | R@500 (± s.e.) | L1 | L2 | unique candidates |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | order | R@5 | R@20 | NDCG@20 | R@100 | R@500 | L1 | L2 | unique candidates |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = list(next(iter(by_ranking.values()), {}))
     for name in names:
         for order, rows in by_ranking.items():
             m = rows[name]
+            cells = [_with_se(m, k) for k in ("recall@5", "recall@20", "ndcg@20", "recall@100",
+                                              "recall@500")]  # fmt: skip
             lines.append(
-                f"| {name} | {ORDER_NAMES.get(order, order)} | {pct(m['recall@20'])} | "
-                f"{pct(m['recall@100'])} | {pct(m['recall@500'])} "
-                f"(± {pct(m.get('recall@500_se', float('nan')))}) | {pct(m['l1_match'])} | "
-                f"{pct(m['l2_match'])} | {m.get('unique_candidates', float('nan')):.0f} |"
+                f"| {name} | {ORDER_NAMES.get(order, order)} | "
+                + " | ".join(cells)
+                + f" | {pct(m['l1_match'])} | {pct(m['l2_match'])} | "
+                f"{m.get('unique_candidates', math.nan):.0f} |"
             )
     return lines
 
@@ -201,9 +208,12 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         "",
         "## Every model with the preranker and in ANN order",
         "",
-        "ANN order: each head's candidates in its own similarity order, pooled across triggers "
-        "by summed similarity; no preranker. Unique candidates: distinct items a user's "
-        "triggers pool before the top-K cut.",
+        "Preranker: each model's own preranker (trained on half of the validation users) "
+        "keeps each head's best K per trigger, and the pool adds its probabilities over the "
+        "triggers. ANN order: each head's candidates in its own similarity order, pooled by "
+        "summed similarity (as a share of each list's best); no preranker. Percent ± one "
+        "standard error over users. Unique candidates: distinct items a user's triggers pool "
+        "before the top-K cut.",
         "",
         *orders_table(report.get("models_by_ranking") or {}),
         "",

@@ -1,10 +1,9 @@
-"""Train the multi-task preranker (engagement + satisfaction) on T1 with Ray Train.
+"""Fit the preranker of every model of a run (after its indexes), one Ray task per model.
 
 python ray_jobs/train_preranker.py --run runs/ml-100k
-ray job submit -- python ray_jobs/train_preranker.py --run /shared/runs/ml-1m \
-    --set preranker.num_workers=2 --set preranker.use_gpu=true
+ray job submit -- python ray_jobs/train_preranker.py --run /shared/runs/ml-1m
 
-Writes RUN/preranker/: model.pt, config.yaml, metrics.jsonl (one row per epoch), summary.json.
+Writes RUN/preranker/: item_stats.npz, summary.json, and <model>/model.pt and meta.json.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import sys
 
 from mtmh.cli import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
-from mtmh.preranker.train import fit_preranker
+from mtmh.preranker.train import fit_prerankers
 from mtmh.ray_utils import init_ray
 
 
@@ -24,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(out: JobOutput) -> int:
         init_ray(cfg.ray)
-        out.console.print_json(json.dumps(fit_preranker(cfg, args.run), default=str))
+        out.console.print_json(json.dumps(fit_prerankers(cfg, args.run), default=str))
         return 0
 
     return run_job("train_preranker", args.run, args.verbose, body)

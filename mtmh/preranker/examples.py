@@ -1,75 +1,95 @@
-"""Preranker training examples from T1, built by Ray Data: one row per engagement that has at
-least one earlier engagement of the same user.
+"""The preranker's training rows: the real ANN stage run for validation users, labelled with
+what each user engaged with after their cut.
 
-    history    [H] int64  the user's previous H items, oldest first, left-padded with -1
-                          (a fixed-size list column)
-    target_id  int64      the item engaged with next (the engagement task's positive)
-    satisfied  float32    1.0 when its weight >= preranker.satisfaction_threshold
+For each user of the split's fit half, the model's heads search the user's triggers (the most
+recent distinct items before the cut) exactly as serving does (K_ann + 1 per head and trigger,
+the autotuned index). Every valid candidate of every head becomes a row of
+`candidate_features`, with the item statistics as of the user's cut. Labels:
 
-`Dataset.groupby("user_id").map_groups` puts each user's whole T1 history in one call, so
-histories never cross workers and the driver never holds the log.
+    engaged    the candidate is one of the user's items after the cut (the split's truth)
+    satisfied  ... and its best weight there is >= preranker.satisfaction_threshold
+
+No model was trained on these users' rows after the cut (mtmh/validation.py holds them out of
+pairs, peers and indexes), so a candidate's similarities look as they will for a user at
+serving time. Negatives are sampled down to `preranker.max_examples` rows and weighted back.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
-from mtmh.config import PrerankerConfig
-from mtmh.data.histories import PAD
-from mtmh.validation import HoldoutSplit
-
-
-def user_examples(batch: dict[str, np.ndarray], history_length: int, threshold: float) -> pa.Table:
-    """All examples of one user's T1 rows (any order in; sorted by time here)."""
-    order = np.lexsort((batch["item_id"], batch["timestamp"]))
-    items = batch["item_id"][order].astype(np.int64)
-    weights = batch["weight"][order].astype(np.float32)
-    n = len(items)
-    padded = np.concatenate([np.full(history_length, PAD, np.int64), items])
-    # Row t (t = 1..n-1) holds items[t-H : t]: a sliding window over the padded history.
-    windows = np.lib.stride_tricks.sliding_window_view(padded, history_length)[1:n]
-    # A fixed-size list column (not a tensor column): it stays Arrow even when a user with a
-    # single engagement yields zero rows, and iter_torch_batches turns it into [B, H].
-    return pa.table(
-        {
-            "history": pa.FixedSizeListArray.from_arrays(
-                pa.array(windows.ravel(), pa.int64()), history_length
-            ),
-            "target_id": pa.array(items[1:], pa.int64()),
-            "satisfied": pa.array((weights[1:] >= threshold).astype(np.float32)),
-        }
-    )
+from mtmh.config import RunConfig
+from mtmh.preranker.features import candidate_features
+from mtmh.preranker.item_stats import ItemLog
+from mtmh.retrieval.heads import HeadIndex, ann_k
+from mtmh.retrieval.ranking import blocked_items
+from mtmh.validation import HoldoutUser
 
 
-def example_dataset(run_dir: Path, cfg: PrerankerConfig, split: HoldoutSplit) -> Any:
-    """The Ray Dataset of training examples over RUN/data/t1, less the validation split's
-    held-out rows (the preranker is judged on them against ANN order)."""
-    import ray
+@dataclass(frozen=True)
+class Examples:
+    features: np.ndarray  # [R, F] float32
+    engaged: np.ndarray  # [R] float32
+    satisfied: np.ndarray  # [R] float32
+    weight: np.ndarray  # [R] float32: 1 / sampling rate
+    user: np.ndarray  # [R] user id (for the check split)
 
-    t1 = run_dir / "data" / "t1"
-    if not t1.is_dir():
-        raise FileNotFoundError(f"{t1} not found: run ray_jobs/prepare_data.py first")
-    ds = ray.data.read_parquet(str(t1)).select_columns(
-        ["user_id", "item_id", "timestamp", "weight"]
-    )
-    if split:
+    def __len__(self) -> int:
+        return len(self.engaged)
 
-        def drop_held_out(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            keep = split.training_mask(batch["user_id"], batch["timestamp"])
-            return {c: v[keep] for c, v in batch.items()}
+    def where(self, mask: np.ndarray) -> Examples:
+        return Examples(
+            self.features[mask],
+            self.engaged[mask],
+            self.satisfied[mask],
+            self.weight[mask],
+            self.user[mask],
+        )
 
-        ds = ds.map_batches(drop_held_out, batch_format="numpy")
-    # T1 is written in user-hash buckets; one shuffle partition per bucket file is plenty.
-    partitions = max(1, len(list(t1.glob("*.parquet"))))
-    return ds.groupby("user_id", num_partitions=partitions).map_groups(
-        user_examples,  # type: ignore[arg-type]  # fn_kwargs supplies the extra parameters
-        batch_format="numpy",
-        fn_kwargs={
-            "history_length": cfg.history_length,
-            "threshold": cfg.satisfaction_threshold,
-        },
+
+def build_examples(
+    heads: Mapping[str, HeadIndex],
+    order: tuple[str, ...],
+    users: list[HoldoutUser],
+    item_log: ItemLog,
+    cfg: RunConfig,
+    k_ann: int,
+) -> Examples:
+    """Labelled rows of every head's candidates for `users` (heads read in `order`)."""
+    num_items = item_log.num_items
+    k = ann_k(k_ann, num_items)
+    expected = sum(len(order) * len(u.triggers) * k for u in users)
+    rate = min(1.0, cfg.preranker.max_examples / max(expected, 1))
+    rng = np.random.default_rng(cfg.seed)
+    parts: list[Examples] = []
+    for u in users:
+        searched = {h: heads[h].search(u.triggers, k) for h in order}
+        seen = u.history if cfg.eval.exclude_seen else np.zeros(0, np.int64)
+        blocked = blocked_items(num_items, seen)
+        stats = item_log.at(u.cut)
+        rows = candidate_features(searched, order, u.triggers, blocked, stats)
+        weights = u.truth_weights if u.truth_weights is not None else np.ones(len(u.truth))
+        happy = u.truth[weights >= cfg.preranker.satisfaction_threshold]
+        for r in rows.values():
+            engaged = np.isin(r.items, u.truth)
+            keep = engaged | (rng.random(len(engaged)) < rate)
+            parts.append(
+                Examples(
+                    r.features[keep],
+                    engaged[keep].astype(np.float32),
+                    np.isin(r.items[keep], happy).astype(np.float32),
+                    np.where(engaged[keep], 1.0, 1.0 / rate).astype(np.float32),
+                    np.full(int(keep.sum()), u.user_id, np.int64),
+                )
+            )
+    if not parts:
+        raise ValueError("no preranker training rows: the validation split has no fit users")
+    return Examples(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("features", "engaged", "satisfied", "weight", "user")
+        )
     )

@@ -1,17 +1,18 @@
-"""The preranker: a two-task user-to-item model (spec section 6).
+"""The preranker: a two-task scorer of (user, trigger, candidate) rows (spec section 6).
 
-- User encoder: the user's last H items (id embeddings plus a learned position embedding),
-  mean-pooled and joined with the most recent item, through an MLP to a user vector for each
-  task.
-- Item side: per task an item vector and a bias (the bias carries popularity, which a
-  preranker, unlike the retrieval tower, should keep).
-- Tasks: engagement (which item comes next: softmax over in-batch items) and satisfaction
-  (was the engagement satisfied, e.g. rating >= 4: a sigmoid).
-- One score: engagement logit + satisfaction_weight * log sigmoid(satisfaction logit), i.e.
-  log p(engage) + w · log p(satisfied | engage) up to a per-user constant.
+    x [R, F] features (mtmh/preranker/features.py), standardised with the training mean/std
+    engagement logit   = w_e . z + b_e + mlp(z)[0]    will the user engage with the candidate?
+    satisfaction logit = w_s . z + b_s + mlp(z)[1]    ... and be satisfied (rating >= 4)?
+    probability        = p(engage) * p(satisfied | engage) ** satisfaction_weight
 
-Both tasks are dot products, so scoring thousands of candidates per trigger is two batched
-matrix products, which is what a preranker has to be.
+The linear part starts as the list's own similarity (`own_sim`) and the MLP's last layer starts
+at zero, so an untrained preranker ranks each trigger's candidates in ANN order: the learned
+part is a correction on top of it. Scores are probabilities, so a user's pool adds them up
+over the triggers that kept an item (the expected number of triggers it pleases).
+
+Example:
+    model = PrerankerModel(num_features=16, hidden_dim=64, satisfaction_weight=1.0)
+    p = model.probability(torch.randn(5, 16))   # [5] in (0, 1)
 """
 
 from __future__ import annotations
@@ -20,71 +21,79 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtmh.config import PrerankerConfig
+OWN_SIM = 0  # column of the list's own similarity (feature_names()[0])
 
 
 class PrerankerModel(nn.Module):
-    def __init__(self, num_items: int, cfg: PrerankerConfig) -> None:
+    mean: torch.Tensor  # [F] buffers: the training rows' feature mean and std
+    std: torch.Tensor
+    has_satisfaction: torch.Tensor  # [] bool buffer
+
+    def __init__(
+        self, num_features: int, hidden_dim: int, satisfaction_weight: float = 1.0
+    ) -> None:
         super().__init__()
-        self.num_items = num_items
-        self.cfg = cfg
-        d = cfg.dim
-        # Row `num_items` is the padding row (history slots with no item).
-        self.history_emb = nn.Embedding(num_items + 1, d, padding_idx=num_items)
-        self.position = nn.Parameter(torch.zeros(cfg.history_length, d))
-        self.user_mlp = nn.Sequential(
-            nn.Linear(2 * d, cfg.hidden_dim), nn.ReLU(), nn.Linear(cfg.hidden_dim, 2 * d)
+        self.num_features = num_features
+        self.hidden_dim = hidden_dim
+        self.satisfaction_weight = satisfaction_weight
+        # Standardisation of the inputs, set from the training rows (`set_scaling`).
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        # Whether the satisfaction task was learned (the log has ratings on both sides of
+        # the threshold); without it the probability is p(engage) alone.
+        self.register_buffer("has_satisfaction", torch.tensor(False))
+        self.linear = nn.Linear(num_features, 2)
+        self.mlp = nn.Sequential(
+            nn.Linear(num_features, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 2)
         )
-        self.item_emb = nn.Embedding(num_items, 2 * d)  # [engagement | satisfaction]
-        self.item_bias = nn.Embedding(num_items, 2)
-        nn.init.normal_(self.item_emb.weight, std=0.05)
-        nn.init.normal_(self.history_emb.weight, std=0.05)
-        nn.init.zeros_(self.item_bias.weight)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[0, OWN_SIM] = 1.0  # ANN order at initialisation
+            self.linear.bias.zero_()
+            last = self.mlp[-1]
+            assert isinstance(last, nn.Linear)
+            last.weight.zero_()
+            last.bias.zero_()
 
-    def user_vectors(self, history: torch.Tensor) -> torch.Tensor:
-        """[B, H] item ids (-1 = empty slot) -> [B, 2*dim] (engagement | satisfaction)."""
-        mask = (history >= 0).unsqueeze(-1).float()
-        idx = torch.where(history >= 0, history, torch.full_like(history, self.num_items))
-        emb = (self.history_emb(idx) + self.position) * mask
-        mean = emb.sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.user_mlp(torch.cat([mean, emb[:, -1]], dim=-1))
+    def set_scaling(self, x: torch.Tensor, engage_rate: float) -> None:
+        """Standardise with the rows' mean and std; start the engagement bias at the base rate."""
+        with torch.no_grad():
+            self.mean.copy_(x.mean(0))
+            self.std.copy_(x.std(0).clamp(min=1e-6))
+            rate = min(max(engage_rate, 1e-6), 1 - 1e-6)
+            self.linear.bias[0] = float(torch.logit(torch.tensor(rate)))
 
-    def task_logits(
-        self, user: torch.Tensor, items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """user [B, 2d], items [B, C] -> (engagement, satisfaction) logits, each [B, C]."""
-        d = self.cfg.dim
-        vec = self.item_emb(items)
-        bias = self.item_bias(items)
-        eng = torch.einsum("bd,bcd->bc", user[:, :d], vec[..., :d]) / self.cfg.temperature
-        sat = torch.einsum("bd,bcd->bc", user[:, d:], vec[..., d:])
-        return eng + bias[..., 0], sat + bias[..., 1]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[R, F] features -> [R, 2] logits (engagement, satisfaction)."""
+        z = (x - self.mean) / self.std
+        return self.linear(z) + self.mlp(z)
 
-    def score(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """The combined preranker score of each candidate, [B, C]."""
-        eng, sat = self.task_logits(user, items)
-        return eng + self.cfg.satisfaction_weight * F.logsigmoid(sat)
+    def log_probability(self, x: torch.Tensor) -> torch.Tensor:
+        """[R] log p(engage) + w log p(satisfied | engage)."""
+        logits = self(x)
+        out = F.logsigmoid(logits[:, 0])
+        if bool(self.has_satisfaction) and self.satisfaction_weight > 0:
+            out = out + self.satisfaction_weight * F.logsigmoid(logits[:, 1])
+        return out
 
-    def forward(
-        self, history: torch.Tensor, target: torch.Tensor, satisfied: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Training losses (what DDP calls); see `losses`."""
-        return self.losses(history, target, satisfied)
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_probability(x).exp()
 
     def losses(
-        self, history: torch.Tensor, target: torch.Tensor, satisfied: torch.Tensor
+        self, x: torch.Tensor, engaged: torch.Tensor, satisfied: torch.Tensor, weight: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Engagement: in-batch softmax (other rows' targets are the negatives, accidental
-        hits masked); satisfaction: binary cross-entropy on the positive."""
-        d = self.cfg.dim
-        user = self.user_vectors(history)
-        vec, bias = self.item_emb(target), self.item_bias(target)
-        eng = user[:, :d] @ vec[:, :d].T / self.cfg.temperature + bias[:, 0]
-        same = target.unsqueeze(0) == target.unsqueeze(1)
-        same.fill_diagonal_(False)
-        eng = eng.masked_fill(same, float("-inf"))
-        labels = torch.arange(len(target), device=target.device)
-        l_eng = F.cross_entropy(eng, labels)
-        sat = (user[:, d:] * vec[:, d:]).sum(-1) + bias[:, 1]
-        l_sat = F.binary_cross_entropy_with_logits(sat, satisfied)
+        """Weighted binary cross-entropy of engagement over all rows, and of satisfaction
+        over the engaged rows (p(satisfied | engage)); `weight` undoes negative sampling."""
+        logits = self(x)
+        l_eng = (
+            F.binary_cross_entropy_with_logits(
+                logits[:, 0], engaged, weight=weight, reduction="sum"
+            )
+            / weight.sum()
+        )
+        pos = engaged > 0
+        if bool(self.has_satisfaction) and bool(pos.any()):
+            l_sat = F.binary_cross_entropy_with_logits(logits[pos, 1], satisfied[pos])
+        else:
+            l_sat = logits.new_zeros(())
         return {"engagement": l_eng, "satisfaction": l_sat, "loss": l_eng + l_sat}

@@ -1,174 +1,242 @@
-"""Training the preranker on T1 with Ray Train, and loading it back for ranking.
+"""Fitting one preranker per model of a run, each in its own Ray task.
 
-`fit_preranker(cfg, run_dir)` streams the examples of `mtmh/preranker/examples.py` to a
-`TorchTrainer` (DDP over `preranker.num_workers`), reports both task losses, checkpoints each
-epoch (a restarted worker group resumes at the last finished epoch, `FailureConfig`), and
-writes RUN/preranker/: model.pt, config.yaml, metrics.jsonl, summary.json.
+`fit_prerankers(cfg, run_dir)` builds the item statistics of the training log once, takes the
+fit half of the validation split (mtmh/validation.py `HoldoutSplit.halves`), and for every
+model with embeddings or a neighbour table runs `fit_model_preranker`: the real ANN stage for
+those users, labelled rows (mtmh/preranker/examples.py), and a few epochs of Adam on the
+weighted binary losses. A share of the fit users (`preranker.check_fraction`) only scores each
+epoch; the best epoch's weights are kept. Writes RUN/preranker/ (see ranker.py) and
+RUN/preranker/summary.json.
+
+The rows are small (at most `preranker.max_examples`, a few dozen floats each), so a model
+trains in seconds to a minute on one CPU; the models train side by side as Ray tasks.
 
 Example:
-    fit_preranker(cfg, Path("runs/ml-100k"))
-    model = load_preranker(Path("runs/ml-100k"))
+    fit_prerankers(cfg, Path("runs/ml-100k"))
+    pre = load_preranker(Path("runs/ml-100k"), "mtmh")
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import os
-import shutil
-import tempfile
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from mtmh.config import RunConfig, build_config, config_to_dict, load_config, save_config
+from mtmh.config import RunConfig
+from mtmh.errors import MtmhError
+from mtmh.preranker.examples import Examples, build_examples
+from mtmh.preranker.features import feature_names
+from mtmh.preranker.item_stats import STATS_FILE, ItemLog
 from mtmh.preranker.model import PrerankerModel
-from mtmh.validation import load_holdout
+from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
+from mtmh.retrieval.heads import load_model_heads, model_heads
+from mtmh.validation import HoldoutSplit, HoldoutUser, load_holdout
 
-STATE_FILE = "state.pt"
+log = logging.getLogger(__name__)
+SUMMARY_FILE = "summary.json"
 
 
-def preranker_dir(run_dir: Path) -> Path:
-    return run_dir / "preranker"
+class PrerankerTrainingFailed(MtmhError, RuntimeError):
+    """A preranker could not be fitted (no validation users, or a model's task failed)."""
 
 
 def catalog_size(run_dir: Path) -> int:
     return pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
 
 
-def _loop(config: dict[str, Any]) -> None:
-    """The Ray Train worker function."""
-    import ray.train
-    import ray.train.torch
+def fit_split(cfg: RunConfig, run_dir: Path) -> tuple[HoldoutSplit, HoldoutSplit]:
+    """(fit, choose): the validation users the prerankers learn on, and those the serving
+    order is chosen on (the same halves for every model)."""
+    split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
+    return split.halves(cfg.holdout.seed, cfg.preranker.fit_fraction)
 
-    cfg = build_config(config["run_config"])
+
+def _weighted_logloss(model: PrerankerModel, ex: Examples) -> float:
+    with torch.no_grad():
+        x = torch.as_tensor(ex.features)
+        losses = model.losses(
+            x,
+            torch.as_tensor(ex.engaged),
+            torch.as_tensor(ex.satisfied),
+            torch.as_tensor(ex.weight),
+        )
+    return float(losses["engagement"])
+
+
+def train_model(
+    examples: Examples, cfg: RunConfig, users: list[HoldoutUser]
+) -> tuple[PrerankerModel, dict[str, Any]]:
+    """A PrerankerModel fitted on `examples`; the check users' rows pick the best epoch."""
     pc = cfg.preranker
-    run_dir = Path(config["run_dir"])
-    torch.set_num_threads(pc.threads_per_worker)
     torch.manual_seed(cfg.seed)
-    model = PrerankerModel(catalog_size(run_dir), pc)
+    rng = np.random.default_rng(cfg.seed)
+    ids = np.array(sorted(u.user_id for u in users), np.int64)
+    n_check = round(pc.check_fraction * len(ids)) if len(ids) > 1 else 0
+    check_ids = rng.choice(ids, n_check, replace=False) if n_check else ids[:0]
+    is_check = np.isin(examples.user, check_ids)
+    train, check = examples.where(~is_check), examples.where(is_check)
+    x = torch.as_tensor(train.features)
+    engaged, satisfied = torch.as_tensor(train.engaged), torch.as_tensor(train.satisfied)
+    weight = torch.as_tensor(train.weight)
+    model = PrerankerModel(x.shape[1], pc.hidden_dim, pc.satisfaction_weight)
+    rate = float((engaged * weight).sum() / weight.sum())
+    model.set_scaling(x, rate)
+    positives = satisfied[engaged > 0]
+    model.has_satisfaction.fill_(bool(len(positives)) and 0 < float(positives.mean()) < 1)
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr)
-    epoch0 = step = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        epoch0, step = state["epoch"], state["step"]
-    ddp = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
-    rank = ray.train.get_context().get_world_rank()
-    metrics_path = preranker_dir(run_dir) / "metrics.jsonl"
-    shard = ray.train.get_dataset_shard("train")
-    for epoch in range(epoch0, pc.epochs):
-        started, seen = time.perf_counter(), 0
-        sums: dict[str, float] = {}
-        batches = 0
-        for batch in shard.iter_torch_batches(
-            batch_size=pc.batch_size,
-            dtypes={"history": torch.int64, "target_id": torch.int64, "satisfied": torch.float32},
-            drop_last=True,
-            local_shuffle_buffer_size=8 * pc.batch_size,
-            local_shuffle_seed=cfg.seed + epoch,
-        ):
-            if pc.max_steps is not None and step >= pc.max_steps:
-                break
-            losses = ddp(
-                batch["history"].to(device), batch["target_id"].to(device),
-                batch["satisfied"].to(device),
-            )  # fmt: skip
+    curve = []
+    best_state, best_loss = copy.deepcopy(model.state_dict()), np.inf
+    if len(check):
+        best_loss = _weighted_logloss(model, check)
+        curve.append({"epoch": 0, "check_logloss": best_loss})
+    for epoch in range(1, pc.epochs + 1):
+        order = torch.randperm(len(x))
+        total = 0.0
+        for start in range(0, len(x), pc.batch_size):
+            b = order[start : start + pc.batch_size]
+            losses = model.losses(x[b], engaged[b], satisfied[b], weight[b])
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
-            step += 1
-            batches += 1
-            seen += len(batch["target_id"])
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        metrics = {
-            "epoch": epoch,
-            "step": step,
-            "examples_per_s": seen / max(time.perf_counter() - started, 1e-9),
-            **{k: v / max(batches, 1) for k, v in sums.items()},
-        }
-        ckpt = None
-        if rank == 0:
-            with metrics_path.open("a") as fh:
-                fh.write(json.dumps(metrics) + "\n")
-            folder = Path(tempfile.mkdtemp(prefix="mtmh-preranker-"))
-            torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "epoch": epoch + 1, "step": step},
-                folder / STATE_FILE,
-            )  # fmt: skip
-            ckpt = ray.train.Checkpoint.from_directory(str(folder))
-        ray.train.report(metrics, checkpoint=ckpt)
-    if rank == 0:
-        out = preranker_dir(run_dir)
-        torch.save(model.state_dict(), out / "model.pt")
-        save_config(cfg, out / "config.yaml")
-
-
-def fit_preranker(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Train the preranker on RUN/data/t1; returns the summary written to summary.json."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from mtmh.preranker.examples import example_dataset
-
-    out = preranker_dir(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    shutil.rmtree(out / "ray_train", ignore_errors=True)  # else Ray Train resumes the old run
-    pc = cfg.preranker
-    started = time.perf_counter()
-    trainer = TorchTrainer(
-        _loop,
-        train_loop_config={"run_config": config_to_dict(cfg), "run_dir": str(run_dir.resolve())},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=pc.num_workers,
-            use_gpu=pc.use_gpu,
-            resources_per_worker={"CPU": pc.cpus_per_worker},
-        ),
-        run_config=ray.train.RunConfig(
-            name="preranker",
-            storage_path=str((out / "ray_train").resolve()),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(pc.threads_per_worker)}},  # type: ignore[call-arg]
-        ),
-        datasets={
-            "train": example_dataset(
-                run_dir, pc, load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
-            )
-        },
-    )
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    result = trainer.fit()
-    if result.error is not None:
-        raise RuntimeError(f"preranker training failed: {result.error}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            total += float(losses["loss"].detach()) * len(b)
+        row: dict[str, float] = {"epoch": epoch, "train_loss": total / max(len(x), 1)}
+        if len(check):
+            row["check_logloss"] = _weighted_logloss(model, check)
+            if row["check_logloss"] < best_loss:
+                best_state, best_loss = copy.deepcopy(model.state_dict()), row["check_logloss"]
+        else:
+            best_state = copy.deepcopy(model.state_dict())
+        curve.append(row)
+    model.load_state_dict(best_state)
     summary = {
-        "epochs": len(rows),
-        "steps": rows[-1]["step"] if rows else 0,
-        "seconds": round(time.perf_counter() - started, 1),
-        "first": rows[0] if rows else {},
-        "last": rows[-1] if rows else {},
+        "rows": len(examples),
+        "positives": int(examples.engaged.sum()),
+        "train_users": len(ids) - n_check,
+        "check_users": n_check,
+        "satisfaction_task": bool(model.has_satisfaction),
+        "best_check_logloss": None if np.isinf(best_loss) else best_loss,
+        "curve": curve,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return model.eval(), summary
+
+
+def fit_model_preranker(
+    run_dir: Path, source: str, cfg: RunConfig, users: list[HoldoutUser], item_log: ItemLog
+) -> dict[str, Any]:
+    """Fit and save the preranker of one model; returns its summary."""
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.preranker.threads)
+    import faiss
+
+    faiss.omp_set_num_threads(cfg.preranker.threads)
+    order = model_heads(run_dir, source)
+    heads = load_model_heads(run_dir, source, order, use_gpu=cfg.index.use_gpu)
+    k_ann = cfg.eval.k_ann_for(item_log.num_items)
+    from mtmh.retrieval.retriever import Retriever
+
+    retriever = Retriever(heads, k_ann, cfg.eval.keep_per_head)  # sets nprobe to cover K_ann
+    examples = build_examples(retriever.heads, order, users, item_log, cfg, retriever.k_ann)
+    model, summary = train_model(examples, cfg, users)
+    summary = {
+        "features": feature_names(order),
+        **summary,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    save_preranker(run_dir, source, Preranker(model, order, item_log.at(item_log.end)), summary)
+    log.info(
+        "preranker %s: %d rows, %d positives, %.1f s",
+        source,
+        summary["rows"],
+        summary["positives"],
+        summary["seconds"],
+    )
     return summary
 
 
-def load_preranker(run_dir: Path) -> PrerankerModel:
-    """The trained preranker of a run, in eval mode on the CPU."""
+def _prepare(cfg: RunConfig, run_dir: Path) -> tuple[HoldoutSplit, HoldoutSplit, ItemLog]:
+    """The fit and choose halves and the training log's item statistics (also saved to
+    RUN/preranker/item_stats.npz, the snapshot serving reads)."""
+    split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
+    fit, choose = split.halves(cfg.holdout.seed, cfg.preranker.fit_fraction)
+    if not fit:
+        raise PrerankerTrainingFailed(
+            f"{run_dir}: the preranker learns on validation users and there are none "
+            "(holdout.users=0, or no user has enough T1 history)"
+        )
+    item_log = ItemLog.from_run(run_dir, split, catalog_size(run_dir))
     out = preranker_dir(run_dir)
-    path = out / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run ray_jobs/train_preranker.py first")
-    cfg = load_config(out / "config.yaml")
-    model = PrerankerModel(catalog_size(run_dir), cfg.preranker)
-    model.load_state_dict(torch.load(path, weights_only=True))
-    return model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    item_log.at(item_log.end).save(out / STATS_FILE)
+    return fit, choose, item_log
+
+
+def fit_preranker(cfg: RunConfig, run_dir: Path, source: str) -> dict[str, Any]:
+    """Fit one model's preranker in this process (a sweep trial's new model)."""
+    fit, _, item_log = _prepare(cfg, run_dir)
+    return fit_model_preranker(run_dir, source, cfg, fit.users, item_log)
+
+
+def fit_prerankers(
+    cfg: RunConfig, run_dir: Path, sources: list[str] | None = None
+) -> dict[str, Any]:
+    """Fit the preranker of every model in `sources` (default: every model of the run with
+    embeddings or a neighbour table), side by side as Ray tasks."""
+    import ray
+
+    from mtmh.progress import steps
+
+    sources = sources if sources is not None else available_sources(run_dir)
+    started = time.perf_counter()
+    fit, choose, item_log = _prepare(cfg, run_dir)
+    task = ray.remote(fit_model_preranker).options(
+        num_cpus=cfg.preranker.cpus, num_gpus=1 if cfg.index.use_gpu else 0
+    )
+    users_ref, log_ref = ray.put(fit.users), ray.put(item_log)
+    pending = {task.remote(run_dir.resolve(), s, cfg, users_ref, log_ref): s for s in sources}
+    models: dict[str, Any] = {}
+    with steps(f"fitting {len(sources)} prerankers", len(sources)) as advance:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            source = pending.pop(done[0])
+            try:
+                models[source] = ray.get(done[0])
+            except Exception as err:
+                raise PrerankerTrainingFailed(f"preranker of {source!r}: {err}") from err
+            advance(1)
+    summary = {
+        "fit_users": len(fit),
+        "choose_users": len(choose),
+        "seconds": round(time.perf_counter() - started, 1),
+        "models": {s: models[s] for s in sources},
+    }
+    (preranker_dir(run_dir) / SUMMARY_FILE).write_text(
+        json.dumps(summary, indent=2, default=str) + "\n"
+    )
+    return summary
+
+
+def available_sources(run_dir: Path) -> list[str]:
+    """Every model of the run that can be searched: fitted peers, and the embedding sources
+    (the content encoder, trained variants) whose every head has an index."""
+    from mtmh.embeddings import CONTENT_SOURCE
+    from mtmh.index.artifact import index_dir
+    from mtmh.peers.build import NEIGHBORS_FILE, PEERS, peer_dir
+
+    out = [p for p in PEERS if (peer_dir(run_dir, p) / NEIGHBORS_FILE).is_file()]
+    models = run_dir / "models"
+    variants = sorted(d.name for d in models.iterdir()) if models.is_dir() else []
+    for source in [CONTENT_SOURCE, *variants]:
+        try:
+            heads = model_heads(run_dir, source)
+        except FileNotFoundError:
+            continue
+        if all((index_dir(run_dir, source, h) / "meta.json").is_file() for h in heads):
+            out.append(source)
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ from mtmh.index.artifact import index_dir, load_index
 from mtmh.index.faiss_index import ivf_part, search, to_device
 
 log = logging.getLogger(__name__)
+
+# What the ANN stage returns for a user's triggers: head -> ([T, K] similarities, [T, K] item
+# ids), best first, faiss's -1 where a row ran short.
+Searched = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -105,6 +109,27 @@ def load_heads(
                               vectors.shape[1])  # fmt: skip
         out[head] = HeadIndex(model, head, source.version, vectors, to_device(index, use_gpu))
     return out
+
+
+def model_heads(run_dir: Path, source: str) -> tuple[str, ...]:
+    """Every head of a model: a classic peer's one neighbour table, or an embedding source's
+    heads (sorted, the order a preranker reads them in)."""
+    from mtmh.peers.build import PEERS
+
+    if source in PEERS:
+        return (PEER_HEAD,)
+    return tuple(sorted(EmbeddingSource.named(run_dir, source).heads))
+
+
+def load_model_heads(
+    run_dir: Path, source: str, heads: Sequence[str] | None = None, use_gpu: bool = False
+) -> dict[str, HeadIndex]:
+    """The named heads (default: all) of a model with their indexes, or a peer's table."""
+    from mtmh.peers.build import PEERS
+
+    if source in PEERS:
+        return load_peer_head(run_dir, source)
+    return load_heads(run_dir, source, heads or model_heads(run_dir, source), use_gpu=use_gpu)
 
 
 def cover_k_ann(index: Any, k_ann: int, num_items: int, slack: float = 2.0) -> None:

@@ -19,20 +19,24 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
+
+import numpy as np
 
 ENGAGEMENT, RELEVANCE = "engagement", "relevance"
 
 # One head's candidates for one trigger: (item id, score), best first.
 Ranked = list[tuple[int, float]]
+# One head's candidates for each trigger, all of them, best first: (item ids, scores).
+Ordered = list[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class Candidate:
     item_id: int
-    score: float  # the preranker score
+    score: float  # the ranking order's score: preranker probability, or scaled similarity
     head: str  # which head's list it was taken from
 
 
@@ -73,23 +77,67 @@ def quota_merge(
     return out
 
 
+def _merge_pair(kept: Mapping[str, object]) -> list[str]:
+    """The heads of a merge, in quota order: one head alone, or engagement then relevance."""
+    if len(kept) == 1:
+        return list(kept)
+    if set(kept) != {ENGAGEMENT, RELEVANCE}:
+        raise ValueError(f"cannot merge heads {sorted(kept)}")
+    return [ENGAGEMENT, RELEVANCE]
+
+
 def merge_heads(kept: dict[str, list[Ranked]], k: int, alpha: float) -> list[list[Candidate]]:
     """Per trigger, the K final candidates: the quota merge of two heads, or the one head's
     list for a single-head model."""
-    if len(kept) == 1:
-        ((name, lists),) = kept.items()
-        return [[Candidate(i, s, name) for i, s in row[:k]] for row in lists]
-    if set(kept) != {ENGAGEMENT, RELEVANCE}:
-        raise ValueError(f"cannot merge heads {sorted(kept)}")
+    heads = _merge_pair(kept)
+    if len(heads) == 1:
+        return [[Candidate(i, s, heads[0]) for i, s in row[:k]] for row in kept[heads[0]]]
     return [
         quota_merge(e, r, k, alpha) for e, r in zip(kept[ENGAGEMENT], kept[RELEVANCE], strict=True)
     ]
 
 
+def merge_distinct(ordered: Mapping[str, Ordered], k: int, alpha: float) -> list[list[Candidate]]:
+    """Per trigger, most recent first, K candidates that no more recent trigger's merged list
+    holds: each head offers its K best such items, and the quota merges them. A user's
+    triggers thus pool up to T x K distinct items, and a preranker whose score already counts
+    how many triggers retrieved an item does not spend every trigger's slots on it."""
+    heads = _merge_pair(ordered)
+    num_triggers = len(ordered[heads[0]])
+    top = [int(ids.max()) for h in heads for ids, _ in ordered[h] if len(ids)]
+    taken = np.zeros(max(top, default=-1) + 1, bool)
+    out = []
+    for t in range(num_triggers):
+        offers: list[Ranked] = []
+        for h in heads:
+            ids, scores = ordered[h][t]
+            fresh = np.flatnonzero(~taken[ids])[:k]
+            offers.append(list(zip(ids[fresh].tolist(), scores[fresh].tolist(), strict=True)))
+        if len(heads) == 1:
+            merged = [Candidate(i, s, heads[0]) for i, s in offers[0]]
+        else:
+            merged = quota_merge(offers[0], offers[1], k, alpha)
+        taken[[c.item_id for c in merged]] = True
+        out.append(merged)
+    return out
+
+
+Kept = Mapping[str, Ordered] | Mapping[str, list[Ranked]]  # what a ranking order hands the merge
+
+
+def merge_order(order: str, kept: Kept, k: int, alpha: float) -> list[list[Candidate]]:
+    """Per trigger, the K merged candidates of a ranking order: the preranker's distinct merge
+    of its `Ordered` lists, or ANN order's quota merge of each head's K most similar."""
+    if order == "preranker":
+        return merge_distinct(cast(Mapping[str, Ordered], kept), k, alpha)
+    return merge_heads(cast(dict[str, list[Ranked]], dict(kept)), k, alpha)
+
+
 Pooling = Literal["max", "sum"]
-# How each ranking order pools a user's triggers: preranker scores are one user's scores of
-# an item, the same from every trigger ("max" keeps it); similarities add up ("sum").
-POOLING: dict[str, Pooling] = {"preranker": "max", "ann": "sum"}
+# How each ranking order pools a user's triggers: both add an item's scores over the triggers
+# that kept it. ANN order sums its scale-free similarities; the preranker's merge keeps an
+# item for one trigger only, so its pooled score is its probability.
+POOLING: dict[str, Pooling] = {"preranker": "sum", "ann": "sum"}
 
 
 def pool_candidates(

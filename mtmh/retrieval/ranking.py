@@ -1,9 +1,13 @@
 """Cutting each head's K_ann candidates per trigger to K, in one of two orders:
 
-- "preranker": the preranker's user-to-item score (spec section 6); the pool across triggers
-  is ordered by it too.
-- "ann": the head's own similarity order, no preranker; the pool across triggers sums each
-  item's similarity over the triggers that retrieved it (the classic item-based CF rule).
+- "preranker": the model's preranker (mtmh/preranker/) scores every candidate for the user and
+  its trigger as a probability of engagement. Each trigger keeps the K most probable that no
+  more recent trigger kept (mtmh/retrieval/merge.py `merge_distinct`), and the pool ranks
+  them by probability.
+- "ann": the head's own similarity order, no preranker. The pool adds each item's similarity
+  over the triggers that kept it (the classic item-based CF rule), as a share of each list's
+  best similarity and never below zero: two heads' similarities live on different scales, and
+  a peer's item-item weights (EASE) can be negative, so raw values cannot be summed.
 
 A run's order is chosen by its evaluation on validation (`eval.ranking=auto`) and recorded in
 RUN/eval/ranking.json; `resolved_ranking` reads it back for serving.
@@ -16,12 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mtmh.config import RunConfig
-from mtmh.data.histories import recent_window
-from mtmh.preranker.model import PrerankerModel
-from mtmh.retrieval.merge import Ranked
+from mtmh.retrieval.merge import Ordered, Ranked
 
 RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
 RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
@@ -54,26 +55,15 @@ def blocked_items(num_items: int, seen: Iterable[int]) -> np.ndarray:
     """[N + 1] mask of items that may not be candidates: `seen`, and the last slot for
     faiss's -1 (no result)."""
     blocked = np.zeros(num_items + 1, bool)
-    blocked[list(seen)] = True
+    blocked[np.asarray(list(seen), np.int64)] = True
     blocked[num_items] = True
     return blocked
 
 
-@torch.no_grad()
-def user_vector(preranker: PrerankerModel, history: np.ndarray) -> torch.Tensor:
-    """The preranker's [1, 2d] user vector of a history (item ids, oldest first)."""
-    window = recent_window(np.asarray(history, np.int64), preranker.cfg.history_length)
-    return preranker.user_vectors(torch.as_tensor(window)[None])
-
-
-@torch.no_grad()
-def score_candidates(
-    preranker: PrerankerModel, users: torch.Tensor, cands: np.ndarray
-) -> np.ndarray:
-    """Preranker scores [R, C] of candidate rows `cands` [R, C] (faiss -1 allowed, scored as
-    item 0 and masked later) for user vectors [R, 2d], one per row."""
-    cand_t = torch.as_tensor(np.where(cands < 0, 0, cands))
-    return preranker.score(users, cand_t).numpy().astype(np.float64)
+def valid_mask(cands: np.ndarray, triggers: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """[T, K]: candidates that may be returned: not blocked (faiss's -1 indexes the last,
+    always blocked, slot) and not the trigger itself."""
+    return ~blocked[cands] & (cands != np.asarray(triggers)[:, None])
 
 
 def rank_candidates(
@@ -81,5 +71,33 @@ def rank_candidates(
 ) -> list[Ranked]:
     """Per trigger, its `keep` best candidates by score; the trigger itself, blocked items and
     faiss's -1 are never candidates."""
-    invalid = blocked[cands] | (cands == triggers[:, None])
-    return rank_rows(cands, np.where(invalid, -np.inf, scores), keep)
+    valid = valid_mask(cands, triggers, blocked)
+    return rank_rows(cands, np.where(valid, scores, -np.inf), keep)
+
+
+def preranker_order(
+    cands: np.ndarray, probs: np.ndarray, triggers: np.ndarray, blocked: np.ndarray
+) -> Ordered:
+    """Per trigger, every valid candidate by preranker probability, best first (ties by item
+    id). The cut to K happens in the merge (`merge_distinct`): each trigger takes its K best
+    that no more recent trigger's merged list holds."""
+    valid = valid_mask(cands, triggers, blocked) & np.isfinite(probs)
+    out: Ordered = []
+    for row_ids, row_p, ok in zip(cands, probs, valid, strict=True):
+        ids, p = row_ids[ok].astype(np.int64), row_p[ok].astype(np.float64)
+        order = np.lexsort((ids, -p))
+        out.append((ids[order], p[order]))
+    return out
+
+
+def ann_order(
+    sims: np.ndarray, cands: np.ndarray, triggers: np.ndarray, blocked: np.ndarray, keep: int
+) -> list[Ranked]:
+    """Per trigger, its `keep` most similar valid candidates, each scored by its similarity as
+    a share of the list's best, clipped at zero (the scale-free score ANN order pools)."""
+    ranked = rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
+    out = []
+    for row in ranked:
+        best = row[0][1] if row and row[0][1] > 0 else 1.0
+        out.append([(item, max(score, 0.0) / best) for item, score in row])
+    return out

@@ -5,29 +5,32 @@ graph is tested against."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtmh.preranker.model import PrerankerModel
-from mtmh.retrieval.heads import HeadIndex, ann_k, cover_k_ann
-from mtmh.retrieval.merge import Candidate, merge_heads
-from mtmh.retrieval.ranking import (
-    Ranked,
-    blocked_items,
-    rank_candidates,
-    score_candidates,
-    user_vector,
-)
+from mtmh.retrieval.heads import HeadIndex, Searched, ann_k, cover_k_ann
+from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
+from mtmh.retrieval.ranking import Ranked, ann_order, blocked_items, preranker_order
+
+if TYPE_CHECKING:
+    from mtmh.preranker.ranker import Preranker
 
 
 class Retriever:
     """The serving path for one user at a time, all in this process (the evaluation's)."""
 
     def __init__(
-        self, heads: dict[str, HeadIndex], preranker: PrerankerModel, k_ann: int, keep: int
+        self,
+        heads: dict[str, HeadIndex],
+        k_ann: int,
+        keep: int,
+        preranker: Preranker | None = None,
     ) -> None:
         if not heads:
             raise ValueError("a retriever needs at least one head")
+        if preranker is not None and not set(preranker.heads) <= set(heads):
+            raise ValueError(f"the preranker reads heads {preranker.heads}; got {sorted(heads)}")
         self.heads = heads
         self.preranker = preranker
         self.num_items = next(iter(heads.values())).vectors.shape[0]
@@ -36,7 +39,7 @@ class Retriever:
         for head in heads.values():
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
-    def search(self, triggers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def search(self, triggers: np.ndarray) -> Searched:
         """{head: (similarities [T, K], candidates [T, K])} of the ANN stage."""
         triggers = np.asarray(triggers, np.int64)
         return {
@@ -45,29 +48,24 @@ class Retriever:
         }
 
     def preranked(
-        self,
-        history: np.ndarray,
-        triggers: np.ndarray,
-        seen: Iterable[int] = (),
-        searched: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    ) -> dict[str, list[Ranked]]:
-        """{head: per trigger, its `keep` best ANN candidates by preranker score}. The trigger
-        itself and the `seen` items are never candidates."""
+        self, triggers: np.ndarray, seen: Iterable[int] = (), searched: Searched | None = None
+    ) -> dict[str, Ordered]:
+        """{head: per trigger, its ANN candidates by preranker probability, best first}; the
+        merge (`merge`, order "preranker") cuts them to K. The trigger itself and the `seen`
+        items are never candidates."""
+        if self.preranker is None:
+            raise ValueError("this retriever has no preranker: use ann_ordered")
         triggers = np.asarray(triggers, np.int64)
         searched = searched if searched is not None else self.search(triggers)
-        users = user_vector(self.preranker, history).expand(len(triggers), -1)
         blocked = blocked_items(self.num_items, seen)
-        out = {}
-        for name, (_, cands) in searched.items():
-            scores = score_candidates(self.preranker, users, cands)
-            out[name] = rank_candidates(cands, scores, triggers, blocked, self.keep)
-        return out
+        scores = self.preranker.score(searched, triggers, blocked)
+        return {
+            name: preranker_order(searched[name][1], scores[name], triggers, blocked)
+            for name in self.preranker.heads
+        }
 
     def ann_ordered(
-        self,
-        triggers: np.ndarray,
-        seen: Iterable[int] = (),
-        searched: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        self, triggers: np.ndarray, seen: Iterable[int] = (), searched: Searched | None = None
     ) -> dict[str, list[Ranked]]:
         """{head: per trigger, its `keep` best ANN candidates in the head's similarity order}
         (no preranker). The same candidates `preranked` ranks, the same exclusions."""
@@ -75,9 +73,10 @@ class Retriever:
         searched = searched if searched is not None else self.search(triggers)
         blocked = blocked_items(self.num_items, seen)
         return {
-            name: rank_candidates(cands, sims.astype(np.float64), triggers, blocked, self.keep)
+            name: ann_order(sims, cands, triggers, blocked, self.keep)
             for name, (sims, cands) in searched.items()
         }
 
-    def merge(self, kept: dict[str, list[Ranked]], alpha: float) -> list[list[Candidate]]:
-        return merge_heads(kept, self.keep, alpha)
+    def merge(self, kept: Kept, alpha: float, order: str = "ann") -> list[list[Candidate]]:
+        """Per trigger, the K candidates of `order` ("preranker" or "ann") merged by alpha."""
+        return merge_order(order, kept, self.keep, alpha)

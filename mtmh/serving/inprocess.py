@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from mtmh.retrieval.merge import Candidate
+from mtmh.retrieval.merge import Candidate, Kept
 from mtmh.retrieval.retriever import Retriever
 from mtmh.serving.plan import RetrievalPlan, finish
 from mtmh.serving.run import SERVED_HEADS, ServingRun
@@ -22,9 +22,10 @@ class InProcessRetrieval:
         self.preranker = run.load_preranker()
 
     def answer(self, plan: RetrievalPlan) -> list[Candidate]:
-        retriever = Retriever(self.heads, self.preranker, self.run.k_ann, plan.keep)
+        retriever = Retriever(self.heads, self.run.k_ann, plan.keep, self.preranker)
+        kept: Kept
         if plan.ranking == "ann":
             kept = retriever.ann_ordered(plan.triggers, plan.seen)
         else:
-            kept = retriever.preranked(plan.history, plan.triggers, plan.seen)
+            kept = retriever.preranked(plan.triggers, plan.seen)
         return finish(kept, plan)

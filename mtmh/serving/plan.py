@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtmh.retrieval.merge import POOLING, Candidate, Ranked, merge_heads, pool_candidates
+from mtmh.retrieval.merge import POOLING, Candidate, Kept, merge_order, pool_candidates
 from mtmh.serving.run import ServingRun
 
 
@@ -27,7 +27,7 @@ class UnknownItemError(RequestError):
 @dataclass(frozen=True)
 class RetrievalPlan:
     triggers: np.ndarray  # [T] distinct, in request order
-    history: np.ndarray  # the preranker's user features, oldest first
+    history: np.ndarray  # the user's past items, oldest first (the seen items)
     seen: np.ndarray  # never returned
     keep: int  # K: candidates per head and trigger, and per merged trigger list
     alpha: float
@@ -104,10 +104,10 @@ def _plan(
     )
 
 
-def finish(kept: dict[str, list[Ranked]], plan: RetrievalPlan) -> list[Candidate]:
-    """Merge each trigger's ranked head lists to K by the quota, then (multi-trigger
-    requests) pool them to the top k the way the run's ranking order pools."""
-    per_trigger = merge_heads(kept, plan.keep, plan.alpha)
+def finish(kept: Kept, plan: RetrievalPlan) -> list[Candidate]:
+    """Merge each trigger's ranked head lists to K by the quota (the run's ranking order's
+    merge), then (multi-trigger requests) pool them to the top k the way that order pools."""
+    per_trigger = merge_order(plan.ranking, kept, plan.keep, plan.alpha)
     if plan.pool_top_k is None:
         (only,) = per_trigger
         return only

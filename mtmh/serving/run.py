@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,14 @@ from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import MtmhError
 from mtmh.index.artifact import index_dir, read_meta
-from mtmh.preranker.model import PrerankerModel
-from mtmh.preranker.train import catalog_size, load_preranker, preranker_dir
+from mtmh.preranker.ranker import (
+    MODEL_FILE,
+    Preranker,
+    load_preranker,
+    preranker_digest,
+    preranker_dir,
+)
+from mtmh.preranker.train import catalog_size
 from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead, cover_k_ann, load_heads
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.ranking import resolved_ranking
@@ -72,16 +77,15 @@ class ServingRun:
                 raise ServingArtifactError(f"{folder}: no index; run ray_jobs/build_indexes.py")
             if read_meta(folder).model_version != source.version:
                 raise ServingArtifactError(f"{folder} was built for another {model} version")
-        weights = preranker_dir(run_dir) / "model.pt"
+        weights = preranker_dir(run_dir, model) / MODEL_FILE
         if not weights.is_file():
             raise ServingArtifactError(f"{weights} not found: run ray_jobs/train_preranker.py")
-        preranker_digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
         num_items = catalog_size(run_dir)
         ec = cfg.eval
         return cls(
             run_dir=run_dir,
             model=model,
-            version=f"{source.version}.pr-{preranker_digest}",
+            version=f"{source.version}.pr-{preranker_digest(run_dir, model)}",
             num_items=num_items,
             k_ann=min(ec.k_ann_for(num_items), num_items),
             keep=ec.keep_per_head,
@@ -119,5 +123,5 @@ class ServingRun:
         cover_k_ann(index.index, self.k_ann, self.num_items)
         return index if use_gpu else StoredVectorsHead.of(index)
 
-    def load_preranker(self) -> PrerankerModel:
-        return load_preranker(self.run_dir)
+    def load_preranker(self) -> Preranker:
+        return load_preranker(self.run_dir, self.model)

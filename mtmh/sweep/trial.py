@@ -41,6 +41,7 @@ def wr_trial(config: dict[str, Any]) -> None:
     from mtmh.eval.protocol import ModelSpec, evaluate_model, sample_users
     from mtmh.index.build import build_indexes
     from mtmh.model.job import train_variant
+    from mtmh.preranker.train import fit_preranker
     from mtmh.retrieval.ranking import resolved_ranking
 
     base = build_config(config["run_config"])
@@ -50,6 +51,7 @@ def wr_trial(config: dict[str, Any]) -> None:
     assert name is not None
     summary = train_variant(cfg, run_dir, callbacks=[TuneReportCallback()])
     build_indexes(run_dir, name, cfg, in_process=True)
+    fit_preranker(cfg, run_dir, name)  # the trial's model gets its own, as every model does
     alphas = sorted({*cfg.eval.alphas, cfg.eval.alpha})
     users = sample_users(run_dir, cfg.eval)  # the eval seed, not the trial's: same users
     result = evaluate_model(

@@ -100,11 +100,5 @@ def collect(results: Any) -> list[dict[str, Any]]:
 
 
 def run_sweep(cfg: RunConfig, run_dir: Path, resume: bool = False) -> list[dict[str, Any]]:
-    """Run (or resume) the sweep; the preranker the evaluation needs is trained first if the
-    run has none."""
-    from mtmh.preranker.train import fit_preranker, preranker_dir
-
-    if not (preranker_dir(run_dir) / "model.pt").is_file():
-        log.info("no preranker in %s: training it first", run_dir)
-        fit_preranker(cfg, run_dir)
+    """Run (or resume) the sweep; each trial fits its own model's preranker."""
     return collect(build_tuner(cfg, run_dir, resume).fit())
