@@ -5,7 +5,7 @@ graph is tested against."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -13,8 +13,17 @@ from mtmh.retrieval.heads import HeadIndex, Searched, ann_k, cover_k_ann
 from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
 from mtmh.retrieval.ranking import Ranked, ann_order, blocked_items, preranker_order
 
-if TYPE_CHECKING:
-    from mtmh.preranker.ranker import Preranker
+
+class CandidateScorer(Protocol):
+    """What the serving path needs of a preranker (mtmh/preranker/ranker.py `Preranker`)."""
+
+    heads: tuple[str, ...]  # the heads whose lists it reads
+
+    def score(
+        self, searched: Searched, triggers: np.ndarray, blocked: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """{head: [T, K] probabilities of the searched candidates, -inf where invalid}."""
+        ...
 
 
 class Retriever:
@@ -25,7 +34,7 @@ class Retriever:
         heads: dict[str, HeadIndex],
         k_ann: int,
         keep: int,
-        preranker: Preranker | None = None,
+        preranker: CandidateScorer | None = None,
     ) -> None:
         if not heads:
             raise ValueError("a retriever needs at least one head")
