@@ -115,10 +115,11 @@ def test_training_learns_what_predicts_engagement_and_keeps_the_best_epoch() -> 
     assert min(curve) < 0.8 * curve[0] and summary["best_check_logloss"] == min(curve)
     x = torch.zeros(2, len(feature_names(HEADS)))
     x[0, 12], x[1, 12] = 2.0, -2.0
-    engage = torch.sigmoid(model(x)[:, 0])
+    with torch.no_grad():
+        engage = torch.sigmoid(model(x)[:, 0])
     assert float(engage[0]) > 0.5 > float(engage[1])
     x[:, 13] = 2.0  # satisfied too: the probability is p(engage) * p(satisfied | engage)
-    assert float(model.probability(x)[0]) == pytest.approx(float(engage[0]), abs=0.1)
+    assert float(model.probability(x).detach()[0]) == pytest.approx(float(engage[0]), abs=0.1)
 
 
 def test_examples_label_the_real_candidates_with_what_came_after_the_cut() -> None:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,10 @@ class ItemStats:
         ).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        np.savez(path, counts=self.counts, age_days=self.age_days)
+        """Written whole or not at all: concurrent readers (sweep trials) never see a part."""
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+        np.savez(tmp, counts=self.counts, age_days=self.age_days)
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> ItemStats:

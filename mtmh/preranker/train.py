@@ -173,7 +173,7 @@ def _prepare(cfg: RunConfig, run_dir: Path) -> tuple[HoldoutSplit, HoldoutSplit,
     item_log = ItemLog.from_run(run_dir, split, catalog_size(run_dir))
     out = preranker_dir(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    item_log.at(item_log.end).save(out / STATS_FILE)
+    item_log.at(item_log.end).save(out / STATS_FILE)  # atomic: sweep trials may be reading it
     return fit, choose, item_log
 
 
