@@ -55,7 +55,7 @@ def main() -> None:
         run_cfg = dataclasses.replace(cfg, eval=ec)
         heads = load_model_heads(args.run, args.model, order)
         ret = Retriever(heads, ec.k_ann_for(n), ec.keep_per_head)
-        examples = build_examples(ret.heads, order, fit.users, item_log, run_cfg, ret.k_ann)
+        examples = build_examples(ret, order, fit.users, item_log, run_cfg)
         model, _ = train_model(examples, run_cfg, fit.users)
         ret.preranker = Preranker(model, order, item_log.at(item_log.end))
         acc = {o: OrderMetrics(ec, labels) for o in ("preranker", "ann")}

@@ -15,6 +15,7 @@ from mtmh.preranker.ranker import Preranker
 from mtmh.preranker.train import train_model
 from mtmh.retrieval.heads import NeighborHead
 from mtmh.retrieval.ranking import blocked_items
+from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutUser
 
 HEADS = ("engagement", "relevance")
@@ -130,7 +131,8 @@ def test_examples_label_the_real_candidates_with_what_came_after_the_cut() -> No
     user = HoldoutUser(7, history=np.array([0]), triggers=np.array([0]), truth=np.array([2, 3]),
                        cut=3 * DAY, truth_weights=np.array([5.0, 1.0]))  # fmt: skip
     cfg = load_config(overrides=["preranker.max_examples=100000"])
-    ex = build_examples({"neighbors": head}, ("neighbors",), [user], log, cfg, k_ann=2)
+    ret = Retriever({"neighbors": head}, k_ann=2, keep=2)
+    ex = build_examples(ret, ("neighbors",), [user], log, cfg)
     # K_ann + 1 = 3 candidates of trigger 0: 1, 2, 3; 2 and 3 came after the cut, 2 with a
     # rating of 5 (satisfied).
     assert ex.engaged.tolist() == [0, 1, 1] and ex.satisfied.tolist() == [0, 1, 0]

@@ -16,7 +16,6 @@ serving time. Negatives are sampled down to `preranker.max_examples` rows and we
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +23,9 @@ import numpy as np
 from mtmh.config import RunConfig
 from mtmh.preranker.features import candidate_features
 from mtmh.preranker.item_stats import ItemLog
-from mtmh.retrieval.heads import HeadIndex, ann_k
+from mtmh.retrieval.heads import ann_k
 from mtmh.retrieval.ranking import blocked_items
+from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutUser
 
 
@@ -51,22 +51,22 @@ class Examples:
 
 
 def build_examples(
-    heads: Mapping[str, HeadIndex],
+    retriever: Retriever,
     order: tuple[str, ...],
     users: list[HoldoutUser],
     item_log: ItemLog,
     cfg: RunConfig,
-    k_ann: int,
 ) -> Examples:
-    """Labelled rows of every head's candidates for `users` (heads read in `order`)."""
+    """Labelled rows of every head's candidates for `users` (heads read in `order`), from
+    the retriever's own ANN stage."""
     num_items = item_log.num_items
-    k = ann_k(k_ann, num_items)
+    k = ann_k(retriever.k_ann, num_items)
     expected = sum(len(order) * len(u.triggers) * k for u in users)
     rate = min(1.0, cfg.preranker.max_examples / max(expected, 1))
     rng = np.random.default_rng(cfg.seed)
     parts: list[Examples] = []
     for u in users:
-        searched = {h: heads[h].search(u.triggers, k) for h in order}
+        searched = retriever.search(u.triggers)
         seen = u.history if cfg.eval.exclude_seen else np.zeros(0, np.int64)
         blocked = blocked_items(num_items, seen)
         stats = item_log.at(u.cut)

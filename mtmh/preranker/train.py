@@ -37,6 +37,7 @@ from mtmh.preranker.item_stats import STATS_FILE, ItemLog
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
 from mtmh.retrieval.heads import load_model_heads, model_heads
+from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutSplit, HoldoutUser, load_holdout
 
 log = logging.getLogger(__name__)
@@ -139,10 +140,8 @@ def fit_model_preranker(
     order = model_heads(run_dir, source)
     heads = load_model_heads(run_dir, source, order, use_gpu=cfg.index.use_gpu)
     k_ann = cfg.eval.k_ann_for(item_log.num_items)
-    from mtmh.retrieval.retriever import Retriever
-
     retriever = Retriever(heads, k_ann, cfg.eval.keep_per_head)  # sets nprobe to cover K_ann
-    examples = build_examples(retriever.heads, order, users, item_log, cfg, retriever.k_ann)
+    examples = build_examples(retriever, order, users, item_log, cfg)
     model, summary = train_model(examples, cfg, users)
     summary = {
         "features": feature_names(order),
