@@ -150,8 +150,10 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
                   run_dir / "indexes" / source,
                   lambda s=source: build_indexes(run_dir, s, cfg))  # type: ignore[misc]
         )  # fmt: skip
-    k_pre = stage_key("preranker", k_prep, cfg.preranker, cfg.holdout, cfg.eval.max_triggers,
-                      cfg.seed)  # fmt: skip
+    # A preranker learns on its model's ANN candidates: a retrained model, a rebuilt index or
+    # peer table, or another K_ann makes it stale.
+    searchable = [s.key for s in stages if s.name == "peers" or s.name.startswith("index:")]
+    k_pre = stage_key("preranker", searchable, cfg.preranker, cfg.holdout, *neighbours, cfg.seed)
     stages.append(Stage("preranker", k_pre, run_dir / "preranker",
                         lambda: fit_prerankers(cfg, run_dir)))  # fmt: skip
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)

@@ -105,6 +105,11 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     changed = load_config(overrides=[*TINY, "eval.top_k=100"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]
+    # A retrained model is searched anew by its preranker, so that is refitted too.
+    retrained = load_config(overrides=[*TINY, "train.lr=0.01"])
+    assert [s.name for s in plan(retrained, run) if not s.current()] == [
+        "train:itemcf", "train:mtmh", "index:itemcf", "index:mtmh", "preranker", "evaluate"
+    ]  # fmt: skip
     # Resource knobs (CPUs, threads, reporting) never make an artifact stale.
     resized = load_config(overrides=[*TINY, "train.cpus_per_worker=1.0", "train.report_every=7"])
     assert all(stage.current() for stage in plan(resized, run))
