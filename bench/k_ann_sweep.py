@@ -54,7 +54,7 @@ def main() -> None:
         ec = dataclasses.replace(cfg.eval, k_ann_max_catalog_fraction=fraction)
         run_cfg = dataclasses.replace(cfg, eval=ec)
         heads = load_model_heads(args.run, args.model, order)
-        ret = Retriever(heads, ec.k_ann_for(n), ec.keep_per_head)
+        ret = Retriever(heads, ec.k_ann_for(n), ec.keep_per_head, None, ec.relevance_k_ann_for(n))
         examples = build_examples(ret, order, fit.users, item_log, run_cfg)
         model, _ = train_model(examples, run_cfg, fit.users)
         ret.preranker = Preranker(model, order, item_log.at(item_log.end))

@@ -398,6 +398,13 @@ class EvalConfig:
     # nothing, every head returns the whole catalog and every model collapses to the preranker.
     k_ann_max_catalog_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     keep_per_head: Annotated[int, Field(ge=1)] = 30  # preranker keeps this many per head = K
+    # The relevance head lets its preranker choose only among its this many nearest
+    # neighbours (None: 2 x keep_per_head). The preranker learns engagement; given a head's
+    # whole K_ann (10% of a small catalog) it picks popular items the head found far from the
+    # trigger, and the relevance head stops being relevant. The paper's K_ann is a sliver of
+    # its catalog, so there every candidate is near. The choice of 2 x K and what it costs:
+    # docs/results.md, "A relevance head that stays relevant".
+    relevance_k_ann: Annotated[int | None, Field(ge=1)] = None
     top_k: Annotated[int, Field(ge=1)] = 500  # per user, after pooling all triggers
     recall_at: tuple[int, ...] = (5, 20, 100, 500)
     alpha: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0  # engagement quota, percent
@@ -420,10 +427,21 @@ class EvalConfig:
         capped = int(self.k_ann_max_catalog_fraction * num_items)
         return max(self.keep_per_head, min(self.k_ann, capped, num_items))
 
+    def relevance_k_ann_for(self, num_items: int) -> int:
+        """How many of its nearest neighbours the relevance head hands its preranker: at
+        least K, at most K_ann."""
+        reach = self.relevance_k_ann or 2 * self.keep_per_head
+        return max(self.keep_per_head, min(reach, self.k_ann_for(num_items)))
+
     @model_validator(mode="after")
     def _alphas_in_range(self) -> EvalConfig:
         if any(not 0.0 <= a <= 100.0 for a in self.alphas):
             raise ValueError("eval.alphas must lie in [0, 100]")
+        if self.relevance_k_ann is not None and self.relevance_k_ann < self.keep_per_head:
+            raise ValueError(
+                f"eval.relevance_k_ann ({self.relevance_k_ann}) must be at least "
+                f"eval.keep_per_head ({self.keep_per_head}): the head keeps that many"
+            )
         return self
 
 

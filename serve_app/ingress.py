@@ -290,6 +290,7 @@ class Ingress:
             searched=found,
             seen=plan.seen,
             keep=plan.keep,
+            relevance_k_ann=run.relevance_k_ann,
         )
         pre = graph.preranker.options(multiplexed_model_id=run.model_id)
         return finish(await pre.prerank.remote(job), plan)

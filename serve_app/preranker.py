@@ -22,7 +22,7 @@ from ray import serve
 
 from mtmh.preranker.ranker import Preranker as TrainedPreranker
 from mtmh.retrieval.merge import Ordered
-from mtmh.retrieval.ranking import blocked_items, preranker_order
+from mtmh.retrieval.ranking import blocked_items, preranker_order, preranker_reach
 from mtmh.serving.run import ServingRun
 from serve_app.ann import VERSIONS_PER_REPLICA
 
@@ -34,6 +34,7 @@ class PrerankJob:
     searched: dict[str, tuple[np.ndarray, np.ndarray]]  # head -> ([T, C] sims, [T, C] ids)
     seen: np.ndarray  # items never to return
     keep: int
+    relevance_k_ann: int  # the relevance head's reach (`preranker_reach`)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -70,7 +71,13 @@ class Preranker:
             for i, by_head in zip(members, scores, strict=True):
                 job = jobs[i]
                 out[i] = {
-                    head: preranker_order(job.searched[head][1], s, job.triggers, blocked[i])
+                    head: preranker_order(
+                        job.searched[head][1],
+                        s,
+                        job.triggers,
+                        blocked[i],
+                        preranker_reach(head, job.relevance_k_ann, job.keep),
+                    )
                     for head, s in by_head.items()
                 }
         return out

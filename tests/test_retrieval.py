@@ -418,3 +418,55 @@ def test_the_distinct_merge_gives_each_trigger_k_new_items_by_the_quota() -> Non
     assert [[c.item_id for c in row] for row in alone] == [[1, 2, 3], [5, 6]]
     with pytest.raises(ValueError, match="cannot merge"):
         merge_distinct({"a": ordered["engagement"], "b": ordered["relevance"]}, 2, 50)
+
+
+def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -> None:
+    """A preranker that prefers the farthest candidates still picks the relevance head's
+    from its `relevance_k_ann` nearest valid ones (seen items do not count), while the
+    engagement head's come from its whole K_ann."""
+    from mtmh.retrieval.heads import HeadIndex, Searched
+    from mtmh.retrieval.ranking import preranker_order
+    from mtmh.retrieval.retriever import Retriever
+
+    class FarthestFirst:
+        heads = ("engagement", "relevance")
+
+        def score(
+            self, searched: Searched, triggers: np.ndarray, blocked: np.ndarray
+        ) -> dict[str, np.ndarray]:
+            return {h: -sims for h, (sims, _) in searched.items()}
+
+    x = clustered(400, 16, 8, seed=4)
+    exact = build_exact(x, np.arange(len(x)))
+    heads = {h: HeadIndex("m", h, "v", x, exact) for h in FarthestFirst.heads}
+    ret = Retriever(heads, 50, 10, FarthestFirst(), relevance_k_ann=20)
+    triggers, seen = np.array([7, 90]), [7, 90, 11, 12, 13]
+    kept = ret.preranked(triggers, seen)
+    for t, (rel_ids, _), (eng_ids, _) in zip(
+        triggers, kept["relevance"], kept["engagement"], strict=True
+    ):
+        sims = x @ x[t]
+        sims[seen] = -np.inf
+        nearest = np.argsort(-sims, kind="stable")
+        assert sorted(rel_ids.tolist()) == sorted(nearest[:20].tolist())
+        assert rel_ids[0] == nearest[19]  # farthest of the 20 first
+        assert len(eng_ids) > 40 and set(nearest[:50].tolist()) >= set(eng_ids.tolist())
+    # The reach never drops below K, and None offers everything.
+    sims, cands = ret.search(triggers)["relevance"]
+    blocked = np.zeros(len(x) + 1, bool)
+    blocked[-1] = True
+    assert all(len(ids) == 5 for ids, _ in preranker_order(cands, -sims, triggers, blocked, 5))
+    assert all(len(ids) == 50 for ids, _ in preranker_order(cands, -sims, triggers, blocked))
+    assert Retriever(heads, 50, 10, FarthestFirst()).relevance_k_ann == 50
+
+
+def test_relevance_k_ann_defaults_to_twice_k_and_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from mtmh.config import EvalConfig
+
+    assert EvalConfig().relevance_k_ann_for(4_000) == 60
+    assert EvalConfig(relevance_k_ann=500).relevance_k_ann_for(4_000) == 400  # K_ann caps it
+    assert EvalConfig(k_ann=40).relevance_k_ann_for(4_000) == 40
+    with pytest.raises(ValidationError, match=r"relevance_k_ann \(10\) must be at least"):
+        EvalConfig(relevance_k_ann=10)

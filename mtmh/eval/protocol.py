@@ -173,7 +173,13 @@ def evaluate_source(
     all_heads = tuple(sorted({h for spec in specs for h in spec.heads} | set(preranker.heads)))
     heads = load_model_heads(run_dir, source, all_heads, use_gpu=cfg.index.use_gpu)
     num_items = next(iter(heads.values())).vectors.shape[0]
-    ret = Retriever(heads, effective_k_ann(ec, num_items), ec.keep_per_head, preranker)
+    ret = Retriever(
+        heads,
+        effective_k_ann(ec, num_items),
+        ec.keep_per_head,
+        preranker,
+        ec.relevance_k_ann_for(num_items),
+    )
     labels = label_sets(run_dir)
     spec_alphas = {s.name: alphas if len(s.heads) == 2 else alphas[:1] for s in specs}
     acc = {

@@ -14,8 +14,9 @@ inputs because they run the same functions.
 
 Example:
     heads = load_heads(run_dir, "mtmh", ("engagement", "relevance"), use_gpu=False)
-    ret = Retriever(heads, load_preranker(run_dir), k_ann=168, keep=30)
-    kept = ret.preranked(history_ids, triggers, seen)      # {head: [T] ranked lists}
-    per_trigger = ret.merge(kept, alpha=50)                 # [T] lists of Candidate
-    ranked = pool(per_trigger, top_k=500)                   # [(item, score)]
+    ret = Retriever(heads, k_ann=168, keep=30, preranker=load_preranker(run_dir, "mtmh"),
+                    relevance_k_ann=60)
+    kept = ret.preranked(triggers, seen)                            # {head: [T] ordered lists}
+    per_trigger = ret.merge(kept, alpha=50, order="preranker")      # [T] lists of Candidate
+    ranked = pool(per_trigger, top_k=500, how="sum")                # [(item, score)]
 """

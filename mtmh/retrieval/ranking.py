@@ -3,7 +3,9 @@
 - "preranker": the model's preranker (mtmh/preranker/) scores every candidate for the user and
   its trigger as a probability of engagement. Each trigger keeps the K most probable that no
   more recent trigger kept (mtmh/retrieval/merge.py `merge_distinct`), and the pool ranks
-  them by probability.
+  them by probability. The relevance head offers only its `eval.relevance_k_ann` nearest
+  candidates: an engagement preranker given the whole K_ann picks popular items the head
+  found far from the trigger.
 - "ann": the head's own similarity order, no preranker. The pool adds each item's similarity
   over the triggers that kept it (the classic item-based CF rule), as a share of each list's
   best similarity and never below zero: two heads' similarities live on different scales, and
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mtmh.config import RunConfig
-from mtmh.retrieval.merge import Ordered, Ranked
+from mtmh.retrieval.merge import RELEVANCE, Ordered, Ranked
 
 RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
 RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
@@ -75,13 +77,27 @@ def rank_candidates(
     return rank_rows(cands, np.where(valid, scores, -np.inf), keep)
 
 
+def preranker_reach(head: str, relevance_k_ann: int, keep: int) -> int | None:
+    """How many of a head's nearest valid candidates its preranker may choose from: the
+    relevance head's `eval.relevance_k_ann` (never below K), every other head's whole list."""
+    return max(relevance_k_ann, keep) if head == RELEVANCE else None
+
+
 def preranker_order(
-    cands: np.ndarray, probs: np.ndarray, triggers: np.ndarray, blocked: np.ndarray
+    cands: np.ndarray,
+    probs: np.ndarray,
+    triggers: np.ndarray,
+    blocked: np.ndarray,
+    reach: int | None = None,
 ) -> Ordered:
     """Per trigger, every valid candidate by preranker probability, best first (ties by item
-    id). The cut to K happens in the merge (`merge_distinct`): each trigger takes its K best
-    that no more recent trigger's merged list holds."""
-    valid = valid_mask(cands, triggers, blocked) & np.isfinite(probs)
+    id); with `reach`, only the trigger's `reach` nearest valid candidates (the list is in
+    similarity order). The cut to K happens in the merge (`merge_distinct`): each trigger
+    takes its K best that no more recent trigger's merged list holds."""
+    valid = valid_mask(cands, triggers, blocked)
+    if reach is not None:
+        valid &= np.cumsum(valid, axis=1) <= reach
+    valid &= np.isfinite(probs)
     out: Ordered = []
     for row_ids, row_p, ok in zip(cands, probs, valid, strict=True):
         ids, p = row_ids[ok].astype(np.int64), row_p[ok].astype(np.float64)

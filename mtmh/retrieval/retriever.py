@@ -11,7 +11,13 @@ import numpy as np
 
 from mtmh.retrieval.heads import HeadIndex, Searched, ann_k, cover_k_ann
 from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
-from mtmh.retrieval.ranking import Ranked, ann_order, blocked_items, preranker_order
+from mtmh.retrieval.ranking import (
+    Ranked,
+    ann_order,
+    blocked_items,
+    preranker_order,
+    preranker_reach,
+)
 
 
 class CandidateScorer(Protocol):
@@ -35,7 +41,10 @@ class Retriever:
         k_ann: int,
         keep: int,
         preranker: CandidateScorer | None = None,
+        relevance_k_ann: int | None = None,
     ) -> None:
+        """`relevance_k_ann`: how many of its nearest candidates the relevance head offers
+        the preranker (`eval.relevance_k_ann_for`); None offers all K_ann."""
         if not heads:
             raise ValueError("a retriever needs at least one head")
         if preranker is not None and not set(preranker.heads) <= set(heads):
@@ -45,6 +54,7 @@ class Retriever:
         self.num_items = next(iter(heads.values())).vectors.shape[0]
         self.k_ann = min(k_ann, self.num_items)
         self.keep = keep
+        self.relevance_k_ann = min(relevance_k_ann or self.k_ann, self.k_ann)
         for head in heads.values():
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
@@ -60,7 +70,8 @@ class Retriever:
         self, triggers: np.ndarray, seen: Iterable[int] = (), searched: Searched | None = None
     ) -> dict[str, Ordered]:
         """{head: per trigger, its ANN candidates by preranker probability, best first}; the
-        merge (`merge`, order "preranker") cuts them to K. The trigger itself and the `seen`
+        merge (`merge`, order "preranker") cuts them to K. The relevance head's lists hold its
+        `relevance_k_ann` nearest valid candidates only. The trigger itself and the `seen`
         items are never candidates."""
         if self.preranker is None:
             raise ValueError("this retriever has no preranker: use ann_ordered")
@@ -69,7 +80,13 @@ class Retriever:
         blocked = blocked_items(self.num_items, seen)
         scores = self.preranker.score(searched, triggers, blocked)
         return {
-            name: preranker_order(searched[name][1], scores[name], triggers, blocked)
+            name: preranker_order(
+                searched[name][1],
+                scores[name],
+                triggers,
+                blocked,
+                preranker_reach(name, self.relevance_k_ann, self.keep),
+            )
             for name in self.preranker.heads
         }
 

@@ -22,7 +22,9 @@ class InProcessRetrieval:
         self.preranker = run.load_preranker()
 
     def answer(self, plan: RetrievalPlan) -> list[Candidate]:
-        retriever = Retriever(self.heads, self.run.k_ann, plan.keep, self.preranker)
+        retriever = Retriever(
+            self.heads, self.run.k_ann, plan.keep, self.preranker, self.run.relevance_k_ann
+        )
         kept: Kept
         if plan.ranking == "ann":
             kept = retriever.ann_ordered(plan.triggers, plan.seen)

@@ -52,6 +52,7 @@ class ServingRun:
     num_items: int
     k_ann: int  # ANN candidates per head and trigger
     keep: int  # K: candidates kept per head and trigger (the merge's K in /retrieve)
+    relevance_k_ann: int  # the relevance head's nearest candidates its preranker chooses from
     top_k: int  # candidates per /retrieve response by default
     alpha: float  # default engagement quota, percent
     exclude_seen: bool  # a user's history is never recommended back
@@ -89,6 +90,7 @@ class ServingRun:
             num_items=num_items,
             k_ann=min(ec.k_ann_for(num_items), num_items),
             keep=ec.keep_per_head,
+            relevance_k_ann=ec.relevance_k_ann_for(num_items),
             top_k=ec.top_k,
             alpha=ec.alpha,
             exclude_seen=ec.exclude_seen,
