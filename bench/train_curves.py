@@ -7,6 +7,7 @@ the steady pairs/s, the validation score after each epoch and the best epoch: ho
 defaults in `train.*` were chosen (docs/results.md).
 
     .venv/bin/python bench/train_curves.py --run runs/ml-100k --variant mtmh --epochs 4
+    .venv/bin/python bench/train_curves.py --run runs/ml-1m --settings temperature --epochs 1
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from mtmh.config import build_config, config_to_dict, load_config
 
-SETTINGS: dict[str, list[str]] = {
+OPTIMIZER: dict[str, list[str]] = {
     "paper: adagrad 0.01, batch 2048": [
         "train.optimizer=adagrad",
         "train.lr=0.01",
@@ -31,6 +32,12 @@ SETTINGS: dict[str, list[str]] = {
     "adam 1e-3, batch 1024": ["train.optimizer=adam", "train.lr=0.001", "train.batch_size=1024"],
     "adam 1e-3, batch 512": ["train.optimizer=adam", "train.lr=0.001", "train.batch_size=512"],
 }
+# The softmax temperature of the co-engagement loss (the default 0.05 was never varied): a
+# lower one weighs the hardest in-batch negatives more, a higher one spreads the gradient.
+TEMPERATURE: dict[str, list[str]] = {
+    f"temperature {t:g}": [f"model.temperature={t}"] for t in (0.05, 0.1, 0.2)
+}
+SETTINGS = {"optimizer": OPTIMIZER, "temperature": TEMPERATURE}
 
 
 def main() -> None:
@@ -38,6 +45,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a prepared and encoded run")
     parser.add_argument("--variant", default="mtmh")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--settings", choices=sorted(SETTINGS), default="optimizer")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -48,7 +56,7 @@ def main() -> None:
     base = load_config(args.run / "pipeline.yaml")
     init_ray(base.ray)
     results = {}
-    for i, (label, overrides) in enumerate(SETTINGS.items()):
+    for i, (label, overrides) in enumerate(SETTINGS[args.settings].items()):
         cfg = build_config(config_to_dict(base), [
             *overrides, f"model.variant={args.variant}", f"model.name=curve-{i}",
             f"train.epochs={args.epochs}", f"train.patience={args.epochs}",
