@@ -34,10 +34,14 @@ OPTIMIZER: dict[str, list[str]] = {
 }
 # The softmax temperature of the co-engagement loss (the default 0.05 was never varied): a
 # lower one weighs the hardest in-batch negatives more, a higher one spreads the gradient.
-TEMPERATURE: dict[str, list[str]] = {
-    f"temperature {t:g}": [f"model.temperature={t}"] for t in (0.05, 0.1, 0.2)
-}
-SETTINGS = {"optimizer": OPTIMIZER, "temperature": TEMPERATURE}
+TEMPERATURES = (0.025, 0.05, 0.1, 0.2)
+
+
+def temperature_settings(values: tuple[float, ...]) -> dict[str, list[str]]:
+    return {f"temperature {t:g}": [f"model.temperature={t}"] for t in values}
+
+
+SETTINGS = {"optimizer": OPTIMIZER, "temperature": temperature_settings(TEMPERATURES)}
 
 
 def main() -> None:
@@ -46,6 +50,13 @@ def main() -> None:
     parser.add_argument("--variant", default="mtmh")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--settings", choices=sorted(SETTINGS), default="optimizer")
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=None,
+        help=f"with --settings temperature (default {TEMPERATURES})",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -56,7 +67,10 @@ def main() -> None:
     base = load_config(args.run / "pipeline.yaml")
     init_ray(base.ray)
     results = {}
-    for i, (label, overrides) in enumerate(SETTINGS[args.settings].items()):
+    settings = SETTINGS[args.settings]
+    if args.temperatures:
+        settings = temperature_settings(tuple(args.temperatures))
+    for i, (label, overrides) in enumerate(settings.items()):
         cfg = build_config(config_to_dict(base), [
             *overrides, f"model.variant={args.variant}", f"model.name=curve-{i}",
             f"train.epochs={args.epochs}", f"train.patience={args.epochs}",
