@@ -17,6 +17,7 @@ Prints one row per value and writes RUN/eval/relevance_k_ann_sweep.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def main() -> None:
           f"{ec.keep_per_head}; preranker order", flush=True)  # fmt: skip
     out = []
     for value in args.values:
-        reach = max(ec.keep_per_head, min(value, ec.k_ann_for(n)))
+        reach = dataclasses.replace(ec, relevance_k_ann=value).relevance_k_ann_for(n)
         ret = Retriever(heads, ec.k_ann_for(n), ec.keep_per_head, pre, reach)
         acc = {name: OrderMetrics(ec, labels) for name in ROWS}
         for u in users:

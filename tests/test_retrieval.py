@@ -451,7 +451,12 @@ def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -
         assert sorted(rel_ids.tolist()) == sorted(nearest[:20].tolist())
         assert rel_ids[0] == nearest[19]  # farthest of the 20 first
         assert len(eng_ids) > 40 and set(nearest[:50].tolist()) >= set(eng_ids.tolist())
-    # The reach never drops below K, and None offers everything.
+    # preranker_order takes the reach it is given, and None offers everything; the reach a
+    # head gets (preranker_reach) is never below the request's K.
+    from mtmh.retrieval.ranking import preranker_reach
+
+    assert preranker_reach("relevance", 5, keep=10) == 10
+    assert preranker_reach("engagement", 5, keep=10) is None
     sims, cands = ret.search(triggers)["relevance"]
     blocked = np.zeros(len(x) + 1, bool)
     blocked[-1] = True
