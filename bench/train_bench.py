@@ -46,8 +46,10 @@ def plain_loop(cfg, run: Path, steps: int, warmup: int) -> float:  # type: ignor
     """Pairs/s of a bare torch loop after `warmup` steps."""
     from mtmh.model.step import train_step
     from mtmh.model.train_loop import build_task, make_optimizer
+    from mtmh.model.training_pairs import ensure_training_pairs
 
     torch.set_num_threads(cfg.train.threads_per_worker)
+    ensure_training_pairs(run, cfg)  # the logQ correction's target distribution
     task = build_task(cfg, run)
     opt = make_optimizer(cfg, task.parameters())
     pairs = pq.read_table(run / "data" / "pairs")

@@ -42,7 +42,11 @@ class CandidateSet:
 
     ids: torch.Tensor  # [B + L] item id per column
     log_q: torch.Tensor  # [B + L] log sampling probability per column
-    valid: torch.Tensor  # [B, B + L] bool: False where column is an accidental hit for row
+    invalid: torch.Tensor  # [B, B + L] bool: True where the column is an accidental hit
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return ~self.invalid
 
     @classmethod
     def build(
@@ -57,18 +61,18 @@ class CandidateSet:
         same_item = pos_ids.unsqueeze(1) == ids.unsqueeze(0)  # [B, B + L]
         if trigger_ids is not None:
             same_item |= trigger_ids.unsqueeze(1) == ids.unsqueeze(0)
-        own = torch.zeros_like(same_item)
-        own[torch.arange(b), torch.arange(b)] = True
+        same_item[torch.arange(b), torch.arange(b)] = False  # a row's own positive
         if log_q is None:
             log_q = torch.zeros(len(ids), device=ids.device)
-        return cls(ids, log_q, ~same_item | own)
+        return cls(ids, log_q, same_item)
 
 
 def candidate_logits(
     anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """[B, D], [B, D], [L, D] -> [B, B + L] inner products / temperature."""
-    return anchors @ torch.cat([positives, negatives]).T / temperature
+    """[B, D], [B, D], [L, D] -> [B, B + L] inner products / temperature (the temperature
+    divides the [B, D] anchors, not the larger [B, B + L] product)."""
+    return (anchors / temperature) @ torch.cat([positives, negatives]).T
 
 
 def weighted_mean(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -86,9 +90,10 @@ def info_nce(
 ) -> torch.Tensor:
     """Eq. 1, (weighted) mean over rows: -log softmax(logits - log_q)[i, i] with accidental
     hits masked. `weights` [B] weigh each positive pair (None: all equal)."""
-    if log_q_correction:
-        logits = logits - cands.log_q.unsqueeze(0)
-    logits = logits.masked_fill(~cands.valid, NEG_INF)
+    if log_q_correction:  # a new tensor, so the mask can go in place
+        logits = (logits - cands.log_q.unsqueeze(0)).masked_fill_(cands.invalid, NEG_INF)
+    else:
+        logits = logits.masked_fill(cands.invalid, NEG_INF)
     target = torch.arange(len(logits), device=logits.device)
     return weighted_mean(F.cross_entropy(logits, target, reduction="none"), weights)
 
@@ -100,12 +105,11 @@ def kl_distillation(
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eq. 2, (weighted) mean over rows: KL(softmax(teacher) || softmax(student)) over valid
-    columns."""
-    student = student_logits.masked_fill(~cands.valid, NEG_INF)
-    teacher = teacher_logits.masked_fill(~cands.valid, NEG_INF)
-    log_p = F.log_softmax(student, dim=1)
-    log_q = F.log_softmax(teacher, dim=1)
-    kl = (log_q.exp() * (log_q - log_p)).masked_fill(~cands.valid, 0.0)
+    columns. A masked column's teacher probability is exactly 0 (exp of about -1e9), so it
+    adds nothing to the sum."""
+    log_p = F.log_softmax(student_logits.masked_fill(cands.invalid, NEG_INF), dim=1)
+    log_q = F.log_softmax(teacher_logits.masked_fill(cands.invalid, NEG_INF), dim=1)
+    kl = F.kl_div(log_p, log_q, reduction="none", log_target=True)  # q * (log q - log p)
     return weighted_mean(kl.sum(dim=1), weights)
 
 

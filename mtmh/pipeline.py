@@ -34,6 +34,7 @@ from mtmh.eval.content_quality import content_topic_match
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
 from mtmh.model.job import train_variant
+from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.peers.build import build_peers
 from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
@@ -228,6 +229,7 @@ def _run_trainings(
 ) -> None:
     log.info("training %s, %d at a time", ", ".join(stages), cfg.pipeline.concurrent_trainings)
     t0 = time.perf_counter()
+    ensure_training_pairs(run_dir, cfg)  # once, before the trainings that share them
     configs: dict[str, RunConfig] = {
         v: variant_config(cfg, v) for v in cfg.pipeline.variants if v in stages
     }

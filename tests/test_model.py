@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mtmh.config import ModelConfig, RunConfig, build_config
+from mtmh.model.negatives import MixedNegatives
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemFeatureTables, ItemTower
 from mtmh.model.variants import VARIANTS, get_variant
@@ -37,6 +38,11 @@ def _cfg(**kw: object) -> ModelConfig:
     return ModelConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
+def _uniform() -> MixedNegatives:
+    """A sampler for a catalog whose items are all equally popular."""
+    return MixedNegatives(np.full(N_ITEMS, -np.log(N_ITEMS), np.float32), 3, seed=0)
+
+
 def _pairs(n: int = N_ITEMS) -> tuple[torch.Tensor, torch.Tensor]:
     """Items come in pairs (0,1), (2,3), ...: each is the other's only positive."""
     trig = torch.arange(n)
@@ -47,7 +53,7 @@ def _pairs(n: int = N_ITEMS) -> tuple[torch.Tensor, torch.Tensor]:
 def test_every_variant_embeds_and_trains_one_step(name: str) -> None:
     tables = _tables()
     tower = ItemTower(get_variant(name), tables, _cfg())
-    task = RetrievalTask(tower, _cfg(), tables.teacher)
+    task = RetrievalTask(tower, _cfg(), _uniform(), tables.teacher)
     trig, tgt = _pairs()
     out = task(trig[:8], tgt[:8], torch.tensor([5, 9, 17]))
     out["loss"].backward()
@@ -68,7 +74,8 @@ def test_engagement_head_gets_no_gradient_from_l_r() -> None:
     for w_r in (0.0, 5.0):
         torch.manual_seed(0)
         tower = ItemTower(get_variant("mtmh"), tables, _cfg(w_r=w_r))
-        RetrievalTask(tower, _cfg(w_r=w_r), tables.teacher)(trig, tgt, negatives)["loss"].backward()
+        task = RetrievalTask(tower, _cfg(w_r=w_r), _uniform(), tables.teacher)
+        task(trig, tgt, negatives)["loss"].backward()
         grads[w_r] = {
             "head": [p.grad.clone() for p in tower.heads["engagement"].parameters()],
             "bottom": [p.grad.clone() for p in tower.bottom.parameters()],
@@ -86,7 +93,7 @@ def test_a_tiny_model_overfits_a_tiny_pair_set() -> None:
     torch.manual_seed(0)
     cfg = _cfg(temperature=0.1, pair_weighting="none")  # no teacher: nothing to weigh by
     tower = ItemTower(get_variant("itemcf"), tables, cfg)
-    task = RetrievalTask(tower, cfg)
+    task = RetrievalTask(tower, cfg, _uniform())
     opt = torch.optim.Adam(task.parameters(), lr=0.02)
     trig, tgt = _pairs()
     first = None
@@ -212,7 +219,8 @@ def test_sim_pair_weights_change_the_loss_and_favour_content_close_pairs() -> No
     for weighting in ("none", "sim"):
         torch.manual_seed(0)
         cfg = _cfg(pair_weighting=weighting)
-        task = RetrievalTask(ItemTower(get_variant("mtmh"), tables, cfg), cfg, tables.teacher)
+        tower = ItemTower(get_variant("mtmh"), tables, cfg)
+        task = RetrievalTask(tower, cfg, _uniform(), tables.teacher)
         losses[weighting] = task(trig, tgt, negatives)
     assert not torch.allclose(losses["none"]["loss"], losses["sim"]["loss"])
     weights = task.pair_weights(trig, tgt)
@@ -239,7 +247,7 @@ def test_the_sampler_owns_the_log_q_of_its_negatives() -> None:
     torch.testing.assert_close(log_q[4:], torch.full((6,), float(np.log(6 / N_ITEMS))))
     # The task corrects its logits with this sampler's log_q, not its own copy.
     cfg = _cfg(pair_weighting="none")
-    task = RetrievalTask(ItemTower(get_variant("neucf"), _tables(), cfg), cfg, negatives=sampler)
+    task = RetrievalTask(ItemTower(get_variant("neucf"), _tables(), cfg), cfg, sampler)
     assert task.negatives is sampler
 
 
@@ -249,7 +257,8 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch() -> None:
     tables = _tables()
     torch.manual_seed(0)
     cfg = _cfg()
-    task = RetrievalTask(ItemTower(get_variant("mtmh"), tables, cfg), cfg, tables.teacher)
+    tower = ItemTower(get_variant("mtmh"), tables, cfg)
+    task = RetrievalTask(tower, cfg, _uniform(), tables.teacher)
     opt = torch.optim.Adam(task.parameters(), lr=0.01)
     trig, tgt = _pairs()
     negatives = torch.tensor([3, 11, 20])

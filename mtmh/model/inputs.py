@@ -1,4 +1,4 @@
-"""Loading a run's item inputs for the tower: side features, popularity and content tables."""
+"""Loading a run's item inputs for the tower: side features and content tables."""
 
 from __future__ import annotations
 
@@ -23,32 +23,28 @@ def _fixed_width(rows: list[Any], width: int, dtype: type) -> np.ndarray:
 
 def load_item_tables(
     run_dir: Path, teacher: bool = False, content_features: bool = False
-) -> tuple[ItemFeatureTables, np.ndarray]:
-    """(tables, log_popularity [N]) for the items of `run_dir`.
-
-    Popularity is each item's share of T1 interactions, smoothed by one, for logQ. The
-    teacher embeddings and the content features come from RUN/content (run encode_content
-    first), each only when asked for.
+) -> ItemFeatureTables:
+    """The item tables of `run_dir`. The teacher embeddings and the content features come
+    from RUN/content (run encode_content first), each only when asked for. (The logQ
+    correction's popularity is the training pairs', mtmh/model/training_pairs.py.)
     """
     data = run_dir / "data"
     spec = json.loads((data / "item_features.json").read_text())
     items = pq.read_table(
-        data / "items.parquet", columns=["item_id", "dense", "categorical", "t1_interactions"]
+        data / "items.parquet", columns=["item_id", "dense", "categorical"]
     ).sort_by("item_id")
     n = items.num_rows
     if not (items["item_id"].to_numpy() == np.arange(n)).all():
         raise ValueError(f"{data / 'items.parquet'}: item ids are not 0..{n - 1}")
     dense = _fixed_width(items["dense"].to_pylist(), len(spec["dense_names"]), np.float32)
     cats = _fixed_width(items["categorical"].to_pylist(), len(spec["categorical_names"]), np.int64)
-    counts = items["t1_interactions"].to_numpy().astype(np.float64) + 1.0
-    log_pop = np.log(counts / counts.sum()).astype(np.float32)
     tables = ItemFeatureTables(dense, cats, spec["categorical_cardinalities"])
     path = run_dir / "content" / EMBEDDINGS_FILE
     if teacher:
         tables.teacher = _content_vectors(path, "embedding", n)
     if content_features:
         tables.content_features = _content_vectors(path, "content_features", n)
-    return tables, log_pop
+    return tables
 
 
 def _content_vectors(path: Path, column: str, n: int) -> np.ndarray:

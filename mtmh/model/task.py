@@ -18,13 +18,11 @@ The tower runs once per distinct item of the batch (triggers, positives and nega
 many items on small catalogs), and the rows are gathered back.
 
 Example:
-    task = RetrievalTask(tower, cfg, teacher=teacher_emb, negatives=MixedNegatives(log_p, 256, 0))
+    task = RetrievalTask(tower, cfg, MixedNegatives(log_p, 256, 0), teacher=teacher_emb)
     losses = task(trigger_ids, target_ids, negative_ids)  # {"loss": .., "engagement/l_e": ..}
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -43,12 +41,12 @@ class RetrievalTask(nn.Module):
         self,
         tower: ItemTower,
         cfg: ModelConfig,
+        negatives: MixedNegatives,
         teacher: np.ndarray | None = None,
-        negatives: MixedNegatives | None = None,
     ) -> None:
-        """teacher: [N, D] content embeddings F (needed by "mt"/"r" heads and by SIM pair
-        weights); negatives: the sampler whose log_q corrects the logits (default: uniform
-        popularity, `model.num_random_negatives` random negatives)."""
+        """negatives: the sampler whose log_q corrects the logits (its popularity is the
+        training pairs' target distribution); teacher: [N, D] content embeddings F (needed
+        by "mt"/"r" heads and by SIM pair weights)."""
         super().__init__()
         self.tower = tower
         self.cfg = cfg
@@ -62,9 +60,10 @@ class RetrievalTask(nn.Module):
             torch.tensor(teacher, dtype=torch.float32) if teacher is not None else torch.zeros(0),
             persistent=False,
         )
-        self.negatives = negatives or MixedNegatives(
-            np.full(n, -math.log(n), np.float32), cfg.num_random_negatives, seed=0
-        )
+        if negatives.num_items != n:
+            raise ValueError(f"the negative sampler covers {negatives.num_items} items, the "
+                             f"tower {n}")  # fmt: skip
+        self.negatives = negatives
 
     def pair_weights(
         self, trigger_ids: torch.Tensor, target_ids: torch.Tensor

@@ -1,0 +1,204 @@
+"""What every Ray Train worker loop of the project needs around its epochs, in small objects.
+
+- `Progress`: the step counter, the epoch, the batches of that epoch already trained and the
+  early-stopping state. It travels in every checkpoint with the model and the optimizer;
+  `restore` brings all of them back when Ray Train restarts a failed worker group
+  (`FailureConfig`), so a resumed run skips the batches it already trained and ends with the
+  same number of steps.
+- `EarlyStopping`: the best validation score, its epoch and its weights; says when
+  `patience` epochs have passed without a gain.
+- `Reporter`: the metrics rows, to Ray (every rank must report) and to metrics.jsonl (rank 0
+  only): one every `report_every` steps with the pairs/s of its window, a checkpoint every
+  `checkpoint_every` steps, one row per epoch with its validation, and a final row.
+- `make_trainer`: the TorchTrainer with the project's failure, checkpoint and storage settings.
+
+The worker function itself (mtmh/model/train_loop.py) is then a loop over epochs calling a
+plain `train_epoch`, the shape of Ray's own templates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtmh.config import TrainConfig
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class EarlyStopping:
+    """Keeps the best validation score and its weights; says when `patience` epochs have
+    passed without a gain."""
+
+    patience: int
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs: int = 0
+
+    def update(self, score: float, epoch: int, model: torch.nn.Module) -> bool:
+        """Record an epoch's score; True when training should stop."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+@dataclass
+class Progress:
+    """Where a training stands; saved in every checkpoint."""
+
+    stopper: EarlyStopping
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0  # batches of `epoch` trained so far
+    skip: int = 0  # after a restart: the batches of `epoch` the failed run had trained
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    inner = getattr(module, "module", module)
+    assert isinstance(inner, torch.nn.Module)
+    return inner
+
+
+def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, progress: Progress) -> Any:
+    """A Ray Train Checkpoint of the model, the optimizer and the progress."""
+    import ray.train
+
+    folder = Path(tempfile.mkdtemp(prefix="mtmh-ckpt-"))
+    state = {"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
+             "progress": progress}  # fmt: skip
+    torch.save(state, folder / STATE_FILE)
+    return ray.train.Checkpoint.from_directory(str(folder))
+
+
+def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, patience: int) -> Progress:
+    """The progress of Ray Train's latest checkpoint, with the model and the optimizer loaded
+    from it; a fresh Progress when the run starts anew."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return Progress(EarlyStopping(patience))
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    progress: Progress = state["progress"]
+    progress.skip, progress.step_in_epoch = progress.step_in_epoch, 0
+    return progress
+
+
+@dataclass
+class Reporter:
+    """Metrics rows to Ray and (rank 0) to metrics.jsonl, with checkpoints on schedule."""
+
+    tc: TrainConfig
+    path: Path | None  # metrics.jsonl on rank 0, None elsewhere
+    checkpoint: Callable[[], Any]  # a Checkpoint of now (None off rank 0)
+    world: int = 1
+    rank: int = 0
+    last_losses: dict[str, torch.Tensor] | None = None
+    reported_step: int = 0
+    window_start: float = field(default_factory=time.perf_counter)
+    window_pairs: int = 0
+
+    def after_step(self, progress: Progress, pairs: int, losses: dict[str, torch.Tensor]) -> None:
+        """Count the step's pairs; report on `report_every`, checkpoint on `checkpoint_every`."""
+        self.window_pairs += pairs * self.world
+        self.last_losses = losses
+        step, tc = progress.step, self.tc
+        if step % tc.report_every and step % tc.checkpoint_every:
+            return
+        ckpt = self.checkpoint() if step % tc.checkpoint_every == 0 else None
+        self.emit(self.window_row(progress.step, progress.epoch), ckpt)
+        self.reported_step = step
+
+    def after_epoch(self, progress: Progress, epoch: int, values: dict[str, float]) -> None:
+        """Epoch `epoch`'s row (its validation, and the last losses: a Tune scheduler's metric
+        must be in every report) with a checkpoint of `progress` (the next epoch's start)."""
+        losses = {k: float(v) for k, v in (self.last_losses or {}).items()}
+        row = {"step": progress.step, "epoch": epoch, **losses, **values}
+        self.emit(row, self.checkpoint())
+        self.reported_step = -1  # the tail's losses still get their own row at the end
+
+    def final(self, progress: Progress, epoch: int) -> None:
+        """The last report: the final checkpoint, the tail steps since the last row (an epoch
+        rarely ends on a report boundary) and the best epoch. Flagged "final", not "done":
+        Ray Tune reads a reported "done" as the end of the trial."""
+        stopper = progress.stopper
+        row: dict[str, float] = {"step": progress.step, "final": 1.0}
+        tail = progress.step > self.reported_step and self.window_pairs
+        if self.last_losses is not None and tail:
+            row = {**self.window_row(progress.step, epoch), "final": 1.0}
+        if stopper.best_state is not None:
+            row["val/best_epoch"] = stopper.best_epoch
+            row["val/best_score"] = stopper.best_score
+        self.emit(row, self.checkpoint(), to_file="loss" in row)
+
+    def window_row(self, step: int, epoch: int) -> dict[str, float]:
+        assert self.last_losses is not None
+        elapsed = time.perf_counter() - self.window_start
+        row = {
+            "step": step,
+            "epoch": epoch,
+            "pairs_per_s": self.window_pairs / elapsed if elapsed > 0 else 0.0,
+            **{k: v.detach().item() for k, v in self.last_losses.items()},  # off the graph
+        }
+        self.window_start, self.window_pairs = time.perf_counter(), 0
+        return row
+
+    def emit(self, row: dict[str, float], checkpoint: Any, to_file: bool = True) -> None:
+        import ray.train
+
+        if self.path is not None and to_file:
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        ray.train.report(row, checkpoint=checkpoint)
+
+
+def make_trainer(
+    loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+    tc: TrainConfig,
+    name: str,
+    storage: Path,
+    datasets: dict[str, Any],
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A TorchTrainer running `loop` on `tc.num_workers` workers, restarting from the last
+    checkpoint up to `tc.max_failures` times, keeping two checkpoints under `storage`."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=tc.num_workers,
+            use_gpu=tc.use_gpu,
+            resources_per_worker={"CPU": tc.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=str(storage.resolve()),
+            failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
+            # Train v2's RunConfig; the type stubs still describe v1's, which lacks it.
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(tc.threads_per_worker)}},  # type: ignore[call-arg]
+        ),
+        datasets=datasets,
+    )
