@@ -139,6 +139,11 @@ def topic_levels(run_dir: Path) -> dict[str, dict[str, float]]:
 def evaluate_run(
     cfg: RunConfig, run_dir: Path, specs: tuple[ModelSpec, ...] = REPORT_MODELS
 ) -> dict[str, Any]:
+    """Evaluate every available model of `specs` on T2 and write the report.
+
+    Every model is evaluated in both orders (ANN and preranker) in one Ray task per embedding
+    source; the choice of the served order runs beside them as one more task, on validation
+    users, and picks which order the report's main rows show."""
     import ray
 
     started = time.perf_counter()
@@ -148,16 +153,38 @@ def evaluate_run(
         raise ValueError(f"{run_dir}: no user has both T1 history and new T2 items to find")
     models = available_models(run_dir, specs)
     alphas = sorted({*ec.alphas, ec.alpha})
-    ranking = choose_ranking(cfg, run_dir, models)
+    gpus = 1 if cfg.index.use_gpu else 0
+    choice = ray.remote(choose_ranking).options(num_cpus=1, num_gpus=gpus)
+    ranking_ref = choice.remote(cfg, run_dir.resolve(), models)
+    results = _evaluate_sources(cfg, run_dir, models, users, alphas)
+    ranking = ray.get(ranking_ref)
     log.info("serving order: %s (%s)", ranking["chosen"], ranking["how"])
+    for res in results.values():
+        res["by_alpha"] = res["by_ranking"][ranking["chosen"]]
+    report = build_report(cfg, run_dir, models, results, ranking, len(users))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(report, run_dir)
+    return report
+
+
+def _evaluate_sources(
+    cfg: RunConfig,
+    run_dir: Path,
+    models: list[ModelSpec],
+    users: list[Any],
+    alphas: list[float],
+) -> dict[str, dict[str, Any]]:
+    """{model name: its results}: one Ray task per embedding source (MTMH, MTMH-H1 and
+    MTMH-H2 share one search and preranking)."""
+    import ray
+
     users_ref = ray.put(users)
     task = ray.remote(evaluate_source).options(num_cpus=1, num_gpus=1 if cfg.index.use_gpu else 0)
-    # One task per embedding source: MTMH, MTMH-H1 and MTMH-H2 share one search and preranking.
     by_source: dict[str, list[ModelSpec]] = {}
     for spec in models:
         by_source.setdefault(spec.source, []).append(spec)
     pending = {
-        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas, ranking["chosen"]): source
+        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): source
         for source, group in by_source.items()
     }
     results: dict[str, dict[str, Any]] = {}
@@ -169,10 +196,23 @@ def evaluate_run(
             results.update(batch)
             log.info("evaluated %s", source)
             advance(len(batch))
+    return results
+
+
+def build_report(
+    cfg: RunConfig,
+    run_dir: Path,
+    models: list[ModelSpec],
+    results: dict[str, dict[str, Any]],
+    ranking: dict[str, Any],
+    num_users: int,
+) -> dict[str, Any]:
+    """report.json's content, models in the paper's row order."""
+    ec = cfg.eval
     report_models = {}
     by_ranking: dict[str, dict[str, Any]] = {o: {} for o in RANKINGS}
     ann: dict[str, dict[str, float]] = {}
-    for spec in models:  # the paper's row order
+    for spec in models:
         res = results[spec.name]
         by_alpha = res["by_alpha"]
         report_models[spec.name] = by_alpha.get(ec.alpha, next(iter(by_alpha.values())))
@@ -185,7 +225,7 @@ def evaluate_run(
         "dataset": cfg.data.dataset,
         "config": config_to_dict(cfg),
         "protocol": {
-            "users": len(users),
+            "users": num_users,
             "max_triggers": ec.max_triggers,
             "k_ann": next(iter(results.values()))["k_ann"],
             "keep_per_head": ec.keep_per_head,
@@ -217,7 +257,5 @@ def evaluate_run(
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    write_report(report, run_dir)
     return report
