@@ -42,14 +42,16 @@ def write_items(path: Path, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     table = _item_table(cfg, _Catalog(cfg, rng), rng)
     pq.write_table(
-        pa.table({
-            "item_id": pa.array(range(n), pa.int32()),
-            "text": table["text"],
-            "image_uri": pa.nulls(n, pa.string()),
-            "concepts": table["concepts"],
-        }),
+        pa.table(
+            {
+                "item_id": pa.array(range(n), pa.int32()),
+                "text": table["text"],
+                "image_uri": pa.nulls(n, pa.string()),
+                "concepts": table["concepts"],
+            }
+        ),
         path,
-    )  # fmt: skip
+    )
 
 
 class BatchClock:

@@ -59,8 +59,12 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=1.5, help="noise norm relative to a centre")
     p.add_argument("--queries", type=int, default=2_000)
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--families", nargs="+", default=["ivf_flat", "ivf_pq", "hnsw"],
-                   choices=["ivf_flat", "ivf_pq", "hnsw"])  # fmt: skip
+    p.add_argument(
+        "--families",
+        nargs="+",
+        default=["ivf_flat", "ivf_pq", "hnsw"],
+        choices=["ivf_flat", "ivf_pq", "hnsw"],
+    )
     p.add_argument("--nlist", type=int, default=None, help="default: the platform's rule")
     p.add_argument("--pq-m", type=int, default=None, help="default: dim / 2")
     p.add_argument("--hnsw-m", type=int, default=32)
@@ -73,52 +77,81 @@ def main() -> None:
     data = clustered(args.n + args.queries, args.dim, args.clusters, args.noise, seed=0)
     x, q = data[: args.n], data[args.n :]
     ids = np.arange(args.n)
-    console.print(f"{args.n:,} x {args.dim} vectors (noise {args.noise}), {args.queries:,} "
-                  f"queries, k={args.k}, target recall {args.target_recall}, faiss threads "
-                  f"{faiss.omp_get_max_threads()}")  # fmt: skip
+    console.print(
+        f"{args.n:,} x {args.dim} vectors (noise {args.noise}), {args.queries:,} "
+        f"queries, k={args.k}, target recall {args.target_recall}, faiss threads "
+        f"{faiss.omp_get_max_threads()}"
+    )
 
     results = []
     for family in args.families:
-        cfg = IndexConfig(family=family, nlist=args.nlist, pq_m=args.pq_m,  # type: ignore[arg-type]
-                          hnsw_m=args.hnsw_m, nprobe=1)  # fmt: skip
+        cfg = IndexConfig(
+            family=family,
+            nlist=args.nlist,
+            pq_m=args.pq_m,  # type: ignore[arg-type]
+            hnsw_m=args.hnsw_m,
+            nprobe=1,
+        )
         key = factory_key(family, args.n, args.dim, cfg)
         started = time.perf_counter()
         index = build_index(x, ids, cfg)
         build_s = time.perf_counter() - started
         tuned = autotune(index, x, q, args.k, args.target_recall)
-        console.print(f"{family} ({key}): built in {build_s:.1f} s; exact "
-                      f"{tuned.exact_qps:,.0f} QPS")  # fmt: skip
+        console.print(
+            f"{family} ({key}): built in {build_s:.1f} s; exact {tuned.exact_qps:,.0f} QPS"
+        )
         table = Table(title=f"{family}: every setting autotune tried")
         for col in ("setting", f"recall@{args.k}", "QPS", "x exact"):
             table.add_column(col, justify="right")
         for pt in tuned.points:
             mark = " *" if pt.params == tuned.params else ""
-            table.add_row(pt.params + mark, f"{pt.recall:.4f}", f"{pt.qps:,.0f}",
-                          f"{pt.qps / tuned.exact_qps:.1f}x")  # fmt: skip
+            table.add_row(
+                pt.params + mark,
+                f"{pt.recall:.4f}",
+                f"{pt.qps:,.0f}",
+                f"{pt.qps / tuned.exact_qps:.1f}x",
+            )
         console.print(table)
-        results.append({
-            "family": family, "factory": key, "build_s": round(build_s, 1),
-            "best": tuned.params, "recall": tuned.recall, "qps": tuned.qps,
-            "exact_qps": tuned.exact_qps, "speedup": tuned.qps / tuned.exact_qps,
-            "met": tuned.met, "points": [vars(pt) for pt in tuned.points],
-        })  # fmt: skip
+        results.append(
+            {
+                "family": family,
+                "factory": key,
+                "build_s": round(build_s, 1),
+                "best": tuned.params,
+                "recall": tuned.recall,
+                "qps": tuned.qps,
+                "exact_qps": tuned.exact_qps,
+                "speedup": tuned.qps / tuned.exact_qps,
+                "met": tuned.met,
+                "points": [vars(pt) for pt in tuned.points],
+            }
+        )
         del index
 
-    summary = Table(title=f"best point per family at recall@{args.k} >= {args.target_recall} "
-                          f"(noise {args.noise})")  # fmt: skip
+    summary = Table(
+        title=f"best point per family at recall@{args.k} >= {args.target_recall} "
+        f"(noise {args.noise})"
+    )
     for col in ("family", "index", "build s", "setting", f"recall@{args.k}", "QPS", "x exact"):
         summary.add_column(col, justify="right")
     for r in results:
         setting = r["best"] + ("" if r["met"] else " (target not met)")
         summary.add_row(
-            r["family"], r["factory"], f"{r['build_s']:.1f}", setting, f"{r['recall']:.4f}",
-            f"{r['qps']:,.0f}", f"{r['speedup']:.1f}x",
-        )  # fmt: skip
+            r["family"],
+            r["factory"],
+            f"{r['build_s']:.1f}",
+            setting,
+            f"{r['recall']:.4f}",
+            f"{r['qps']:,.0f}",
+            f"{r['speedup']:.1f}x",
+        )
     console.print(summary)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                        "results": results}, indent=2) + "\n")  # fmt: skip
+        args.out.write_text(
+            json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

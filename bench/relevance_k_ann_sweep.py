@@ -29,8 +29,11 @@ from mtmh.retrieval.heads import load_model_heads
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.retriever import Retriever
 
-ROWS = {"MTMH-H1": ((ENGAGEMENT,), 100.0), "MTMH": ((ENGAGEMENT, RELEVANCE), 50.0),
-        "MTMH-H2": ((RELEVANCE,), 0.0)}  # fmt: skip
+ROWS = {
+    "MTMH-H1": ((ENGAGEMENT,), 100.0),
+    "MTMH": ((ENGAGEMENT, RELEVANCE), 50.0),
+    "MTMH-H2": ((RELEVANCE,), 0.0),
+}
 
 
 def main() -> None:
@@ -45,8 +48,11 @@ def main() -> None:
     pre = load_preranker(args.run, "mtmh")
     heads = load_model_heads(args.run, "mtmh", pre.heads)
     n = catalog_size(args.run)
-    print(f"{args.run}: {len(users)} validation users, K_ann {ec.k_ann_for(n)}, K "
-          f"{ec.keep_per_head}; preranker order", flush=True)  # fmt: skip
+    print(
+        f"{args.run}: {len(users)} validation users, K_ann {ec.k_ann_for(n)}, K "
+        f"{ec.keep_per_head}; preranker order",
+        flush=True,
+    )
     out = []
     for value in args.values:
         reach = dataclasses.replace(ec, relevance_k_ann=value).relevance_k_ann_for(n)

@@ -110,11 +110,13 @@ def good_requests(run_dir: Path, n: int, seed: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         user = rng.choice(users)
-        out.append({
-            "item_id": int(rng.choice(user.triggers)),
-            "user_history": [int(i) for i in user.history[-50:]],
-            "alpha": cfg.eval.alpha,
-        })  # fmt: skip
+        out.append(
+            {
+                "item_id": int(rng.choice(user.triggers)),
+                "user_history": [int(i) for i in user.history[-50:]],
+                "alpha": cfg.eval.alpha,
+            }
+        )
     return out
 
 
@@ -204,8 +206,13 @@ def local_serve(setting: str, cpus: int) -> Iterator[str]:
     os.environ.update(env)
     try:
         # address="local": a Ray of the bench's own, never one a `ray start` left behind.
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}})  # fmt: skip
+        ray.init(
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **env}},
+        )
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -222,9 +229,13 @@ def local_serve(setting: str, cpus: int) -> Iterator[str]:
 
 
 def serve_rows(
-    run: ServingRun, good: list[Call], args: argparse.Namespace, mode: str, setting: str,
+    run: ServingRun,
+    good: list[Call],
+    args: argparse.Namespace,
+    mode: str,
+    setting: str,
     console: Console,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Start a local Ray + the app in `mode` with `setting`, drive every load, shut down."""
     from ray import serve
 
@@ -232,29 +243,47 @@ def serve_rows(
 
     with local_serve(setting, args.cpus) as base:
         started = time.perf_counter()
-        serve.run(build({"run_dir": str(run.run_dir), "mode": mode}), name="mtmh-bench",
-                  logging_config={"enable_access_log": False})  # fmt: skip
+        serve.run(
+            build({"run_dir": str(run.run_dir), "mode": mode}),
+            name="mtmh-bench",
+            logging_config={"enable_access_log": False},
+        )
         _wait_until_answering(base, good[0])
         asyncio.run(drive(base, good[:20], 2))  # load the version into its replicas: untimed
         console.print(f"{mode}/{setting}: up and warm in {time.perf_counter() - started:.1f} s")
 
         memory = replica_memory()
-        console.print(f"{mode}/{setting}: replica memory (RSS, MiB) " + ", ".join(
-            f"{name} {mib:,.0f}" for name, mib in memory.items()))  # fmt: skip
+        console.print(
+            f"{mode}/{setting}: replica memory (RSS, MiB) "
+            + ", ".join(f"{name} {mib:,.0f}" for name, mib in memory.items())
+        )
         MEMORY[f"{mode}/{setting}"] = memory
         rows: list[dict[str, Any]] = []
         for c in args.concurrency:
-            rows.append({"mode": mode, "setting": setting, "load": "good", "concurrency": c,
-                         **asyncio.run(drive(base, good, c)).row()})  # fmt: skip
+            rows.append(
+                {
+                    "mode": mode,
+                    "setting": setting,
+                    "load": "good",
+                    "concurrency": c,
+                    **asyncio.run(drive(base, good, c)).row(),
+                }
+            )
         rng = random.Random(args.seed + 1)
         bad = bad_requests(run.num_items)
         n_bad = round(args.bad_fraction * args.requests)
         mixed = good[: args.requests - n_bad]
         mixed += [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
         rng.shuffle(mixed)
-        rows.append({"mode": mode, "setting": setting, "load": f"mixed ({n_bad} bad)",
-                     "concurrency": max(args.concurrency),
-                     **asyncio.run(drive(base, mixed, max(args.concurrency))).row()})  # fmt: skip
+        rows.append(
+            {
+                "mode": mode,
+                "setting": setting,
+                "load": f"mixed ({n_bad} bad)",
+                "concurrency": max(args.concurrency),
+                **asyncio.run(drive(base, mixed, max(args.concurrency))).row(),
+            }
+        )
     return rows
 
 
@@ -292,19 +321,26 @@ def floor_rows(setting: str, args: argparse.Namespace, console: Console) -> list
             return sum(await asyncio.gather(self.a.echo.remote(1), self.b.echo.remote(2)))
 
     with local_serve(setting, args.cpus) as base:
-        serve.run(Front.bind(Echo.options(name="EchoA").bind(), Echo.options(name="EchoB").bind()),
-                  name="floor", logging_config={"enable_access_log": False})  # fmt: skip
+        serve.run(
+            Front.bind(Echo.options(name="EchoA").bind(), Echo.options(name="EchoB").bind()),
+            name="floor",
+            logging_config={"enable_access_log": False},
+        )
         rows = []
-        for path, what in (("/none", "HTTP only"), ("/one", "+1 hop"),
-                           ("/two", "+2 concurrent hops")):  # fmt: skip
+        for path, what in (
+            ("/none", "HTTP only"),
+            ("/one", "+1 hop"),
+            ("/two", "+2 concurrent hops"),
+        ):
             calls = [Call(path, b"{}", bad=False)] * min(args.requests, 300)
             _wait_until_answering(base, calls[0])
             asyncio.run(drive(base, calls[:20], 1))
             rows.append(
                 {"setting": setting, "floor": what, **asyncio.run(drive(base, calls, 1)).row()}
             )
-    console.print(f"{setting}: Serve floor " + ", ".join(f"{r['floor']} {r['p50_ms']:.2f} ms"
-                                                         for r in rows))  # fmt: skip
+    console.print(
+        f"{setting}: Serve floor " + ", ".join(f"{r['floor']} {r['p50_ms']:.2f} ms" for r in rows)
+    )
     return rows
 
 
@@ -371,8 +407,12 @@ def main() -> None:
 
     good = [Call("/i2i", json.dumps(b).encode(), bad=False) for b in bodies]
     floors = [row for setting in args.settings for row in floor_rows(setting, args, console)]
-    rows = [row for mode in args.modes for setting in args.settings
-            for row in serve_rows(run, good, args, mode, setting, console)]  # fmt: skip
+    rows = [
+        row
+        for mode in args.modes
+        for setting in args.settings
+        for row in serve_rows(run, good, args, mode, setting, console)
+    ]
 
     table = Table(title=f"Serve app under load ({args.run})")
     for col in rows[0]:
@@ -384,8 +424,11 @@ def main() -> None:
     ratios = {}
     for mode in args.modes:
         for setting in args.settings:
-            p50 = next(r["p50_ms"] for r in rows if r["mode"] == mode
-                       and r["setting"] == setting and r["concurrency"] == low)  # fmt: skip
+            p50 = next(
+                r["p50_ms"]
+                for r in rows
+                if r["mode"] == mode and r["setting"] == setting and r["concurrency"] == low
+            )
             ratios[f"{mode}/{setting}"] = p50 / (1e3 * base_p50)
             console.print(
                 f"{mode}/{setting}: p50 at concurrency {low} / in-process p50: {p50:.2f} ms / "
@@ -394,14 +437,27 @@ def main() -> None:
             )
     mixed = [r for r in rows if r["load"].startswith("mixed")]
     ok = all(r["5xx"] == 0 and r["dropped"] == 0 and r["wrong_status"] == 0 for r in mixed)
-    console.print("mixed load: " + ("[green]zero 5xx, zero dropped, every status as expected"
-                                    if ok else "[red]FAILED"))  # fmt: skip
+    console.print(
+        "mixed load: "
+        + ("[green]zero 5xx, zero dropped, every status as expected" if ok else "[red]FAILED")
+    )
     if args.out:
-        args.out.write_text(json.dumps({
-            "run": str(run.run_dir), "version": run.version, "rows": rows,
-            "in_process_p50_ms": 1e3 * base_p50, "in_process_p99_ms": 1e3 * base_p99,
-            "p50_ratio": ratios, "serve_floor": floors, "replica_rss_mib": MEMORY,
-        }, indent=2) + "\n")  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "run": str(run.run_dir),
+                    "version": run.version,
+                    "rows": rows,
+                    "in_process_p50_ms": 1e3 * base_p50,
+                    "in_process_p99_ms": 1e3 * base_p99,
+                    "p50_ratio": ratios,
+                    "serve_floor": floors,
+                    "replica_rss_mib": MEMORY,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     sys.exit(0 if ok else 1)
 
 

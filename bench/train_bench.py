@@ -117,14 +117,23 @@ def main() -> None:
 
     # The tests' generated run, at benchmark size (throughput does not depend on the pairs).
     run = write_tiny_run(
-        Path(tempfile.mkdtemp(prefix="train-bench-")), args.items, args.steps * args.batch_size,
+        Path(tempfile.mkdtemp(prefix="train-bench-")),
+        args.items,
+        args.steps * args.batch_size,
         dim=128,
-    )  # fmt: skip
-    cfg = build_config(overrides=[
-        "model.variant=mtmh", f"train.batch_size={args.batch_size}",
-        f"train.max_steps={args.steps}", "train.report_every=10", "train.checkpoint_every=100000",
-        "train.cpus_per_worker=1", "train.threads_per_worker=1", "holdout.users=0",
-    ])  # fmt: skip
+    )
+    cfg = build_config(
+        overrides=[
+            "model.variant=mtmh",
+            f"train.batch_size={args.batch_size}",
+            f"train.max_steps={args.steps}",
+            "train.report_every=10",
+            "train.checkpoint_every=100000",
+            "train.cpus_per_worker=1",
+            "train.threads_per_worker=1",
+            "holdout.users=0",
+        ]
+    )
     plain = plain_loop(cfg, run, args.steps, args.warmup)
     init_ray(RayConfig(num_cpus=2, object_store_memory_mb=1024))
     ray_rate, ray_wall = ray_train(cfg, run, args.warmup)
@@ -148,8 +157,10 @@ def main() -> None:
     print(f"  Ray Train, 1 worker : {ray_rate:10.1f} pairs/s  (fit wall {ray_wall:.1f} s)")
     print(f"  ratio Ray / plain   : {result['ratio_ray_over_plain']:.3f} (target >= 0.9)")
     print(f"  matmul rate         : {rate / 1e9:.2f} GFLOP/s (1 thread, 1024^3)")
-    print(f"  step                : ~{flops / 1e9:.2f} GFLOP; Ray reaches "
-          f"{result['matmul_share']:.0%} of the matmul rate")  # fmt: skip
+    print(
+        f"  step                : ~{flops / 1e9:.2f} GFLOP; Ray reaches "
+        f"{result['matmul_share']:.0%} of the matmul rate"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -71,11 +71,18 @@ def main() -> None:
     if args.temperatures:
         settings = temperature_settings(tuple(args.temperatures))
     for i, (label, overrides) in enumerate(settings.items()):
-        cfg = build_config(config_to_dict(base), [
-            *overrides, f"model.variant={args.variant}", f"model.name=curve-{i}",
-            f"train.epochs={args.epochs}", f"train.patience={args.epochs}",
-            "train.cpus_per_worker=1", "train.report_every=50",
-        ])  # fmt: skip
+        cfg = build_config(
+            config_to_dict(base),
+            [
+                *overrides,
+                f"model.variant={args.variant}",
+                f"model.name=curve-{i}",
+                f"train.epochs={args.epochs}",
+                f"train.patience={args.epochs}",
+                "train.cpus_per_worker=1",
+                "train.report_every=50",
+            ],
+        )
         summary = train_variant(cfg, args.run)
         rows = read_metrics(args.run / "models" / f"curve-{i}" / "metrics.jsonl")
         rates = sorted(r["pairs_per_s"] for r in rows if "pairs_per_s" in r)
@@ -86,10 +93,15 @@ def main() -> None:
             "seconds": summary["seconds"],
         }
         print(label, results[label], flush=True)
-    print(f"\n{args.run.name}, {args.variant}: validation score (mean recall@100/@500 over heads, "
-          "%) after each epoch")  # fmt: skip
-    print("| setting | pairs/s | " + " | ".join(f"epoch {e + 1}" for e in range(args.epochs))
-          + " | best |")  # fmt: skip
+    print(
+        f"\n{args.run.name}, {args.variant}: validation score (mean recall@100/@500 over heads, "
+        "%) after each epoch"
+    )
+    print(
+        "| setting | pairs/s | "
+        + " | ".join(f"epoch {e + 1}" for e in range(args.epochs))
+        + " | best |"
+    )
     print("|---|---|" + "---|" * args.epochs + "---|")
     for label, r in results.items():
         cells = " | ".join(f"{100 * v:.2f}" for v in r["val_score"])

@@ -73,9 +73,11 @@ def run_config_from_args(
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
+        "-v",
+        "--verbose",
+        action="store_true",
         help="show Ray's and the workers' logs live (they always go to RUN/logs/JOB.log)",
-    )  # fmt: skip
+    )
 
 
 def existing_run(run_dir: Path, made_by: str = "prepare_data.py") -> Path:

@@ -51,11 +51,13 @@ DEFAULT_DATASET = "ml-100k"
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 
 
-def _parser(prog: str, description: str, epilog: str | None = None,
-            usage: str | None = None) -> argparse.ArgumentParser:  # fmt: skip
+def _parser(
+    prog: str, description: str, epilog: str | None = None, usage: str | None = None
+) -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    return argparse.ArgumentParser(prog=prog, usage=usage, description=description,
-                                   epilog=epilog, formatter_class=formatter)  # fmt: skip
+    return argparse.ArgumentParser(
+        prog=prog, usage=usage, description=description, epilog=epilog, formatter_class=formatter
+    )
 
 
 # Help and errors only: main() picks the command from the first argument itself, because
@@ -108,10 +110,19 @@ def serve(rest: list[str]) -> int:
         "with Serve's fast path. The explore page is at /, the API at /docs.",
         epilog="examples:\n  mtmh serve\n  mtmh serve runs/ml-1m --mode fused",
     )
-    parser.add_argument("run", nargs="?", default=f"runs/{DEFAULT_DATASET}", type=Path,
-                        help="run directory (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--mode", choices=("graph", "fused"), default="graph",
-                        help="graph: a deployment per head; fused: one for all")  # fmt: skip
+    parser.add_argument(
+        "run",
+        nargs="?",
+        default=f"runs/{DEFAULT_DATASET}",
+        type=Path,
+        help="run directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("graph", "fused"),
+        default="graph",
+        help="graph: a deployment per head; fused: one for all",
+    )
     args = parser.parse_args(rest)
     if not (args.run / "pipeline.yaml").is_file():
         parser.exit(

@@ -51,11 +51,24 @@ def stage_key(*parts: Any) -> str:
 
 # Knobs that change how fast or where a stage runs, never what it produces: left out of the
 # stage keys, so resizing a job does not redo its artifacts.
-RESOURCE_FIELDS = frozenset({
-    "cpus", "threads", "actor_cpus", "actor_threads", "actors_min", "actors_max",
-    "cpus_per_worker", "threads_per_worker", "data_cpus", "report_every", "checkpoint_every",
-    "max_failures", "build_cpus", "build_threads",
-})  # fmt: skip
+RESOURCE_FIELDS = frozenset(
+    {
+        "cpus",
+        "threads",
+        "actor_cpus",
+        "actor_threads",
+        "actors_min",
+        "actors_max",
+        "cpus_per_worker",
+        "threads_per_worker",
+        "data_cpus",
+        "report_every",
+        "checkpoint_every",
+        "max_failures",
+        "build_cpus",
+        "build_threads",
+    }
+)
 
 
 def artifact_fields(section: Any) -> Any:
@@ -80,8 +93,12 @@ class Stage:
 
     def mark(self, seconds: float) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"stage": self.name, "key": self.key, "seconds": round(seconds, 1),
-                  "finished_at": time.time()}  # fmt: skip
+        record = {
+            "stage": self.name,
+            "key": self.key,
+            "seconds": round(seconds, 1),
+            "finished_at": time.time(),
+        }
         (self.folder / MARKER).write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -142,21 +159,29 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     ]
     for v in variants:
         stages.append(
-            Stage(f"train:{v}", k_train[v], run_dir / "models" / v,
-                  lambda v=v: train_variant(configs[v], run_dir))  # type: ignore[misc]
-        )  # fmt: skip
+            Stage(
+                f"train:{v}",
+                k_train[v],
+                run_dir / "models" / v,
+                lambda v=v: train_variant(configs[v], run_dir),  # type: ignore[misc]
+            )
+        )
     for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
         stages.append(
-            Stage(f"index:{source}", stage_key("index", key, cfg.index, cfg.seed),
-                  run_dir / "indexes" / source,
-                  lambda s=source: build_indexes(run_dir, s, cfg))  # type: ignore[misc]
-        )  # fmt: skip
+            Stage(
+                f"index:{source}",
+                stage_key("index", key, cfg.index, cfg.seed),
+                run_dir / "indexes" / source,
+                lambda s=source: build_indexes(run_dir, s, cfg),  # type: ignore[misc]
+            )
+        )
     # A preranker learns on its model's ANN candidates: a retrained model, a rebuilt index or
     # peer table, or another K_ann makes it stale.
     searchable = [s.key for s in stages if s.name == "peers" or s.name.startswith("index:")]
     k_pre = stage_key("preranker", searchable, cfg.preranker, cfg.holdout, *neighbours, cfg.seed)
-    stages.append(Stage("preranker", k_pre, run_dir / "preranker",
-                        lambda: fit_prerankers(cfg, run_dir)))  # fmt: skip
+    stages.append(
+        Stage("preranker", k_pre, run_dir / "preranker", lambda: fit_prerankers(cfg, run_dir))
+    )
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)
     stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
     return stages
@@ -188,8 +213,9 @@ def run_pipeline(
     with StageBoard(console) as board:
         for kind, group in _by_kind(todo):
             if kind == "train":
-                _run_trainings(cfg, run_dir, {s.name.removeprefix("train:"): s for s in group},
-                               board)  # fmt: skip
+                _run_trainings(
+                    cfg, run_dir, {s.name.removeprefix("train:"): s for s in group}, board
+                )
                 continue
             with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
                 for s in group:

@@ -124,8 +124,11 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
             continue
         after_weights = weight[lo:hi][ts[lo:hi] >= cut]
         best = np.full(len(truth), -np.inf, np.float32)
-        np.maximum.at(best, np.searchsorted(truth, after[np.isin(after, truth)]),
-                      after_weights[np.isin(after, truth)])  # fmt: skip
+        np.maximum.at(
+            best,
+            np.searchsorted(truth, after[np.isin(after, truth)]),
+            after_weights[np.isin(after, truth)],
+        )
         rev = before[::-1]
         _, first = np.unique(rev, return_index=True)
         triggers = rev[np.sort(first)][:max_triggers]

@@ -21,8 +21,10 @@ __all__ = ["GraphArgs", "build", "graph"]
 
 def __getattr__(name: str) -> Any:
     if name == "graph":
-        return build({
-            "run_dir": os.environ.get("MTMH_RUN", "runs/ml-100k"),
-            "mode": os.environ.get("MTMH_SERVE_MODE", "graph"),
-        })  # fmt: skip
+        return build(
+            {
+                "run_dir": os.environ.get("MTMH_RUN", "runs/ml-100k"),
+                "mode": os.environ.get("MTMH_SERVE_MODE", "graph"),
+            }
+        )
     raise AttributeError(f"module 'serve_app' has no attribute {name!r}")

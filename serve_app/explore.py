@@ -65,15 +65,19 @@ def report_page(run_dir: Path, version: str) -> str:
     if report.is_file():
         parts.append(f"<article id='report'>{_markdown(report.read_text())}</article>")
     else:
-        parts.append(f"<p id='report'>No report for this run yet: ray_jobs/evaluate.py writes "
-                     f"{html.escape(str(report))}.</p>")  # fmt: skip
+        parts.append(
+            f"<p id='report'>No report for this run yet: ray_jobs/evaluate.py writes "
+            f"{html.escape(str(report))}.</p>"
+        )
     plots = report_files(run_dir)
     if plots:
         parts.append("<h2>Plots</h2><div id='plots'>")
         for name in plots:
             src = html.escape(f"/report/files/{name}", quote=True)
-            parts.append(f"<figure><img src='{src}' alt='{html.escape(name)}'>"
-                         f"<figcaption>{html.escape(name)}</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f"<figure><img src='{src}' alt='{html.escape(name)}'>"
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
         parts.append("</div>")
     sweep = run_dir / SWEEP_REPORT
     if sweep.is_file():

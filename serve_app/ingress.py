@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from mtmh.retrieval.heads import ann_k
+from mtmh.index.faiss_index import search_k
 from mtmh.retrieval.merge import Candidate
 from mtmh.serving.catalog import ItemCatalog, UnknownRawIdError
 from mtmh.serving.inprocess import InProcessRetrieval
@@ -104,8 +104,9 @@ class Live:
         try:
             return self.catalog.item_ids(raw)
         except UnknownRawIdError as err:
-            raise HTTPException(404, f"{err}: not in the catalog of model {self.run.version}"
-                                ) from err  # fmt: skip
+            raise HTTPException(
+                404, f"{err}: not in the catalog of model {self.run.version}"
+            ) from err
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,9 @@ def _parse_ids(text: str, num_items: int) -> list[int]:
         raise HTTPException(422, f"at most {MAX_ITEMS_LISTED} ids per request, got {len(found)}")
     unknown = [i for i in found if not 0 <= i < num_items]
     if unknown:
-        raise HTTPException(404, f"unknown item_id {unknown[:10]}: the catalog has ids "
-                                 f"0..{num_items - 1}")  # fmt: skip
+        raise HTTPException(
+            404, f"unknown item_id {unknown[:10]}: the catalog has ids 0..{num_items - 1}"
+        )
     return found
 
 
@@ -173,13 +175,15 @@ class Ingress:
         """Graph mode with the three downstream handles; fused mode with none."""
         given = [h for h in (engagement, relevance, preranker) if h is not None]
         if len(given) not in (0, 3):
-            raise ValueError("the ingress takes all three downstream handles (graph) or none "
-                             "(fused)")  # fmt: skip
+            raise ValueError(
+                "the ingress takes all three downstream handles (graph) or none (fused)"
+            )
         self.fused = not given
         self.graph = (
-            None if self.fused
+            None
+            if self.fused
             else Downstream({"engagement": engagement, "relevance": relevance}, preranker)  # type: ignore[dict-item, arg-type]
-        )  # fmt: skip
+        )
         self.live: Live | None = None
         if self.fused:
             import faiss
@@ -195,8 +199,13 @@ class Ingress:
         local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
         old = self.live.run.version if self.live else None
         self.live = Live(run, catalog, local)  # the swap: one reference, read once per request
-        log.info("serving %s from %s (was %s, %s mode)", run.version, run.run_dir, old,
-                 "fused" if self.fused else "graph")  # fmt: skip
+        log.info(
+            "serving %s from %s (was %s, %s mode)",
+            run.version,
+            run.run_dir,
+            old,
+            "fused" if self.fused else "graph",
+        )
 
     def _pin(self) -> Live:
         if self.live is None:
@@ -206,8 +215,12 @@ class Ingress:
     @app.get("/healthz")
     async def healthz(self) -> Health:
         live = self._pin()
-        return Health(status="ok", model_version=live.run.version,
-                      run_dir=str(live.run.run_dir), num_items=live.run.num_items)  # fmt: skip
+        return Health(
+            status="ok",
+            model_version=live.run.version,
+            run_dir=str(live.run.run_dir),
+            num_items=live.run.num_items,
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def explore(self) -> HTMLResponse:
@@ -249,8 +262,13 @@ class Ingress:
     async def i2i(self, req: I2IRequest) -> RetrievalResponse:
         """The K candidates for one trigger item, with the head each came from."""
         live = self._pin()
-        (item,) = live.item_ids(None if req.raw_id is None else [req.raw_id],
-                                None if req.item_id is None else [req.item_id]) or []  # fmt: skip
+        (item,) = (
+            live.item_ids(
+                None if req.raw_id is None else [req.raw_id],
+                None if req.item_id is None else [req.item_id],
+            )
+            or []
+        )
         history = live.item_ids(req.user_history_raw_ids, req.user_history)
         plan = _planned(plan_i2i, live.run, item, req.k, req.alpha, history)
         return _response(live, await self._answer(live, plan), plan)
@@ -273,13 +291,16 @@ class Ingress:
         graph = self.graph
         assert graph is not None  # graph mode: built with its three handles
         run = live.run
-        pinned = {head: handle.options(multiplexed_model_id=run.model_id)
-                  for head, handle in graph.heads.items()}  # fmt: skip
-        k_search = ann_k(run.k_ann, run.num_items)
+        pinned = {
+            head: handle.options(multiplexed_model_id=run.model_id)
+            for head, handle in graph.heads.items()
+        }
+        k_search = search_k(run.k_ann, run.num_items)
         # Both heads are asked before either is awaited: they search concurrently.
         if plan.ranking == "ann":  # each head cuts its own candidates: no preranker hop
-            tops = [h.top.remote(plan.triggers, k_search, plan.seen, plan.keep)
-                    for h in pinned.values()]  # fmt: skip
+            tops = [
+                h.top.remote(plan.triggers, k_search, plan.seen, plan.keep) for h in pinned.values()
+            ]
             kept = dict(zip(pinned, await asyncio.gather(*tops), strict=True))
             return finish(kept, plan)
         searches = [h.search.remote(plan.triggers, k_search) for h in pinned.values()]

@@ -39,8 +39,9 @@ class PrerankJob:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class Preranker:
-    def __init__(self, torch_threads: int = 1, max_batch_size: int = 16,
-                 batch_wait_timeout_s: float = 0.002) -> None:  # fmt: skip
+    def __init__(
+        self, torch_threads: int = 1, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.002
+    ) -> None:
         torch.set_num_threads(torch_threads)
         batched = cast(Any, self._batched)  # serve.batch adds the setters
         batched.set_max_batch_size(max_batch_size)

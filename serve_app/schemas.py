@@ -20,21 +20,28 @@ MAX_HISTORY = 1_000  # history items per request (items the answer leaves out)
 ItemId = Annotated[StrictInt, Field(ge=0, description="catalog item id (0..N-1)")]
 Alpha = Annotated[
     float,
-    Field(ge=0.0, le=100.0, allow_inf_nan=False,
-          description="engagement head's share of K, percent; default: the run's eval.alpha"),
-]  # fmt: skip
-RawId = Annotated[StrictStr, Field(min_length=1, max_length=256,
-                                    description="the dataset's own item id (raw_id)")]  # fmt: skip
+    Field(
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="engagement head's share of K, percent; default: the run's eval.alpha",
+    ),
+]
+RawId = Annotated[
+    StrictStr, Field(min_length=1, max_length=256, description="the dataset's own item id (raw_id)")
+]
 K = Annotated[StrictInt, Field(ge=1, le=MAX_K)]
 History = Annotated[
     list[ItemId],
-    Field(max_length=MAX_HISTORY,
-          description="the user's past items, oldest first (never returned)"),
-]  # fmt: skip
+    Field(
+        max_length=MAX_HISTORY, description="the user's past items, oldest first (never returned)"
+    ),
+]
 
 
-RawHistory = Annotated[list[RawId], Field(max_length=MAX_HISTORY,
-                                           description="user_history by raw_id")]  # fmt: skip
+RawHistory = Annotated[
+    list[RawId], Field(max_length=MAX_HISTORY, description="user_history by raw_id")
+]
 
 
 class _Request(BaseModel):
@@ -43,8 +50,9 @@ class _Request(BaseModel):
     def _one_of(self, *names: str, required: bool = True) -> None:
         given = [n for n in names if getattr(self, n) is not None]
         if len(given) > 1 or (required and not given):
-            raise ValueError(f"give {'exactly' if required else 'at most'} one of "
-                             f"{' or '.join(names)}")  # fmt: skip
+            raise ValueError(
+                f"give {'exactly' if required else 'at most'} one of {' or '.join(names)}"
+            )
 
 
 class I2IRequest(_Request):
@@ -66,13 +74,17 @@ class I2IRequest(_Request):
 
 class RetrieveRequest(_Request):
     trigger_item_ids: list[ItemId] | None = Field(
-        default=None, min_length=1, max_length=MAX_TRIGGERS,
+        default=None,
+        min_length=1,
+        max_length=MAX_TRIGGERS,
         description="the user's trigger items, most recent first; repeats are dropped",
-    )  # fmt: skip
+    )
     trigger_raw_ids: list[RawId] | None = Field(
-        default=None, min_length=1, max_length=MAX_TRIGGERS,
+        default=None,
+        min_length=1,
+        max_length=MAX_TRIGGERS,
         description="trigger_item_ids by raw_id",
-    )  # fmt: skip
+    )
     k: K | None = Field(default=None, description="default: the run's eval.top_k")
     alpha: Alpha | None = None
     user_history: History | None = Field(

@@ -93,19 +93,29 @@ class LocalCluster:
 
     # -- nodes ---------------------------------------------------------------------------
 
-    def start_head(self, num_cpus: float, extra: list[str] | None = None,
-                   env: dict[str, str] | None = None) -> Node:  # fmt: skip
+    def start_head(
+        self, num_cpus: float, extra: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> Node:
         args = [
-            "--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp_dir}",
-            f"--num-cpus={num_cpus}", *(extra or []),
-        ]  # fmt: skip
+            "--head",
+            f"--port={self.gcs_port}",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={self.temp_dir}",
+            f"--num-cpus={num_cpus}",
+            *(extra or []),
+        ]
         node = self._start("head", args, env)
         wait_for("the head's dashboard (Jobs API)", self._dashboard_up, timeout=120)
         return node
 
-    def add_worker(self, name: str, num_cpus: float, resources: dict[str, float] | None = None,
-                   wait: bool = True) -> Node:  # fmt: skip
+    def add_worker(
+        self,
+        name: str,
+        num_cpus: float,
+        resources: dict[str, float] | None = None,
+        wait: bool = True,
+    ) -> Node:
         # Its own temp dir, as a machine of its own has: a node's runtime-env agent deletes the
         # jobs' working_dir copies it no longer uses, and in a shared dir those would be the
         # copies that jobs on other nodes are still running from.
@@ -125,14 +135,23 @@ class LocalCluster:
         log = self.root / f"node-{name}.log"
         # Every node's dashboard agent gets its own ports: the defaults (52365...) are
         # per machine, and another Ray on this machine may hold them.
-        cmd = [str(VENV_BIN / "ray"), "start", *args, "--block",
-               f"--dashboard-agent-listen-port={free_port()}",
-               f"--dashboard-agent-grpc-port={free_port()}",
-               f"--metrics-export-port={free_port()}"]  # fmt: skip
+        cmd = [
+            str(VENV_BIN / "ray"),
+            "start",
+            *args,
+            "--block",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+        ]
         with log.open("ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    env={**self.env, **(env or {})},
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
+            )
         node = Node(name, proc, log)
         self.nodes[name] = node
         return node
@@ -183,20 +202,36 @@ class LocalCluster:
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         """`ray list nodes` (the state API) rows of the nodes that are alive."""
-        out = self.cli("ray", "list", "nodes", "--format=json", "--limit=1000",
-                       f"--address={self.gcs_address}", check=False)  # fmt: skip
+        out = self.cli(
+            "ray",
+            "list",
+            "nodes",
+            "--format=json",
+            "--limit=1000",
+            f"--address={self.gcs_address}",
+            check=False,
+        )
         if out.returncode != 0 or not out.stdout.lstrip().startswith("["):
             return []  # not up yet, or "No resource in the cluster"
         return [n for n in json.loads(out.stdout) if n["state"] == "ALIVE"]
 
-    def cli(self, *cmd: str, check: bool = True, timeout: float = 900,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def cli(
+        self, *cmd: str, check: bool = True, timeout: float = 900, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """A `ray`/`serve` command line against this cluster, as a user types it."""
-        done = subprocess.run([str(VENV_BIN / cmd[0]), *cmd[1:]], env=self.env, cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        done = subprocess.run(
+            [str(VENV_BIN / cmd[0]), *cmd[1:]],
+            env=self.env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n"
-                                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")  # fmt: skip
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         return done
 
     def connect(self) -> None:

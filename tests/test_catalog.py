@@ -18,13 +18,18 @@ def _write(run_dir: Path, table: pa.Table) -> Path:
 
 
 def test_titles_topics_and_search_order(tmp_path: Path) -> None:
-    run = _write(tmp_path, pa.table({
-        "item_id": pa.array([2, 0, 1, 3], pa.int32()),  # stored out of order
-        "raw_id": ["c", "a", "b", "d"],
-        "text": ["Toy Soldiers\nbody", "Toy Story (1995)\nstarring x", None, "Heat"],
-        "topic_l1": [["War"], ["Animation", "Comedy"], [], None],
-        "interactions": pa.array([5, 452, 0, 9], pa.int64()),
-    }))  # fmt: skip
+    run = _write(
+        tmp_path,
+        pa.table(
+            {
+                "item_id": pa.array([2, 0, 1, 3], pa.int32()),  # stored out of order
+                "raw_id": ["c", "a", "b", "d"],
+                "text": ["Toy Soldiers\nbody", "Toy Story (1995)\nstarring x", None, "Heat"],
+                "topic_l1": [["War"], ["Animation", "Comedy"], [], None],
+                "interactions": pa.array([5, 452, 0, 9], pa.int64()),
+            }
+        ),
+    )
     catalog = ItemCatalog.open(run)
     assert len(catalog) == 4 and catalog.raw_ids == ["a", "b", "c", "d"]
     a, b, c, d = catalog.describe([0, 1, 2, 3])
@@ -43,14 +48,23 @@ def test_titles_topics_and_search_order(tmp_path: Path) -> None:
 
 
 def test_a_catalog_with_ids_only_and_one_with_gaps(tmp_path: Path) -> None:
-    bare = ItemCatalog.open(_write(tmp_path / "bare", pa.table({
-        "item_id": pa.array([0, 1], pa.int32()), "raw_id": pa.array([10, 11], pa.int64()),
-    })))  # fmt: skip
+    bare = ItemCatalog.open(
+        _write(
+            tmp_path / "bare",
+            pa.table(
+                {
+                    "item_id": pa.array([0, 1], pa.int32()),
+                    "raw_id": pa.array([10, 11], pa.int64()),
+                }
+            ),
+        )
+    )
     assert [(i.raw_id, i.title, i.topics, i.interactions) for i in bare.describe([1])] == [
         ("11", "11", [], 0)
     ]
     assert bare.search("10", limit=5) == [0]
-    gaps = _write(tmp_path / "gaps", pa.table({"item_id": pa.array([0, 2], pa.int32()),
-                                               "raw_id": ["a", "b"]}))  # fmt: skip
+    gaps = _write(
+        tmp_path / "gaps", pa.table({"item_id": pa.array([0, 2], pa.int32()), "raw_id": ["a", "b"]})
+    )
     with pytest.raises(ValueError, match=r"item_id is not 0\.\.1"):
         ItemCatalog.open(gaps)

@@ -44,10 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [*TINY_SYNTHETIC, "pipeline.variants=[mtmh]", "eval.max_users=100"]
 TRAIN_STEPS = 240  # the fault test's training: long enough to be killed half way
 TRAIN = [
-    "train.num_workers=2", "train.cpus_per_worker=0.5", "train.checkpoint_every=20",
-    "train.report_every=10", f"train.max_steps={TRAIN_STEPS}", "train.epochs=20",
-    "train.patience=20", "holdout.users=0",
-]  # fmt: skip
+    "train.num_workers=2",
+    "train.cpus_per_worker=0.5",
+    "train.checkpoint_every=20",
+    "train.report_every=10",
+    f"train.max_steps={TRAIN_STEPS}",
+    "train.epochs=20",
+    "train.patience=20",
+    "holdout.users=0",
+]
 JOBS_RUN = "jobs"  # prepare, encode, train and sweep, each its own job
 PIPELINE_RUN = "pipeline"  # the pipeline job (killed once), then Serve
 SWEEP = ["sweep.w_r_values=[0.5]", "sweep.seeds=[0]", "sweep.max_concurrent_trials=1"]
@@ -129,9 +134,19 @@ class Jobs:
     def submit(self, *entrypoint: str, wait: bool = True) -> str:
         self.count += 1
         job_id = f"mtmh-{self.count}-{int(time.time())}"
-        self.cluster.cli("ray", "job", "submit", f"--address={self.cluster.dashboard_url}",
-                         "--working-dir", ".", f"--submission-id={job_id}", "--no-wait", "--",
-                         *entrypoint, cwd=ROOT)  # fmt: skip
+        self.cluster.cli(
+            "ray",
+            "job",
+            "submit",
+            f"--address={self.cluster.dashboard_url}",
+            "--working-dir",
+            ".",
+            f"--submission-id={job_id}",
+            "--no-wait",
+            "--",
+            *entrypoint,
+            cwd=ROOT,
+        )
         if wait:
             self.wait(job_id)
         return job_id
@@ -141,8 +156,9 @@ class Jobs:
 
     def wait(self, job_id: str, expect: str = "SUCCEEDED", timeout: float = 900) -> str:
         final = {"SUCCEEDED", "FAILED", "STOPPED"}
-        status = wait_for(f"job {job_id}", lambda: (s := self.status(job_id)) in final and s,
-                          timeout, every=2)  # fmt: skip
+        status = wait_for(
+            f"job {job_id}", lambda: (s := self.status(job_id)) in final and s, timeout, every=2
+        )
         logs = self.client.get_job_logs(job_id)
         assert status == expect, f"job {job_id}: {status}\n{logs[-4000:]}"
         return logs
@@ -170,9 +186,13 @@ def test_prepare_and_encode_jobs_run_their_tasks_on_the_worker_nodes(
     from ray.util.state import list_actors
 
     embedder = "MapWorker(MapBatches(ItemContentEmbedder))"
-    actors = list_actors(filters=[("class_name", "=", embedder)],
-                         detail=True, limit=1000, raise_on_missing_output=False,
-                         address=cluster.gcs_address)  # fmt: skip
+    actors = list_actors(
+        filters=[("class_name", "=", embedder)],
+        detail=True,
+        limit=1000,
+        raise_on_missing_output=False,
+        address=cluster.gcs_address,
+    )
     head = next(n["node_id"] for n in cluster.alive_nodes() if n["is_head_node"])
     assert actors and all(a["node_id"] != head for a in actors), actors
     timeline.results["encode_actor_nodes"] = len({a["node_id"] for a in actors})
@@ -186,29 +206,41 @@ def test_worker_node_killed_mid_training_resumes_from_checkpoint(
     run = runs / JOBS_RUN
     metrics = run / "models" / "mtmh" / "metrics.jsonl"
     t0 = time.monotonic()
-    job = jobs.submit("python", "ray_jobs/train.py", "--run", str(run), "--variant", "mtmh",
-                      *sets(TRAIN), wait=False)  # fmt: skip
+    job = jobs.submit(
+        "python",
+        "ray_jobs/train.py",
+        "--run",
+        str(run),
+        "--variant",
+        "mtmh",
+        *sets(TRAIN),
+        wait=False,
+    )
 
     def step_reached() -> int:
         rows = metrics.read_text().splitlines() if metrics.is_file() else []
         return max((json.loads(r)["step"] for r in rows), default=0)
 
     wait_for("training to pass its second checkpoint", lambda: step_reached() >= 45, 600, 0.2)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-                          detail=True, raise_on_missing_output=False,
-                          address=cluster.gcs_address)  # fmt: skip
+    workers = list_actors(
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+        detail=True,
+        raise_on_missing_output=False,
+        address=cluster.gcs_address,
+    )
     by_node = {n["node_id"]: n for n in cluster.alive_nodes()}
     victim_node = by_node[workers[0]["node_id"]]
-    victim = next(k.removeprefix("mtmh_") for k in victim_node["resources_total"]
-                  if k.startswith("mtmh_"))  # fmt: skip
+    victim = next(
+        k.removeprefix("mtmh_") for k in victim_node["resources_total"] if k.startswith("mtmh_")
+    )
     at_step = step_reached()
     cluster.kill_node(victim)
     on_it = sum(w["node_id"] == victim_node["node_id"] for w in workers)
-    timeline.event("worker node killed during training", node=victim, step=at_step,
-                   train_workers_on_it=on_it)  # fmt: skip
+    timeline.event(
+        "worker node killed during training", node=victim, step=at_step, train_workers_on_it=on_it
+    )
     jobs.wait(job)
-    timeline.event("training finished on the remaining nodes",
-                   seconds=round(time.monotonic() - t0))  # fmt: skip
+    timeline.event("training finished on the remaining nodes", seconds=round(time.monotonic() - t0))
     rows = [json.loads(r) for r in metrics.read_text().splitlines()]
     # Every step after the last checkpoint before the kill was trained twice (metrics rows
     # repeat), and the run still ends at exactly TRAIN_STEPS.
@@ -219,9 +251,11 @@ def test_worker_node_killed_mid_training_resumes_from_checkpoint(
     assert "resumed at step" in log, log[-3000:]
     resumed = sorted({int(s) for s in re.findall(r"resumed at step (\d+)", log)})
     timeline.results["training_fault"] = {
-        "killed_at_step": at_step, "resumed_at_steps": resumed, "final_step": rows[-1]["step"],
+        "killed_at_step": at_step,
+        "resumed_at_steps": resumed,
+        "final_step": rows[-1]["step"],
         "metrics_rows_repeat": restarted,
-    }  # fmt: skip
+    }
     assert resumed and all(0 < s <= at_step for s in resumed)
     # A machine replaces the lost one, as an autoscaler would.
     cluster.add_worker("w3", num_cpus=2, resources={"mtmh_w3": 1})
@@ -245,8 +279,12 @@ def test_killed_pipeline_driver_fails_the_job_and_a_resubmission_resumes(
     entry = ["python", "ray_jobs/pipeline.py", "--out", str(run), *sets(TINY)]
     t0 = time.monotonic()
     job = jobs.submit(*entry, wait=False)
-    wait_for("the pipeline's encode stage to finish",
-             lambda: (run / "content" / "stage.json").is_file(), 900, 1)  # fmt: skip
+    wait_for(
+        "the pipeline's encode stage to finish",
+        lambda: (run / "content" / "stage.json").is_file(),
+        900,
+        1,
+    )
     driver = jobs.client.get_job_info(job).driver_info
     assert driver is not None and driver.pid
     os.kill(int(driver.pid), 9)
@@ -301,8 +339,9 @@ def serve_url(cluster: LocalCluster, runs: Path, timeline: Timeline) -> Iterator
 
 
 def post(url: str, body: dict[str, Any], timeout: float = 30) -> int:
-    req = urllib.request.Request(url, json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             r.read()
@@ -320,8 +359,10 @@ class Load:
         self.codes: Counter[int] = Counter()
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, args=(url, i, num_items))
-                        for i in range(concurrency)]  # fmt: skip
+        self.threads = [
+            threading.Thread(target=self._client, args=(url, i, num_items))
+            for i in range(concurrency)
+        ]
 
     def _client(self, url: str, seed: int, num_items: int) -> None:
         i = seed
@@ -356,22 +397,31 @@ def test_serve_answers_on_the_cluster_and_autoscales_under_a_burst(
     samples: list[tuple[float, int]] = []
     t0 = time.monotonic()
     with Load(serve_url, concurrency=12, num_items=300) as load:
-        peak = wait_for("AnnEngagement to scale past one replica",
-                        lambda: (n := replicas("AnnEngagement")) > 1 and n, 120)  # fmt: skip
+        peak = wait_for(
+            "AnnEngagement to scale past one replica",
+            lambda: (n := replicas("AnnEngagement")) > 1 and n,
+            120,
+        )
         up_s = time.monotonic() - t0
         time.sleep(5)
         peak = max(peak, replicas("AnnEngagement"))
     stopped = time.monotonic()
     timeline.event("serve burst: AnnEngagement scaled up", replicas=peak, after_s=round(up_s, 1))
-    wait_for("AnnEngagement to scale back to one replica",
-             lambda: samples.append((time.monotonic() - t0, n := replicas("AnnEngagement")))
-             or n == 1, 180, 1)  # fmt: skip
+    wait_for(
+        "AnnEngagement to scale back to one replica",
+        lambda: samples.append((time.monotonic() - t0, n := replicas("AnnEngagement"))) or n == 1,
+        180,
+        1,
+    )
     down_s = time.monotonic() - stopped
     timeline.event("serve burst over: back to 1 replica", after_s=round(down_s, 1))
     timeline.results["serve_autoscaling"] = {
-        "clients": 12, "peak_replicas": peak, "scale_up_s": round(up_s, 1),
-        "scale_down_s_after_load": round(down_s, 1), "codes": dict(load.codes),
-    }  # fmt: skip
+        "clients": 12,
+        "peak_replicas": peak,
+        "scale_up_s": round(up_s, 1),
+        "scale_down_s_after_load": round(down_s, 1),
+        "codes": dict(load.codes),
+    }
     assert set(load.codes) == {200}, load.codes
 
 
@@ -385,23 +435,34 @@ def test_a_replica_killed_under_load_fails_at_most_the_requests_in_flight(
     with Load(serve_url, concurrency=concurrency, num_items=300) as load:
         time.sleep(3)
         replica = "ServeReplica:mtmh:AnnEngagement"
-        victim = list_actors(filters=[("class_name", "=", replica), ("state", "=", "ALIVE")],
-                             detail=True, address=cluster.gcs_address)[0]  # fmt: skip
+        victim = list_actors(
+            filters=[("class_name", "=", replica), ("state", "=", "ALIVE")],
+            detail=True,
+            address=cluster.gcs_address,
+        )[0]
         ray.kill(ray.get_actor(victim["name"], namespace="serve"), no_restart=True)
         timeline.event("AnnEngagement replica killed under load", clients=concurrency)
 
         def victim_dead() -> bool:
-            rows = list_actors(filters=[("actor_id", "=", victim["actor_id"])], detail=True,
-                               address=cluster.gcs_address)  # fmt: skip
+            rows = list_actors(
+                filters=[("actor_id", "=", victim["actor_id"])],
+                detail=True,
+                address=cluster.gcs_address,
+            )
             return bool(rows) and rows[0]["state"] == "DEAD"
 
         wait_for("the killed replica to be dead", victim_dead, 30)
         time.sleep(10)
-        recovered = wait_for("a healthy AnnEngagement replica",
-                             lambda: replicas("AnnEngagement") >= 1, 60)  # fmt: skip
+        recovered = wait_for(
+            "a healthy AnnEngagement replica", lambda: replicas("AnnEngagement") >= 1, 60
+        )
     failed = sum(n for code, n in load.codes.items() if code != 200)
-    timeline.results["replica_fault"] = {"clients": concurrency, "codes": dict(load.codes),
-                                         "failed": failed, "bound": concurrency}  # fmt: skip
+    timeline.results["replica_fault"] = {
+        "clients": concurrency,
+        "codes": dict(load.codes),
+        "failed": failed,
+        "bound": concurrency,
+    }
     timeline.event("replica fault outcome", failed=failed, ok=load.codes[200])
     # Only requests already inside the killed replica can fail: at most one per client.
     assert recovered and failed <= concurrency and load.codes[200] > 10 * concurrency, load.codes
@@ -426,9 +487,11 @@ def test_fake_autoscaler_adds_gpu_workers_for_gpu_work_and_removes_them_when_idl
     per_node = aws["available_node_types"][gpu_type]["resources"]
     try:
         t0 = time.monotonic()
-        auto.start_head(num_cpus=0, extra=[f"--autoscaling-config={tmp_path / 'fake.yaml'}"],
-                        env={"RAY_FAKE_CLUSTER": "1",
-                             "AUTOSCALER_UPDATE_INTERVAL_S": "1"})  # fmt: skip
+        auto.start_head(
+            num_cpus=0,
+            extra=[f"--autoscaling-config={tmp_path / 'fake.yaml'}"],
+            env={"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"},
+        )
         auto.connect()
         assert len(ray.nodes()) == 1  # the head alone: min_workers is 0
 
@@ -459,13 +522,16 @@ def test_fake_autoscaler_adds_gpu_workers_for_gpu_work_and_removes_them_when_idl
         timeline.event("autoscaler: idle workers removed", after_s=round(gone_s, 1))
         gpu_nodes = [x for x in ray.nodes() if x["Resources"].get("GPU")]
         timeline.results["autoscaler"] = {
-            "node_type": gpu_type, "resources_per_node": per_node,
+            "node_type": gpu_type,
+            "resources_per_node": per_node,
             "idle_timeout_minutes": config["idle_timeout_minutes"],
-            "first_node_s": round(first_s, 1), "tasks_done_s": round(done_s, 1),
-            "all_removed_s": round(gone_s, 1), "peak_workers": peak,
+            "first_node_s": round(first_s, 1),
+            "tasks_done_s": round(done_s, 1),
+            "all_removed_s": round(gone_s, 1),
+            "peak_workers": peak,
             "workers_used_by_tasks": len({n for n, _ in nodes}),
             "started_s": round(start - t0, 1),
-        }  # fmt: skip
+        }
         assert all(cuda != "" for _, cuda in nodes)  # Ray gave each task a (fake) GPU
         assert peak >= 1 and not any(x["Alive"] for x in gpu_nodes)
     finally:

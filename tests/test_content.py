@@ -124,9 +124,12 @@ def _toy_features(n: int, seed: int = 0) -> tuple[ItemFeatures, np.ndarray]:
     text = centers[cluster] + 0.3 * rng.normal(size=(n, 32)).astype(np.float32)
     concept = centers[cluster] @ rng.normal(size=(32, 24)).astype(np.float32)
     feats = ItemFeatures(
-        text, np.ones(n, np.float32), np.zeros((n, 0), np.float32), np.zeros(n, np.float32),
+        text,
+        np.ones(n, np.float32),
+        np.zeros((n, 0), np.float32),
+        np.zeros(n, np.float32),
         [None] * n,
-    )  # fmt: skip
+    )
     return feats, concept.astype(np.float32)
 
 
@@ -153,13 +156,15 @@ def test_projection_fallback_is_a_pca_of_the_fusion_input() -> None:
 
 def test_train_encoder_falls_back_without_concepts(tmp_path: Path) -> None:
     pq.write_table(
-        pa.table({
-            "text": ["sourdough bread", "croissant", "offside", "striker", ""],
-            "image_uri": pa.nulls(5, pa.string()),
-            "concepts": pa.array([[], [], ["#only-once"], [], []], pa.list_(pa.string())),
-        }),
+        pa.table(
+            {
+                "text": ["sourdough bread", "croissant", "offside", "striker", ""],
+                "image_uri": pa.nulls(5, pa.string()),
+                "concepts": pa.array([[], [], ["#only-once"], [], []], pa.list_(pa.string())),
+            }
+        ),
         tmp_path / "items.parquet",
-    )  # fmt: skip
+    )
     cfg = ContentConfig(train=ContentTrainConfig(min_items_with_concepts=2))
     summary = train_encoder(tmp_path / "items.parquet", cfg, seed=0, out_dir=tmp_path / "enc")
     assert summary["kind"] == "projection" and summary["items_with_concepts"] == 0
@@ -170,14 +175,22 @@ def test_train_encoder_falls_back_without_concepts(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("ray_local")
 def test_encode_job_on_tiny_data_through_ray(tmp_path: Path, tiny_vit: VisionTowerConfig) -> None:
     root = write_tiny_dataset(tmp_path / "src", with_bad_rows=False, with_images=True)
-    cfg = build_config(overrides=[
-        f"data.dataset=parquet:{root}", f"data.data_dir={tmp_path / 'cache'}",
-        "data.split.mode=timestamp", f"data.split.cut_timestamp={T0 + 5 * DAY}",
-        f"content.vision.model_name={tiny_vit.model_name}",
-        f"content.vision.model_config={tiny_vit.model_config}", "content.vision.random_init=true",
-        "content.train.min_items_with_concepts=2", "content.train.epochs=3",
-        "content.batch_size=2", "content.actors_max=2", "content.actor_cpus=0.5",
-    ])  # fmt: skip
+    cfg = build_config(
+        overrides=[
+            f"data.dataset=parquet:{root}",
+            f"data.data_dir={tmp_path / 'cache'}",
+            "data.split.mode=timestamp",
+            f"data.split.cut_timestamp={T0 + 5 * DAY}",
+            f"content.vision.model_name={tiny_vit.model_name}",
+            f"content.vision.model_config={tiny_vit.model_config}",
+            "content.vision.random_init=true",
+            "content.train.min_items_with_concepts=2",
+            "content.train.epochs=3",
+            "content.batch_size=2",
+            "content.actors_max=2",
+            "content.actor_cpus=0.5",
+        ]
+    )
     run = tmp_path / "run"
     prepare(cfg, run)
     stats = encode_content(cfg, run)

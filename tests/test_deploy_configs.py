@@ -78,7 +78,7 @@ def test_the_fake_provider_config_is_generated_from_cluster_yaml_node_types() ->
         render_fake_config,
         validate_cluster_config,
         worker_types,
-    )  # fmt: skip
+    )
 
     aws = load_cluster_config(ROOT / "cluster.yaml")
     committed = (ROOT / "cluster_fake.yaml").read_text()

@@ -49,8 +49,13 @@ def test_a_stopped_write_resumes_without_losing_or_repeating_items(
     ids, vectors = read_embeddings(out)
     assert ids.tolist() == list(range(100))  # each item once
     np.testing.assert_array_equal(vectors[:, 0], np.arange(100))
-    assert counts == {"items": 100, "no_text": 50, "with_image": 34, "no_content": 33,
-                      "image_unreadable": 20}  # fmt: skip
+    assert counts == {
+        "items": 100,
+        "no_text": 50,
+        "with_image": 34,
+        "no_content": 33,
+        "image_unreadable": 20,
+    }
     assert not out.with_suffix(".parts").exists()
     assert pq.read_schema(out) == embeddings_schema(DIM)
 
@@ -58,8 +63,9 @@ def test_a_stopped_write_resumes_without_losing_or_repeating_items(
 def test_parts_of_another_encoder_are_discarded(tmp_path: Path) -> None:
     out = tmp_path / "item_embeddings.parquet"
     with pytest.raises(RuntimeError):
-        write_embeddings(_stream([np.arange(10), np.arange(10, 20)], stop_at=1), out, DIM, 20,
-                         "encoder-a")  # fmt: skip
+        write_embeddings(
+            _stream([np.arange(10), np.arange(10, 20)], stop_at=1), out, DIM, 20, "encoder-a"
+        )
     schema = embeddings_schema(DIM)
     assert len(EmbeddingParts.open(out, schema, "encoder-a").done_ids()) == 10
     assert len(EmbeddingParts.open(out, schema, "encoder-b").done_ids()) == 0

@@ -103,14 +103,23 @@ class _BadInput(MtmhError):
 @pytest.mark.parametrize(
     ("error", "status", "line"),
     [
-        (_BadInput("items.parquet: not a readable parquet table\nmore"), 2,
-         "error: items.parquet: not a readable parquet table"),
-        (FileNotFoundError("runs/x/data not found: run prepare first"), 2,
-         "error: runs/x/data not found: run prepare first"),
-        (ZeroDivisionError("division by zero"), 1, "error: unexpected ZeroDivisionError: "
-                                                   "division by zero"),
+        (
+            _BadInput("items.parquet: not a readable parquet table\nmore"),
+            2,
+            "error: items.parquet: not a readable parquet table",
+        ),
+        (
+            FileNotFoundError("runs/x/data not found: run prepare first"),
+            2,
+            "error: runs/x/data not found: run prepare first",
+        ),
+        (
+            ZeroDivisionError("division by zero"),
+            1,
+            "error: unexpected ZeroDivisionError: division by zero",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_failing_job_prints_one_line_and_logs_the_traceback(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], error: Exception, status: int, line: str
 ) -> None:
@@ -128,8 +137,14 @@ def test_a_failing_job_prints_one_line_and_logs_the_traceback(
 
 
 def _job(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _cut_catalog(data: Path) -> str:
@@ -159,8 +174,10 @@ def test_a_bad_dataset_stops_prepare_with_one_line(tmp_path: Path, spoil: Any) -
 def test_jobs_on_a_missing_run_and_a_bad_config_say_so_in_one_line(tmp_path: Path) -> None:
     done = _job("ray_jobs/train.py", "--run", str(tmp_path / "nope"))
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: no run directory {tmp_path / 'nope'}: run " \
-                                  "prepare_data.py first"  # fmt: skip
+    assert (
+        done.stderr.strip() == f"error: no run directory {tmp_path / 'nope'}: run "
+        "prepare_data.py first"
+    )
     assert not (tmp_path / "nope").exists()  # no log folder made for a run that is not there
     done = _job("ray_jobs/pipeline.py", "--out", str(tmp_path / "r"), "--set", "eval.alpha=500")
     assert done.returncode == 2 and done.stderr.startswith("error: invalid config:")

@@ -112,11 +112,21 @@ def test_a_tiny_model_overfits_a_tiny_pair_set() -> None:
 def _train_cfg(*extra: str) -> RunConfig:
     # The generated run has pairs and content but no T1 log: no validation split. Its 512
     # pairs repeat 24 distinct ones, so the step counts below are of undeduplicated pairs.
-    return build_config(overrides=[
-        "model.dim=8", "model.id_dim=8", "model.hidden_dim=16", "model.num_random_negatives=8",
-        "train.batch_size=32", "train.report_every=2", "train.cpus_per_worker=0.5",
-        "train.optimizer=adam", "holdout.users=0", "train.dedup_pairs=false", *extra,
-    ])  # fmt: skip
+    return build_config(
+        overrides=[
+            "model.dim=8",
+            "model.id_dim=8",
+            "model.hidden_dim=16",
+            "model.num_random_negatives=8",
+            "train.batch_size=32",
+            "train.report_every=2",
+            "train.cpus_per_worker=0.5",
+            "train.optimizer=adam",
+            "holdout.users=0",
+            "train.dedup_pairs=false",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.usefixtures("ray_local")
@@ -125,9 +135,11 @@ def test_two_worker_torch_trainer_finishes_on_tiny_data(tmp_path: Path) -> None:
 
     run = write_tiny_run(tmp_path / "run", N_ITEMS)
     cfg = _train_cfg(
-        "train.num_workers=2", "train.epochs=2",
-        "train.fresh_snapshot_every=4", "train.fresh_max_interactions=1000",
-    )  # fmt: skip
+        "train.num_workers=2",
+        "train.epochs=2",
+        "train.fresh_snapshot_every=4",
+        "train.fresh_max_interactions=1000",
+    )
     result = fit(cfg, run)
     assert result.error is None
     out = run / "models" / "mtmh"

@@ -61,13 +61,20 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert report["dataset"] == "synthetic"
     # Models whose variant was not trained are left out; the rest carry every metric.
     assert set(report["models"]) == {
-        "ItemKNN", "EASE", "ItemCF", "ContentEncoder", "MTMH-H1", "MTMH-H2", "MTMH"
-    }  # fmt: skip
+        "ItemKNN",
+        "EASE",
+        "ItemCF",
+        "ContentEncoder",
+        "MTMH-H1",
+        "MTMH-H2",
+        "MTMH",
+    }
     # Both orders for every model; the headline rows are the order chosen on validation.
     chosen = report["ranking"]["chosen"]
     assert chosen in ("preranker", "ann") and set(report["ranking"]["validation"]) == {
-        "preranker", "ann"
-    }  # fmt: skip
+        "preranker",
+        "ann",
+    }
     assert report["models_by_ranking"][chosen] == report["models"]
     for rows in report["models_by_ranking"].values():
         assert set(rows) == set(report["models"])
@@ -85,12 +92,20 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert {k: row[k] for k in METRICS} == {k: report["models"]["MTMH"][k] for k in METRICS}
     assert set(report["ann_recall"]) >= {"mtmh/engagement", "mtmh/relevance", "content/content"}
     assert set(report["fresh_convergence"]) == {
-        "MTMH (engagement head)", "MTMH (relevance head)", "ItemCF"
-    }  # fmt: skip
+        "MTMH (engagement head)",
+        "MTMH (relevance head)",
+        "ItemCF",
+    }
     for curve in report["fresh_convergence"].values():
         assert curve["delta"][-1] == 0.0  # the last snapshot is the reference
-    for name in ("report.json", "report.md", "recall_relevance.png", "alpha_curve.png",
-                 "fresh_convergence.png", "validation_curves.png"):  # fmt: skip
+    for name in (
+        "report.json",
+        "report.md",
+        "recall_relevance.png",
+        "alpha_curve.png",
+        "fresh_convergence.png",
+        "validation_curves.png",
+    ):
         assert (run / name).stat().st_size > 0
     assert "ItemKNN" in (run / "report.md").read_text()
 
@@ -98,8 +113,10 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert all(stage.current() for stage in plan(cfg, run))
     again = _pipeline_job(run)
     assert again.returncode == 0 and "✓" not in again.stdout
-    assert "current, skipped: prepare, encode, peers, train (2), index (3), preranker, " \
-           "evaluate" in again.stdout  # fmt: skip
+    assert (
+        "current, skipped: prepare, encode, peers, train (2), index (3), preranker, "
+        "evaluate" in again.stdout
+    )
     assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
     # A changed eval knob redoes only the evaluation.
     changed = load_config(overrides=[*TINY, "eval.top_k=100"])
@@ -108,8 +125,13 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     # A retrained model is searched anew by its preranker, so that is refitted too.
     retrained = load_config(overrides=[*TINY, "train.lr=0.01"])
     assert [s.name for s in plan(retrained, run) if not s.current()] == [
-        "train:itemcf", "train:mtmh", "index:itemcf", "index:mtmh", "preranker", "evaluate"
-    ]  # fmt: skip
+        "train:itemcf",
+        "train:mtmh",
+        "index:itemcf",
+        "index:mtmh",
+        "preranker",
+        "evaluate",
+    ]
     # Resource knobs (CPUs, threads, reporting) never make an artifact stale.
     resized = load_config(overrides=[*TINY, "train.cpus_per_worker=1.0", "train.report_every=7"])
     assert all(stage.current() for stage in plan(resized, run))

@@ -16,11 +16,17 @@ DAY = 86_400
 
 
 def _prepare(tmp_path: Path, root: Path, *extra: str) -> dict:
-    cfg = build_config(overrides=[
-        f"data.dataset=parquet:{root}", f"data.data_dir={tmp_path / 'cache'}",
-        "data.split.mode=timestamp", f"data.split.cut_timestamp={T0 + 5 * DAY}",
-        "data.pairs.window=2", "data.rows_per_bucket=1000", *extra,
-    ])  # fmt: skip
+    cfg = build_config(
+        overrides=[
+            f"data.dataset=parquet:{root}",
+            f"data.data_dir={tmp_path / 'cache'}",
+            "data.split.mode=timestamp",
+            f"data.split.cut_timestamp={T0 + 5 * DAY}",
+            "data.pairs.window=2",
+            "data.rows_per_bucket=1000",
+            *extra,
+        ]
+    )
     return prepare(cfg, tmp_path / "run")
 
 

@@ -24,11 +24,15 @@ HEADS = ("engagement", "relevance")
 def _searched() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     # Two triggers (0 most recent), K = 3, catalog of 10; faiss's -1 where a row ran short.
     return {
-        "engagement": (np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.0]]),
-                       np.array([[4, 5, 6], [5, 7, -1]])),
-        "relevance": (np.array([[0.6, 0.3, 0.2], [0.9, 0.4, 0.1]]),
-                      np.array([[6, 4, 8], [1, 5, 9]])),
-    }  # fmt: skip
+        "engagement": (
+            np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.0]]),
+            np.array([[4, 5, 6], [5, 7, -1]]),
+        ),
+        "relevance": (
+            np.array([[0.6, 0.3, 0.2], [0.9, 0.4, 0.1]]),
+            np.array([[6, 4, 8], [1, 5, 9]]),
+        ),
+    }
 
 
 def test_features_are_computed_per_trigger_and_candidate_as_documented() -> None:
@@ -60,8 +64,9 @@ def test_features_are_computed_per_trigger_and_candidate_as_documented() -> None
     rel = rows["relevance"]
     assert rel.items.tolist() == [6, 4, 8, 1, 5]  # 9 is seen
     with pytest.raises(ValueError, match="lacks"):
-        candidate_features({"engagement": _searched()["engagement"]}, HEADS, triggers, blocked,
-                           stats)  # fmt: skip
+        candidate_features(
+            {"engagement": _searched()["engagement"]}, HEADS, triggers, blocked, stats
+        )
 
 
 def test_item_log_counts_and_ages_only_what_came_before() -> None:
@@ -86,8 +91,10 @@ def test_an_untrained_preranker_is_ann_order_and_depends_on_the_trigger() -> Non
         valid = np.isfinite(s)
         for row in range(2):
             ok = valid[row]
-            assert np.argsort(-s[row][ok], kind="stable").tolist() == \
-                np.argsort(-sims[row][ok], kind="stable").tolist()  # fmt: skip
+            assert (
+                np.argsort(-s[row][ok], kind="stable").tolist()
+                == np.argsort(-sims[row][ok], kind="stable").tolist()
+            )
     # Item 5 scores differently from its two triggers: the score reads the trigger.
     eng = scores["engagement"]
     assert eng[0, 1] != pytest.approx(eng[1, 0])
@@ -101,15 +108,19 @@ def _examples(n: int, seed: int) -> Examples:
     p = 1 / (1 + np.exp(-(3 * x[:, 12] - 3)))
     engaged = (rng.random(n) < p).astype(np.float32)
     satisfied = engaged * (x[:, 13] > 0)
-    return Examples(x, engaged, satisfied.astype(np.float32), np.ones(n, np.float32),
-                    np.arange(n) % 20)  # fmt: skip
+    return Examples(
+        x, engaged, satisfied.astype(np.float32), np.ones(n, np.float32), np.arange(n) % 20
+    )
 
 
 def test_training_learns_what_predicts_engagement_and_keeps_the_best_epoch() -> None:
-    cfg = load_config(overrides=["preranker.epochs=4", "preranker.batch_size=256",
-                                 "preranker.check_fraction=0.2"])  # fmt: skip
-    users = [HoldoutUser(u, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-             for u in range(20)]  # fmt: skip
+    cfg = load_config(
+        overrides=["preranker.epochs=4", "preranker.batch_size=256", "preranker.check_fraction=0.2"]
+    )
+    users = [
+        HoldoutUser(u, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        for u in range(20)
+    ]
     model, summary = train_model(_examples(6000, 0), cfg, users)
     assert summary["check_users"] == 4 and summary["satisfaction_task"]
     curve = [r["check_logloss"] for r in summary["curve"]]
@@ -125,11 +136,24 @@ def test_training_learns_what_predicts_engagement_and_keeps_the_best_epoch() -> 
 
 def test_examples_label_the_real_candidates_with_what_came_after_the_cut() -> None:
     ids = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]], np.int32)
-    head = NeighborHead("p", "neighbors", "v", np.zeros((4, 0), np.float32), None, ids,
-                        np.tile(np.array([0.9, 0.5, 0.1], np.float32), (4, 1)))  # fmt: skip
+    head = NeighborHead(
+        "p",
+        "neighbors",
+        "v",
+        np.zeros((4, 0), np.float32),
+        None,
+        ids,
+        np.tile(np.array([0.9, 0.5, 0.1], np.float32), (4, 1)),
+    )
     log = ItemLog(np.array([0, 1, 2, 3]), np.array([1, 2, 3, 4]) * DAY, num_items=4)
-    user = HoldoutUser(7, history=np.array([0]), triggers=np.array([0]), truth=np.array([2, 3]),
-                       cut=3 * DAY, truth_weights=np.array([5.0, 1.0]))  # fmt: skip
+    user = HoldoutUser(
+        7,
+        history=np.array([0]),
+        triggers=np.array([0]),
+        truth=np.array([2, 3]),
+        cut=3 * DAY,
+        truth_weights=np.array([5.0, 1.0]),
+    )
     cfg = load_config(overrides=["preranker.max_examples=100000"])
     ret = Retriever({"neighbors": head}, k_ann=2, keep=2)
     ex = build_examples(ret, ("neighbors",), [user], log, cfg)

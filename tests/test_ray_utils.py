@@ -27,8 +27,9 @@ def _port(address: str) -> str:
 
 
 def _job(env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-c", JOB], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", JOB], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
 

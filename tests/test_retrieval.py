@@ -65,8 +65,9 @@ def test_saved_index_loads_only_for_its_model_version_head_and_dim(tmp_path: Pat
     ids = np.arange(2_000)
     cfg = IndexConfig(nprobe=4)
     index = build_ivf(x, ids, cfg)
-    save_index(index, make_meta("mtmh", "mtmh-aaa", "relevance", 16, ids, index, cfg, 0.1),
-               tmp_path)  # fmt: skip
+    save_index(
+        index, make_meta("mtmh", "mtmh-aaa", "relevance", 16, ids, index, cfg, 0.1), tmp_path
+    )
     loaded, meta = load_index(tmp_path, "mtmh-aaa", "relevance", 16)
     assert meta.nlist == index.nlist and meta.num_items == 2_000
     np.testing.assert_array_equal(search(loaded, x[:5], 3)[1], search(index, x[:5], 3)[1])
@@ -155,8 +156,11 @@ def test_pool_dedups_across_triggers_by_score() -> None:
     assert pool(rows, top_k=10) == [(2, 0.9), (1, 0.5), (3, 0.5)]
     assert pool(rows, top_k=1) == [(2, 0.9)]
     # An item keeps the head of its first best-scoring candidate.
-    assert [c.head for c in pool_candidates(rows, top_k=10)] == ["relevance", "engagement",
-                                                                 "relevance"]  # fmt: skip
+    assert [c.head for c in pool_candidates(rows, top_k=10)] == [
+        "relevance",
+        "engagement",
+        "relevance",
+    ]
 
 
 def test_nprobe_is_raised_until_the_probed_lists_can_hold_k_ann() -> None:
@@ -181,8 +185,10 @@ def test_sum_pooling_adds_an_items_scores_over_triggers() -> None:
     assert [c.item_id for c in pool_candidates(per_trigger, 3)] == [1, 3, 2]
     summed = pool_candidates(per_trigger, 3, how="sum")
     assert [(c.item_id, round(c.score, 6), c.head) for c in summed] == [
-        (2, 1.1, "engagement"), (1, 0.9, "engagement"), (3, 0.8, "engagement")
-    ]  # fmt: skip
+        (2, 1.1, "engagement"),
+        (1, 0.9, "engagement"),
+        (3, 0.8, "engagement"),
+    ]
 
 
 def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
@@ -216,8 +222,15 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
         assert ids[:10].tolist() == [i for i, _ in ann_row] and np.all(np.diff(probs) <= 0)
     # A peer's neighbour table serves through the same path.
     ids = np.tile(np.arange(1, 6), (4, 1)).astype(np.int32)
-    table = NeighborHead("p", "neighbors", "v", np.zeros((4, 0), np.float32), None, ids,
-                         np.tile(np.linspace(1, 0.2, 5), (4, 1)).astype(np.float32))  # fmt: skip
+    table = NeighborHead(
+        "p",
+        "neighbors",
+        "v",
+        np.zeros((4, 0), np.float32),
+        None,
+        ids,
+        np.tile(np.linspace(1, 0.2, 5), (4, 1)).astype(np.float32),
+    )
     sims, cands = table.search(np.array([2, 0]), 3)
     assert cands.tolist() == [[1, 2, 3], [1, 2, 3]] and sims.shape == (2, 3)
 
@@ -355,8 +368,18 @@ def test_gpu_search_is_refused_for_families_faiss_has_no_gpu_form_of() -> None:
 def test_exact_search_replaces_an_index_that_is_no_faster() -> None:
     from mtmh.index.autotune import OperatingPoint, Tuned
 
-    slow = Tuned("ivf_flat", "nprobe=32", 0.99, 20_000.0, 26_000.0, 169, 0.98, True, 100,
-                 [OperatingPoint("nprobe=32", 0.99, 20_000.0)])  # fmt: skip
+    slow = Tuned(
+        "ivf_flat",
+        "nprobe=32",
+        0.99,
+        20_000.0,
+        26_000.0,
+        169,
+        0.98,
+        True,
+        100,
+        [OperatingPoint("nprobe=32", 0.99, 20_000.0)],
+    )
     assert slow.exact_is_faster
     exact = slow.as_exact()
     assert (exact.family, exact.params, exact.recall, exact.qps) == ("exact", "", 1.0, 26_000.0)

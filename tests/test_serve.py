@@ -98,11 +98,17 @@ def _served(body: dict[str, Any]) -> list[tuple[int, str, float]]:
 
 def _reference(ref: InProcessRetrieval, path: str, body: dict[str, Any]) -> list[Any]:
     if path == "/i2i":
-        plan = plan_i2i(ref.run, body["item_id"], body.get("k"), body.get("alpha"),
-                        body.get("user_history"))  # fmt: skip
+        plan = plan_i2i(
+            ref.run, body["item_id"], body.get("k"), body.get("alpha"), body.get("user_history")
+        )
     else:
-        plan = plan_retrieve(ref.run, body["trigger_item_ids"], body.get("k"), body.get("alpha"),
-                             body.get("user_history"))  # fmt: skip
+        plan = plan_retrieve(
+            ref.run,
+            body["trigger_item_ids"],
+            body.get("k"),
+            body.get("alpha"),
+            body.get("user_history"),
+        )
     return [(c.item_id, c.head, c.score) for c in ref.answer(plan)]
 
 
@@ -113,9 +119,11 @@ PARITY_REQUESTS = [
     ("/i2i", {"item_id": 411, "k": 60, "alpha": 30, "user_history": [5, 9, 411, 77]}),
     ("/retrieve", {"trigger_item_ids": [10, 20, 30, 20, 599]}),
     ("/retrieve", {"trigger_item_ids": [42], "k": 5, "alpha": 70}),
-    ("/retrieve", {"trigger_item_ids": list(range(0, 600, 7)), "k": 1000,
-                   "user_history": [1, 2, 3]}),
-]  # fmt: skip
+    (
+        "/retrieve",
+        {"trigger_item_ids": list(range(0, 600, 7)), "k": 1000, "user_history": [1, 2, 3]},
+    ),
+]
 
 
 @pytest.mark.parametrize(("path", "body"), PARITY_REQUESTS)
@@ -141,11 +149,17 @@ def test_serve_answers_like_the_in_process_pipeline(
 # "m<item id>"): answered exactly as the catalog-id forms.
 RAW_ID_FORMS = [
     ("/i2i", {"raw_id": "m3"}, {"item_id": 3}),
-    ("/i2i", {"raw_id": "m411", "k": 60, "user_history_raw_ids": ["m5", "m9", "m411"]},
-     {"item_id": 411, "k": 60, "user_history": [5, 9, 411]}),
-    ("/retrieve", {"trigger_raw_ids": ["m10", "m20", "m10", "m599"]},
-     {"trigger_item_ids": [10, 20, 10, 599]}),
-]  # fmt: skip
+    (
+        "/i2i",
+        {"raw_id": "m411", "k": 60, "user_history_raw_ids": ["m5", "m9", "m411"]},
+        {"item_id": 411, "k": 60, "user_history": [5, 9, 411]},
+    ),
+    (
+        "/retrieve",
+        {"trigger_raw_ids": ["m10", "m20", "m10", "m599"]},
+        {"trigger_item_ids": [10, 20, 10, 599]},
+    ),
+]
 
 
 @pytest.mark.parametrize(("path", "raw", "ids"), RAW_ID_FORMS)
@@ -214,10 +228,11 @@ def test_malformed_bodies_and_wrong_methods_are_4xx(url: str) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 _bodies = st.fixed_dictionaries(
     {},
     optional={
@@ -298,8 +313,7 @@ def test_a_run_served_in_ann_order_answers_like_the_in_process_pipeline(
     want = _reference(ref, path, body)
     assert want
     assert [(i, h) for i, h, _ in _served(r.json())] == [(i, h) for i, h, _ in want]
-    np.testing.assert_allclose([s for *_, s in _served(r.json())], [s for *_, s in want],
-                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose([s for *_, s in _served(r.json())], [s for *_, s in want], rtol=1e-5)
     if path == "/i2i":  # one trigger: the candidates come in each head's similarity order
         scores = [s for *_, s in want]
         assert scores == sorted(scores, reverse=True) or body.get("alpha") not in (0, 100)
@@ -342,8 +356,9 @@ def test_items_search_by_title_and_list_by_id(url: str) -> None:
     assert counts == sorted(counts, reverse=True)  # most interacted first
     r = requests.get(url + "/items", params={"ids": "7,3"}, timeout=30)
     assert [(i["item_id"], i["raw_id"], i["title"], i["topics"]) for i in r.json()["items"]] == [
-        (7, "m7", "Title 7 of topic2", ["topic2"]), (3, "m3", "Title 3 of topic3", ["topic3"]),
-    ]  # fmt: skip
+        (7, "m7", "Title 7 of topic2", ["topic2"]),
+        (3, "m3", "Title 3 of topic3", ["topic3"]),
+    ]
     assert (
         requests.get(url + "/items", params={"q": "m12"}, timeout=30).json()["items"][0]["item_id"]
         == 12
@@ -386,9 +401,15 @@ def test_report_page_renders_the_report_and_serves_only_its_plots(url: str) -> N
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (apt-get install chromium)
 # As root in a sandboxed machine: no setuid sandbox, and no background connections to hosts
 # this network cannot reach.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")

@@ -60,8 +60,9 @@ def test_a_tiny_sweep_runs_through_tune_and_resumes(tmp_path: Path) -> None:
 
     trials = json.loads((sweep_dir(run) / "wr_sweep.json").read_text())
     assert [(t["w_r"], t["seed"], t["status"]) for t in trials] == [
-        (0.0, 0, "evaluated"), (1.0, 0, "evaluated")
-    ]  # fmt: skip
+        (0.0, 0, "evaluated"),
+        (1.0, 0, "evaluated"),
+    ]
     for t in trials:
         assert 0.0 <= t["metrics"]["recall@500"] <= 1.0
         assert [row["alpha"] for row in t["alpha_sweep"]] == [0, 30, 50, 70, 100]

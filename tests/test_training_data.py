@@ -30,12 +30,15 @@ def write_user_sorted_pairs(run: Path, duplicate: bool = False) -> pa.Table:
     if duplicate:  # every user repeats the same 10 pairs 5 times
         trig = np.tile(np.repeat(np.arange(10), 5), USERS)
         target = trig + 100
-    table = pa.table({
-        "user_id": pa.array(user, pa.int64()), "trigger_id": pa.array(trig, pa.int32()),
-        "target_id": pa.array(target, pa.int32()),
-        "gap": pa.array(np.ones(len(user)), pa.int16()),
-        "target_timestamp": pa.array(np.tile(np.arange(PER_USER), USERS), pa.int64()),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "user_id": pa.array(user, pa.int64()),
+            "trigger_id": pa.array(trig, pa.int32()),
+            "target_id": pa.array(target, pa.int32()),
+            "gap": pa.array(np.ones(len(user)), pa.int16()),
+            "target_timestamp": pa.array(np.tile(np.arange(PER_USER), USERS), pa.int64()),
+        }
+    )
     folder = run / "data" / "pairs"
     folder.mkdir(parents=True)
     for part in range(FILES):  # files of whole users, in user order

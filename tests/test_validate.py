@@ -84,8 +84,9 @@ def test_wrong_column_type_names_file_and_column(tmp_path: Path) -> None:
 
 def test_a_truncated_parquet_file_is_one_error_naming_it(tmp_path: Path) -> None:
     good = tmp_path / "good.parquet"
-    pq.write_table(pa.table({"user_id": [1] * 50, "item_id": [2] * 50, "timestamp": [3] * 50}),
-                   good)  # fmt: skip
+    pq.write_table(
+        pa.table({"user_id": [1] * 50, "item_id": [2] * 50, "timestamp": [3] * 50}), good
+    )
     data = good.read_bytes()
     cut = tmp_path / "cut.parquet"
     cut.write_bytes(data[: len(data) // 2])  # a copy that stopped half way
@@ -124,12 +125,20 @@ def test_a_repeated_catalog_id_is_quarantined_whole_and_counted_apart() -> None:
     from mtmh.data.sources.base import RAW_ITEMS
 
     rows = [("a", "first text"), ("b", "other"), ("a", "a different text for a"), ("", "none")]
-    raw = pa.table({
-        "raw_id": [r for r, _ in rows], "text": [t for _, t in rows],
-        "image_uri": pa.nulls(4, pa.string()), "concepts": [[]] * 4, "dense": [[]] * 4,
-        "categorical": [[]] * 4, "topic_l1": [[]] * 4, "topic_l2": [[]] * 4,
-        "available_from": pa.nulls(4, pa.int64()),
-    }, schema=RAW_ITEMS)  # fmt: skip
+    raw = pa.table(
+        {
+            "raw_id": [r for r, _ in rows],
+            "text": [t for _, t in rows],
+            "image_uri": pa.nulls(4, pa.string()),
+            "concepts": [[]] * 4,
+            "dense": [[]] * 4,
+            "categorical": [[]] * 4,
+            "topic_l1": [[]] * 4,
+            "topic_l2": [[]] * 4,
+            "available_from": pa.nulls(4, pa.int64()),
+        },
+        schema=RAW_ITEMS,
+    )
     kept, quarantine = assign_item_ids(raw)
     assert kept["raw_id"].to_pylist() == ["a", "b"] and kept["item_id"].to_pylist() == [0, 1]
     assert kept["text"].to_pylist() == ["first text", "other"]  # the first row of "a" wins

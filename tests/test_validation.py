@@ -19,11 +19,16 @@ def write_t1(run: Path, rows: list[tuple[int, int, int]]) -> Path:
     folder.mkdir(parents=True)
     user, item, ts = (np.array(c) for c in zip(*rows, strict=True))
     pq.write_table(
-        pa.table({"user_id": pa.array(user, pa.int64()), "item_id": pa.array(item, pa.int32()),
-                  "timestamp": pa.array(ts, pa.int64()),
-                  "weight": pa.array(np.ones(len(user)), pa.float32())}),
+        pa.table(
+            {
+                "user_id": pa.array(user, pa.int64()),
+                "item_id": pa.array(item, pa.int32()),
+                "timestamp": pa.array(ts, pa.int64()),
+                "weight": pa.array(np.ones(len(user)), pa.float32()),
+            }
+        ),
         folder / "part-0.parquet",
-    )  # fmt: skip
+    )
     return run
 
 
@@ -83,8 +88,9 @@ def test_ann_order_recall_equals_a_naive_loop() -> None:
         scores: dict[int, float] = {}
         for trig in user.triggers:
             sims = (emb @ emb[trig]).tolist()
-            ranked = sorted((j for j in range(n) if j not in set(user.history.tolist())),
-                            key=lambda j: -sims[j])[:keep]  # fmt: skip
+            ranked = sorted(
+                (j for j in range(n) if j not in set(user.history.tolist())), key=lambda j: -sims[j]
+            )[:keep]
             for j in ranked:
                 scores[j] = scores.get(j, 0.0) + sims[j]
         pooled = sorted(scores, key=lambda j: -scores[j])[:top_k]
@@ -98,8 +104,9 @@ def test_holdout_history_is_in_time_order_with_the_truths_best_weight(tmp_path: 
     # Item ids fall over time, so id order and time order disagree.
     rows = [(1, 9, 1), (1, 7, 2), (1, 5, 3), (1, 3, 4), (1, 1, 5), (1, 0, 6)]
     run = write_t1(tmp_path, rows)
-    (user,) = load_holdout(run, HoldoutConfig(users=1, tail_fraction=0.3, max_user_fraction=1.0),
-                           max_triggers=5).users  # fmt: skip
+    (user,) = load_holdout(
+        run, HoldoutConfig(users=1, tail_fraction=0.3, max_user_fraction=1.0), max_triggers=5
+    ).users
     assert user.history.tolist() == [9, 7, 5, 3]  # oldest first, as the preranker reads it
     assert user.triggers.tolist() == [3, 5, 7, 9]  # most recent first
     assert user.truth.tolist() == [0, 1] and user.truth_weights is not None
@@ -107,8 +114,10 @@ def test_holdout_history_is_in_time_order_with_the_truths_best_weight(tmp_path: 
 
 
 def test_halves_partition_the_users_the_same_way_every_time() -> None:
-    users = [HoldoutUser(u, np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([1]))
-             for u in range(9)]  # fmt: skip
+    users = [
+        HoldoutUser(u, np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([1]))
+        for u in range(9)
+    ]
     fit, choose = HoldoutSplit(users).halves(seed=0)
     assert len(fit) == 4 or len(fit) == 5
     ids = fit.user_ids.tolist() + choose.user_ids.tolist()
@@ -129,8 +138,10 @@ def test_ease_lambda_is_chosen_with_the_evaluations_keep_and_top_k() -> None:
     import scipy.sparse as sp
 
     g = gram(sp.csr_matrix(x))
-    users = [HoldoutUser(u, np.array([u % 25]), np.array([u % 25]), np.array([(u + 3) % 25]))
-             for u in range(10)]  # fmt: skip
+    users = [
+        HoldoutUser(u, np.array([u % 25]), np.array([u % 25]), np.array([(u + 3) % 25]))
+        for u in range(10)
+    ]
     split = HoldoutSplit(users)
     ec = EvalConfig(keep_per_head=2, top_k=3)
     _, curve = _choose_lambda(g, split, (1.0, 50.0), ec)

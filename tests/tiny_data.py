@@ -15,12 +15,17 @@ T0 = 1_700_000_000
 
 # (user, item, timestamp, weight): users u1 and u2 span both periods, u3 only T1.
 GOOD_ROWS = [
-    ("u1", "a", T0, "1"), ("u1", "b", T0 + DAY, "1"), ("u1", "c", T0 + 2 * DAY, "1"),
+    ("u1", "a", T0, "1"),
+    ("u1", "b", T0 + DAY, "1"),
+    ("u1", "c", T0 + 2 * DAY, "1"),
     ("u1", "d", T0 + 9 * DAY, "1"),
-    ("u2", "b", T0 + DAY, "2"), ("u2", "c", T0 + 3 * DAY, "1"), ("u2", "e", T0 + 8 * DAY, "1"),
-    ("u3", "a", T0 + 2 * DAY, "1"), ("u3", "e", T0 + 3 * DAY, "1"),
+    ("u2", "b", T0 + DAY, "2"),
+    ("u2", "c", T0 + 3 * DAY, "1"),
+    ("u2", "e", T0 + 8 * DAY, "1"),
+    ("u3", "a", T0 + 2 * DAY, "1"),
+    ("u3", "e", T0 + 3 * DAY, "1"),
     ("u3", "a", T0 + 4 * DAY, "1"),  # a re-watch: kept, but not a pair with itself
-]  # fmt: skip
+]
 
 # Bad rows, each with the reason the validator must give it.
 BAD_ROWS = [
@@ -53,9 +58,12 @@ def write_tiny_images(folder: Path) -> list[str | None]:
         Image.fromarray(pixels).save(folder / f"{name}.png")
     (folder / "c.png").write_text("not an image")
     return [
-        str(folder / "a.png"), (folder / "b.png").as_uri(), str(folder / "c.png"),
-        str(folder / "d.png"), None,
-    ]  # fmt: skip
+        str(folder / "a.png"),
+        (folder / "b.png").as_uri(),
+        str(folder / "c.png"),
+        str(folder / "d.png"),
+        None,
+    ]
 
 
 def write_tiny_dataset(root: Path, with_bad_rows: bool = True, with_images: bool = False) -> Path:
@@ -89,35 +97,52 @@ def write_tiny_run(root: Path, n_items: int, n_pairs: int = 512, dim: int = 8) -
     (data / "pairs").mkdir(parents=True)
     content.mkdir()
     pq.write_table(
-        pa.table({
-            "item_id": pa.array(range(n_items), pa.int32()),
-            "dense": pa.array(rng.random((n_items, 2)).tolist(), pa.list_(pa.float32())),
-            "categorical": pa.array(
-                rng.integers(0, 3, (n_items, 1)).tolist(), pa.list_(pa.int32())
-            ),
-            "t1_interactions": pa.array(rng.integers(0, 50, n_items), pa.int64()),
-        }),
+        pa.table(
+            {
+                "item_id": pa.array(range(n_items), pa.int32()),
+                "dense": pa.array(rng.random((n_items, 2)).tolist(), pa.list_(pa.float32())),
+                "categorical": pa.array(
+                    rng.integers(0, 3, (n_items, 1)).tolist(), pa.list_(pa.int32())
+                ),
+                "t1_interactions": pa.array(rng.integers(0, 50, n_items), pa.int64()),
+            }
+        ),
         data / "items.parquet",
-    )  # fmt: skip
-    (data / "item_features.json").write_text(json.dumps({
-        "dense_names": ["a", "b"], "categorical_names": ["c"], "categorical_cardinalities": [3],
-    }))  # fmt: skip
+    )
+    (data / "item_features.json").write_text(
+        json.dumps(
+            {
+                "dense_names": ["a", "b"],
+                "categorical_names": ["c"],
+                "categorical_cardinalities": [3],
+            }
+        )
+    )
     trig = rng.integers(0, n_items, n_pairs)
     for part in range(2):
         sl = slice(part * n_pairs // 2, (part + 1) * n_pairs // 2)
         pq.write_table(
-            pa.table({"trigger_id": pa.array(trig[sl], pa.int32()),
-                      "target_id": pa.array(trig[sl] ^ 1, pa.int32())}),
+            pa.table(
+                {
+                    "trigger_id": pa.array(trig[sl], pa.int32()),
+                    "target_id": pa.array(trig[sl] ^ 1, pa.int32()),
+                }
+            ),
             data / "pairs" / f"part-{part}.parquet",
-        )  # fmt: skip
+        )
     emb = rng.normal(size=(n_items, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim)
     pq.write_table(
-        pa.table({"item_id": pa.array(range(n_items), pa.int32()), "embedding": vectors,
-                  "content_features": vectors}),
+        pa.table(
+            {
+                "item_id": pa.array(range(n_items), pa.int32()),
+                "embedding": vectors,
+                "content_features": vectors,
+            }
+        ),
         content / "item_embeddings.parquet",
-    )  # fmt: skip
+    )
     return root
 
 

@@ -36,8 +36,9 @@ def write_embeddings(path: Path, vectors: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     n, dim = vectors.shape
     emb = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim)
-    pq.write_table(pa.table({"item_id": pa.array(np.arange(n), pa.int32()), "embedding": emb}),
-                   path)  # fmt: skip
+    pq.write_table(
+        pa.table({"item_id": pa.array(np.arange(n), pa.int32()), "embedding": emb}), path
+    )
 
 
 def make_serving_run(run_dir: Path, seed: int) -> Path:
@@ -45,13 +46,17 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
     save_config(cfg, run_dir / "pipeline.yaml")
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     # Titles and topics as prepare writes them (the explore page and /items show them).
-    items = pa.table({
-        "item_id": pa.array(np.arange(NUM_ITEMS), pa.int32()),
-        "raw_id": pa.array([f"m{i}" for i in range(NUM_ITEMS)]),
-        "text": pa.array([f"Title {i} of {tiny_topic(i)}\nbody" for i in range(NUM_ITEMS)]),
-        "topic_l1": pa.array([[tiny_topic(i)] for i in range(NUM_ITEMS)], pa.list_(pa.string())),
-        "interactions": pa.array(np.arange(NUM_ITEMS) % 37, pa.int64()),
-    })  # fmt: skip
+    items = pa.table(
+        {
+            "item_id": pa.array(np.arange(NUM_ITEMS), pa.int32()),
+            "raw_id": pa.array([f"m{i}" for i in range(NUM_ITEMS)]),
+            "text": pa.array([f"Title {i} of {tiny_topic(i)}\nbody" for i in range(NUM_ITEMS)]),
+            "topic_l1": pa.array(
+                [[tiny_topic(i)] for i in range(NUM_ITEMS)], pa.list_(pa.string())
+            ),
+            "interactions": pa.array(np.arange(NUM_ITEMS) % 37, pa.int64()),
+        }
+    )
     pq.write_table(items, run_dir / "data" / "items.parquet")
 
     rng = np.random.default_rng(seed)
@@ -59,8 +64,10 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
     for head in (ENGAGEMENT, RELEVANCE):
         vectors = centers[rng.integers(0, 20, NUM_ITEMS)] + 0.3 * rng.normal(size=(NUM_ITEMS, DIM))
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        write_embeddings(run_dir / "models" / "mtmh" / "embeddings" / f"{head}.parquet",
-                         vectors.astype(np.float32))  # fmt: skip
+        write_embeddings(
+            run_dir / "models" / "mtmh" / "embeddings" / f"{head}.parquet",
+            vectors.astype(np.float32),
+        )
     for head in (ENGAGEMENT, RELEVANCE):  # after both: the version hashes every head's file
         build_head_index(run_dir, "mtmh", head, cfg)
 
@@ -96,8 +103,9 @@ def write_report(run_dir: Path) -> None:
         "# tiny: MTMH evaluation\n\n| model | R@100 | L1 |\n|---|---|---|\n"
         "| ItemKNN | 26.56 | 56.54 |\n| MTMH | 25.15 | 52.19 |\n\n<script>alert(1)</script>\n"
     )
-    (run_dir / "tune" / "wr_sweep.md").write_text("# w_r sweep\n\n| w_r | R@500 |\n|---|---|\n"
-                                                 "| 0.5 | 60.1 |\n")  # fmt: skip
+    (run_dir / "tune" / "wr_sweep.md").write_text(
+        "# w_r sweep\n\n| w_r | R@500 |\n|---|---|\n| 0.5 | 60.1 |\n"
+    )
     for name in ("alpha_curve.png", "tune/wr_sweep.png"):
         fig, ax = plt.subplots(figsize=(3, 2))
         ax.plot([0, 50, 100], [40, 55, 60])

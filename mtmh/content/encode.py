@@ -45,14 +45,16 @@ INPUT_COLUMNS = ["item_id", "text", "image_uri"]  # what the embedder reads of e
 
 
 def embeddings_schema(dim: int) -> pa.Schema:
-    return pa.schema([
-        ("item_id", pa.int32()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-        ("content_features", pa.list_(pa.float32(), dim)),
-        ("has_text", pa.bool_()),
-        ("has_image", pa.bool_()),
-        ("image_error", pa.string()),
-    ])  # fmt: skip
+    return pa.schema(
+        [
+            ("item_id", pa.int32()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+            ("content_features", pa.list_(pa.float32(), dim)),
+            ("has_text", pa.bool_()),
+            ("has_image", pa.bool_()),
+            ("image_error", pa.string()),
+        ]
+    )
 
 
 def train_encoder(

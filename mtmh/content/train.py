@@ -76,6 +76,34 @@ def _eval_loss(
     return sum(losses) / max(n, 1), hits / max(n, 1)
 
 
+def _train_epoch(
+    content: ContentTower,
+    concept: ConceptTower,
+    opt: torch.optim.Optimizer,
+    inputs: list[torch.Tensor],
+    concepts: torch.Tensor,
+    perm: torch.Tensor,
+    cfg: ContentConfig,
+) -> float:
+    """One pass over the items in `perm` order; the mean symmetric InfoNCE loss."""
+    tc = cfg.train
+    content.train(), concept.train()
+    total, seen = 0.0, 0
+    for start in range(0, len(perm), tc.batch_size):
+        batch = perm[start : start + tc.batch_size]
+        if len(batch) < 2:  # one item has no negatives
+            continue
+        loss = symmetric_info_nce(
+            content(*(t[batch] for t in inputs)), concept(concepts[batch]), tc.temperature
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(batch)
+        seen += len(batch)
+    return total / max(seen, 1)
+
+
 def train_contrastive(
     feats: ItemFeatures, concept_emb: np.ndarray, cfg: ContentConfig, seed: int = 0
 ) -> TrainingResult:
@@ -105,22 +133,9 @@ def train_contrastive(
     best = (float("inf"), 0)
     best_state = None
     for epoch in range(tc.epochs):
-        content.train(), concept.train()
         perm = torch.randperm(len(train_idx), generator=gen)
-        total, seen = 0.0, 0
-        for start in range(0, len(perm), tc.batch_size):
-            batch = perm[start : start + tc.batch_size]
-            if len(batch) < 2:  # one item has no negatives
-                continue
-            loss = symmetric_info_nce(
-                content(*(t[batch] for t in train_in)), concept(train_c[batch]), tc.temperature
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
-            seen += len(batch)
-        row = {"epoch": float(epoch + 1), "train_loss": total / max(seen, 1)}
+        train_loss = _train_epoch(content, concept, opt, train_in, train_c, perm, cfg)
+        row = {"epoch": float(epoch + 1), "train_loss": train_loss}
         if n_val:
             row["val_loss"], row["val_top1"] = _eval_loss(content, concept, val_in, val_c, cfg)
         history.append(row)

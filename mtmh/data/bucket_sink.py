@@ -55,8 +55,9 @@ class BucketSink(Datasink[dict[str, Any]]):
             part = table.slice(start, end - start)
             # Valid rows keep their typed columns, quarantined ones exactly QUARANTINE's.
             part = part.select(VALID_COLUMNS if bucket[start] >= 0 else QUARANTINE.names)
-            pq.write_table(part, os.path.join(folder, f"part-{ctx.task_idx:06d}.parquet"),
-                           use_dictionary=False)  # fmt: skip
+            pq.write_table(
+                part, os.path.join(folder, f"part-{ctx.task_idx:06d}.parquet"), use_dictionary=False
+            )
         valid_ts = table["timestamp"].to_numpy(zero_copy_only=False)[bucket >= 0]
         hours, counts = hour_histogram(valid_ts.astype(np.int64))
         return {"rows": table.num_rows, "hours": hours, "counts": counts}

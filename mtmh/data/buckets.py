@@ -156,15 +156,8 @@ def finish_table(
     _write(pairs, out / "pairs", bucket)
 
     n_users = len(distinct)
-    t1_per_user = np.bincount(uid[in_t1] - offset, minlength=n_users).astype(np.int32)
-    t2_per_user = np.bincount(uid[~in_t1] - offset, minlength=n_users).astype(np.int32)
-    is_eval = (t1_per_user > 0) & (t2_per_user > 0)
-    _write(pa.Table.from_arrays(
-        [pa.array(np.arange(offset, offset + n_users), pa.int32()), distinct.cast(pa.string()),
-         pa.array(t1_per_user), pa.array(t2_per_user), pa.array(is_eval)],
-        schema=USERS,
-    ), out / "users", bucket)  # fmt: skip
-
+    users = _users_table(distinct, uid[in_t1] - offset, uid[~in_t1] - offset, offset)
+    _write(users, out / "users", bucket)
     _write(_item_counts(item, ts, in_t1), out / "_work" / "item_stats", bucket)
 
     return {
@@ -175,5 +168,26 @@ def finish_table(
         "t1_interactions": int(in_t1.sum()),
         "t2_interactions": int((~in_t1).sum()),
         "pairs": pairs.num_rows,
-        "eval_users": int(is_eval.sum()),
+        "eval_users": int(pc.sum(users["is_eval"]).as_py() or 0),
     }
+
+
+def _users_table(
+    distinct: pa.Array, t1_local: np.ndarray, t2_local: np.ndarray, offset: int
+) -> pa.Table:
+    """One row per user: its id (from `offset`), raw id, T1 and T2 counts, and whether it
+    is evaluated (rows on both sides of the cut). `t1_local`, `t2_local`: each row's user
+    index within the bucket."""
+    n_users = len(distinct)
+    t1_per_user = np.bincount(t1_local, minlength=n_users).astype(np.int32)
+    t2_per_user = np.bincount(t2_local, minlength=n_users).astype(np.int32)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.arange(offset, offset + n_users), pa.int32()),
+            distinct.cast(pa.string()),
+            pa.array(t1_per_user),
+            pa.array(t2_per_user),
+            pa.array((t1_per_user > 0) & (t2_per_user > 0)),
+        ],
+        schema=USERS,
+    )

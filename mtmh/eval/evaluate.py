@@ -89,8 +89,10 @@ def choose_ranking(cfg: RunConfig, run_dir: Path, models: list[ModelSpec]) -> di
     if ec.ranking == "auto":
         _, split = fit_split(cfg, run_dir)
         if not split or MTMH_SPEC not in models:
-            info = {"chosen": "preranker", "how": "auto, but no validation split or no MTMH: "
-                    "the spec's default"}  # fmt: skip
+            info = {
+                "chosen": "preranker",
+                "how": "auto, but no validation split or no MTMH: the spec's default",
+            }
         else:
             res = evaluate_source(run_dir, [MTMH_SPEC], cfg, holdout_users(split), [ec.alpha])
             val = {o: res["MTMH"]["by_ranking"][o][ec.alpha] for o in RANKINGS}
@@ -131,8 +133,10 @@ def topic_levels(run_dir: Path) -> dict[str, dict[str, float]]:
     out = {}
     for level, t in label_sets(run_dir).items():
         p = t.random_probability[~np.isnan(t.random_probability)]
-        out[level] = {"labelled_items": len(p),
-                      "random_pair_rate": float(p.mean()) if len(p) else float("nan")}  # fmt: skip
+        out[level] = {
+            "labelled_items": len(p),
+            "random_pair_rate": float(p.mean()) if len(p) else float("nan"),
+        }
     return out
 
 

@@ -33,6 +33,7 @@ from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
 from mtmh.eval.topic_match import lift, random_match_probability
+from mtmh.index.autotune import recall_at
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.preranker.ranker import load_preranker
 from mtmh.retrieval.heads import PEER_HEAD, NeighborHead, load_model_heads
@@ -73,10 +74,6 @@ class EvalUser:
     history: np.ndarray  # T1 items, oldest first
     triggers: np.ndarray  # most recent distinct T1 items, most recent first
     truth: frozenset[int]  # T2 items to find
-
-
-def effective_k_ann(cfg: EvalConfig, num_items: int) -> int:
-    return cfg.k_ann_for(num_items)
 
 
 def sample_users(run_dir: Path, cfg: EvalConfig) -> list[EvalUser]:
@@ -163,44 +160,9 @@ def evaluate_source(
 
     faiss.omp_set_num_threads(1)
     ec = cfg.eval
-    sources = {spec.source for spec in specs}
-    if len(sources) != 1:
-        raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
-    source = specs[0].source
-    preranker = load_preranker(run_dir, source)
-    # Every head the preranker reads is searched, even for a one-head row (MTMH-H1): its
-    # features include the other head's view of each candidate.
-    all_heads = tuple(sorted({h for spec in specs for h in spec.heads} | set(preranker.heads)))
-    heads = load_model_heads(run_dir, source, all_heads, use_gpu=cfg.index.use_gpu)
-    num_items = next(iter(heads.values())).vectors.shape[0]
-    ret = Retriever(
-        heads,
-        effective_k_ann(ec, num_items),
-        ec.keep_per_head,
-        preranker,
-        ec.relevance_k_ann_for(num_items),
-    )
-    labels = label_sets(run_dir)
+    ret, heads = source_retriever(run_dir, specs, cfg)
     spec_alphas = {s.name: alphas if len(s.heads) == 2 else alphas[:1] for s in specs}
-    acc = {
-        (order, s.name, alpha): OrderMetrics(ec, labels)
-        for order in RANKINGS
-        for s in specs
-        for alpha in spec_alphas[s.name]
-    }
-    for u in users:  # one user at a time: no user's candidate lists outlive its metrics
-        seen = u.history if ec.exclude_seen else ()
-        searched = ret.search(u.triggers)
-        kept: dict[str, Kept] = {
-            "preranker": ret.preranked(u.triggers, seen, searched),
-            "ann": ret.ann_ordered(u.triggers, seen, searched),
-        }
-        for order, order_kept in kept.items():
-            for s in specs:
-                spec_kept = {h: order_kept[h] for h in s.heads}
-                for alpha in spec_alphas[s.name]:
-                    per_trigger = ret.merge(spec_kept, alpha, order)  # type: ignore[arg-type]
-                    acc[(order, s.name, alpha)].add(u, per_trigger, order)
+    acc = accumulate(ret, specs, spec_alphas, users, ec, label_sets(run_dir))
     ann = {
         h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec)
         for h, hi in heads.items()
@@ -221,6 +183,63 @@ def evaluate_source(
             "model_version": heads[spec.heads[0]].version,
         }
     return out
+
+
+def source_retriever(
+    run_dir: Path, specs: list[ModelSpec], cfg: RunConfig
+) -> tuple[Retriever, dict[str, Any]]:
+    """The Retriever over the one source of `specs`, with its preranker, and its heads."""
+    sources = {spec.source for spec in specs}
+    if len(sources) != 1:
+        raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
+    source = specs[0].source
+    preranker = load_preranker(run_dir, source)
+    # Every head the preranker reads is searched, even for a one-head row (MTMH-H1): its
+    # features include the other head's view of each candidate.
+    all_heads = tuple(sorted({h for spec in specs for h in spec.heads} | set(preranker.heads)))
+    heads = load_model_heads(run_dir, source, all_heads, use_gpu=cfg.index.use_gpu)
+    num_items = next(iter(heads.values())).vectors.shape[0]
+    ec = cfg.eval
+    ret = Retriever(
+        heads,
+        ec.k_ann_for(num_items),
+        ec.keep_per_head,
+        preranker,
+        ec.relevance_k_ann_for(num_items),
+    )
+    return ret, heads
+
+
+def accumulate(
+    ret: Retriever,
+    specs: list[ModelSpec],
+    spec_alphas: dict[str, list[float]],
+    users: list[EvalUser],
+    ec: EvalConfig,
+    labels: dict[str, TopicLevel],
+) -> dict[tuple[str, str, float], OrderMetrics]:
+    """{(order, model row, alpha): its metrics over `users`}, one user at a time: no user's
+    candidate lists outlive its metrics."""
+    acc = {
+        (order, s.name, alpha): OrderMetrics(ec, labels)
+        for order in RANKINGS
+        for s in specs
+        for alpha in spec_alphas[s.name]
+    }
+    for u in users:
+        seen = u.history if ec.exclude_seen else ()
+        searched = ret.search(u.triggers)
+        kept: dict[str, Kept] = {
+            "preranker": ret.preranked(u.triggers, seen, searched),
+            "ann": ret.ann_ordered(u.triggers, seen, searched),
+        }
+        for order, order_kept in kept.items():
+            for s in specs:
+                spec_kept = {h: order_kept[h] for h in s.heads}
+                for alpha in spec_alphas[s.name]:
+                    per_trigger = ret.merge(spec_kept, alpha, order)  # type: ignore[arg-type]
+                    acc[(order, s.name, alpha)].add(u, per_trigger, order)
+    return acc
 
 
 class OrderMetrics:
@@ -272,6 +291,5 @@ def ann_recall(vectors: np.ndarray, index: Any, k_ann: int, cfg: EvalConfig) -> 
     for k in sorted({min(100, k_ann), k_ann}):
         _, truth = search(exact, queries, k)
         _, found = search(index, queries, k)
-        hits = sum(len(set(t) & set(f[f >= 0])) for t, f in zip(truth, found, strict=True))
-        out[f"recall@{k}"] = hits / (k * len(queries))
+        out[f"recall@{k}"] = recall_at(truth, found)
     return out

@@ -37,8 +37,9 @@ def report_table(report: dict[str, Any]) -> Table:
     for header in HEADERS:
         table.add_column(header, justify="right")
     for name, m in report["models"].items():
-        table.add_row(name, *(pct(m[k]) for k in METRICS),
-                      style="bold" if name == HIGHLIGHT else None)  # fmt: skip
+        table.add_row(
+            name, *(pct(m[k]) for k in METRICS), style="bold" if name == HIGHLIGHT else None
+        )
     return table
 
 

@@ -114,8 +114,9 @@ def neighbour_topic_match(
         # Weight each query by its labelled neighbours, as the match rate does.
         weight = labelled[nbrs].sum(axis=1) * labelled[queries]
         random = float((p[weight > 0] * weight[weight > 0]).sum() / max(weight.sum(), 1))
-        out.update({f"{level}_match": rate, f"{level}_random": random,
-                    f"{level}_lift": lift(rate, random)})  # fmt: skip
+        out.update(
+            {f"{level}_match": rate, f"{level}_random": random, f"{level}_lift": lift(rate, random)}
+        )
     return out
 
 

@@ -103,9 +103,16 @@ def load_index(folder: Path, model_version: str, head: str, dim: int) -> tuple[A
 
 
 def make_meta(
-    model: str, version: str, head: str, dim: int, item_ids: Any, index: Any, cfg: IndexConfig,
-    seconds: float, tuned: Tuned | None = None,
-) -> IndexMeta:  # fmt: skip
+    model: str,
+    version: str,
+    head: str,
+    dim: int,
+    item_ids: Any,
+    index: Any,
+    cfg: IndexConfig,
+    seconds: float,
+    tuned: Tuned | None = None,
+) -> IndexMeta:
     ivf = ivf_part(index)
     return IndexMeta(
         model=model,

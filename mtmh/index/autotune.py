@@ -62,8 +62,15 @@ class Tuned:
 
     def as_exact(self) -> Tuned:
         """This measurement, with exact search chosen in place of the tuned index."""
-        return replace(self, family="exact", params="", recall=1.0, qps=self.exact_qps,
-                       met=True, instead_of=self.family)  # fmt: skip
+        return replace(
+            self,
+            family="exact",
+            params="",
+            recall=1.0,
+            qps=self.exact_qps,
+            met=True,
+            instead_of=self.family,
+        )
 
     def as_meta(self) -> dict[str, Any]:
         """What the index metadata keeps: the choice and its measurement, not every point."""
@@ -133,8 +140,9 @@ def autotune(
     if family == "exact":  # nothing to tune: the index is the reference
         found, qps = _timed(index, queries, k, repeats)
         point = OperatingPoint("", recall_at(truth, found), qps)
-        return Tuned(family, "", point.recall, qps, exact_qps, k, target, True, len(queries),
-                     [point])  # fmt: skip
+        return Tuned(
+            family, "", point.recall, qps, exact_qps, k, target, True, len(queries), [point]
+        )
     points: list[OperatingPoint] = []
     reached: list[OperatingPoint] = []
     for line in _settings(family, index, k):
@@ -147,11 +155,19 @@ def autotune(
                 reached.append(point)
                 break  # more of the primary knob only costs time on this line
     met = bool(reached)
-    best = (max(reached, key=lambda p: p.qps) if met
-            else max(points, key=lambda p: (p.recall, p.qps)))  # fmt: skip
+    best = (
+        max(reached, key=lambda p: p.qps) if met else max(points, key=lambda p: (p.recall, p.qps))
+    )
     set_search_params(index, best.params)
     if not met:
-        log.warning("autotune: no %s setting reached recall@%d %.2f; kept %s (recall %.4f)",
-                    family, k, target, best.params, best.recall)  # fmt: skip
-    return Tuned(family, best.params, best.recall, best.qps, exact_qps, k, target, met,
-                 len(queries), points)  # fmt: skip
+        log.warning(
+            "autotune: no %s setting reached recall@%d %.2f; kept %s (recall %.4f)",
+            family,
+            k,
+            target,
+            best.params,
+            best.recall,
+        )
+    return Tuned(
+        family, best.params, best.recall, best.qps, exact_qps, k, target, met, len(queries), points
+    )

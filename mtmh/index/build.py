@@ -21,8 +21,7 @@ from mtmh.config import RunConfig
 from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import IndexMeta, index_dir, make_meta, save_index
 from mtmh.index.autotune import Tuned, autotune
-from mtmh.index.faiss_index import build_exact, build_index
-from mtmh.retrieval.heads import ann_k
+from mtmh.index.faiss_index import build_exact, build_index, search_k
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +45,33 @@ def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> In
         queries = vectors[np.sort(rng.choice(n, min(ic.tune_queries, n), replace=False))]
         if not np.array_equal(ids, np.arange(n)):
             raise ValueError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
-        tuned = autotune(index, vectors, queries, ann_k(cfg.eval.k_ann_for(n), n),
-                         ic.target_recall)  # fmt: skip
+        tuned = autotune(
+            index, vectors, queries, search_k(cfg.eval.k_ann_for(n), n), ic.target_recall
+        )
         # Measured on the CPU, so it decides only for CPU serving; a GPU keeps its IVF index.
         if ic.exact_if_faster and not ic.use_gpu and tuned.exact_is_faster:
-            log.info("%s/%s: exact search (%.0f QPS) is as fast as %s at %s (%.0f QPS): "
-                     "serving exactly", model, head, tuned.exact_qps, tuned.family,
-                     tuned.params, tuned.qps)  # fmt: skip
+            log.info(
+                "%s/%s: exact search (%.0f QPS) is as fast as %s at %s (%.0f QPS): serving exactly",
+                model,
+                head,
+                tuned.exact_qps,
+                tuned.family,
+                tuned.params,
+                tuned.qps,
+            )
             index = build_exact(vectors, ids)
             tuned = tuned.as_exact()
     meta = make_meta(
-        model, source.version, head, vectors.shape[1], ids, index, ic, build_seconds, tuned,
-    )  # fmt: skip
+        model,
+        source.version,
+        head,
+        vectors.shape[1],
+        ids,
+        index,
+        ic,
+        build_seconds,
+        tuned,
+    )
     save_index(index, meta, index_dir(run_dir, model, head))
     return meta
 
@@ -74,14 +88,22 @@ def build_indexes(
     if in_process:
         return {h: build_head_index(run_dir, model, h, cfg) for h in heads}
     task = ray.remote(build_head_index).options(
-        num_cpus=cfg.index.build_cpus, num_gpus=1 if cfg.index.use_gpu else 0,
+        num_cpus=cfg.index.build_cpus,
+        num_gpus=1 if cfg.index.use_gpu else 0,
         name=f"index-{model}",
-    )  # fmt: skip
+    )
     refs = {h: task.remote(run_dir.resolve(), model, h, cfg) for h in heads}
     metas = {h: ray.get(ref) for h, ref in refs.items()}
     for h, m in metas.items():
-        log.info("index %s/%s: %s over %d items, built in %.2f s, search %s (recall@%s %s)",
-                 model, h, m.kind, m.num_items, m.build_seconds, m.search_params or "default",
-                 m.tuned.get("k") if m.tuned else "-",
-                 f"{m.tuned['recall']:.4f}" if m.tuned else "not tuned")  # fmt: skip
+        log.info(
+            "index %s/%s: %s over %d items, built in %.2f s, search %s (recall@%s %s)",
+            model,
+            h,
+            m.kind,
+            m.num_items,
+            m.build_seconds,
+            m.search_params or "default",
+            m.tuned.get("k") if m.tuned else "-",
+            f"{m.tuned['recall']:.4f}" if m.tuned else "not tuned",
+        )
     return metas

@@ -109,7 +109,7 @@ def build_ivf(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, seed:
     else:
         index.train(_as_f32(sample))
         index.add_with_ids(_as_f32(vectors), np.asarray(item_ids, dtype=np.int64))
-    index.nprobe = min(cfg.nprobe, nlist)
+    set_nprobe(index, cfg.nprobe)
     return index
 
 
@@ -147,14 +147,15 @@ def build_index(vectors: np.ndarray, item_ids: np.ndarray, cfg: IndexConfig, see
     if n == 0:
         raise AnnIndexError("cannot build an index over zero items")
     ids = np.asarray(item_ids, dtype=np.int64)
-    index = faiss.index_factory(dim, factory_key(cfg.family, n, dim, cfg),
-                                faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+    index = faiss.index_factory(
+        dim, factory_key(cfg.family, n, dim, cfg), faiss.METRIC_INNER_PRODUCT
+    )
     if cfg.family == "hnsw":
         faiss.downcast_index(index).hnsw.efConstruction = cfg.hnsw_ef_construction
     else:
         ivf = faiss.extract_index_ivf(index)
         index.train(_as_f32(_kmeans_setup(ivf, vectors, cfg, seed)))
-        ivf.nprobe = min(cfg.nprobe, ivf.nlist)
+        set_nprobe(ivf, cfg.nprobe)
     # Only IVF-Flat takes ids itself; the refined and graph indexes number items by insertion,
     # so an id map labels them (not needed when the ids are already 0..N-1).
     if not np.array_equal(ids, np.arange(n)):
@@ -209,14 +210,27 @@ def to_device(index: Any, use_gpu: bool) -> Any:
     return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
 
 
+def search_k(k_ann: int, num_items: int) -> int:
+    """How many neighbours to ask an index for to keep K_ann candidates: one extra, so the
+    trigger (usually its own nearest neighbour, never a candidate) does not cost a slot."""
+    return min(k_ann + 1, num_items)
+
+
+def set_nprobe(index: Any, nprobe: int) -> None:
+    """The one place an IVF index's nprobe (C) is set, capped at its number of lists: on a
+    CPU index through id maps and refine wrappers, or on a GPU IVF-Flat index itself."""
+    ivf = ivf_part(index)
+    target = ivf if ivf is not None else index
+    if not hasattr(target, "nprobe"):
+        raise AnnIndexError(f"a {type(index).__name__} index has no nprobe")
+    target.nprobe = min(int(nprobe), int(getattr(target, "nlist", nprobe)))
+
+
 def search(
     index: Any, queries: np.ndarray, k: int, nprobe: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores [Q, k] float32, item ids [Q, k] int64; -1 where fewer than k items were found)."""
     if nprobe is not None:
-        if hasattr(index, "nprobe"):  # IVF-Flat, CPU or GPU
-            index.nprobe = nprobe
-        else:  # inside an id map or a refine wrapper
-            set_search_params(index, f"nprobe={nprobe}")
+        set_nprobe(index, nprobe)
     scores, ids = index.search(_as_f32(queries), k)
     return scores, ids

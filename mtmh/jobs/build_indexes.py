@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         built = {}
         for model in args.model:
             metas = build_indexes(args.run, model, cfg)
-            built[model] = {h: {k: v for k, v in asdict(m).items() if k != "build_config"}
-                            for h, m in metas.items()}  # fmt: skip
+            built[model] = {
+                h: {k: v for k, v in asdict(m).items() if k != "build_config"}
+                for h, m in metas.items()
+            }
         out.console.print_json(json.dumps(built, default=str))
         return 0
 

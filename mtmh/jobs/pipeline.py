@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
 
     def body(out: JobOutput) -> int:
-        out.console.print(f"mtmh: {cfg.data.dataset} into {args.out}/ (logs: {out.log_file})",
-                          soft_wrap=True)  # fmt: skip
+        out.console.print(
+            f"mtmh: {cfg.data.dataset} into {args.out}/ (logs: {out.log_file})", soft_wrap=True
+        )
         init_ray(cfg.ray)
         report = run_pipeline(cfg, args.out, force=args.force, console=out.console)
         print_report(out.console, report, args.out)

@@ -16,6 +16,7 @@ from rich.table import Table
 from mtmh.cli import config_from_args, job_parser
 from mtmh.data.prepare import prepare
 from mtmh.job_output import JobOutput, run_job
+from mtmh.ray_utils import init_ray
 
 
 def summary_table(stats: dict[str, Any]) -> Table:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
 
     def body(out: JobOutput) -> int:
+        init_ray(cfg.ray)
         stats = prepare(cfg, args.out)
         out.console.print(summary_table(stats))
         out.console.print_json(

@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         # A missing input is a FileNotFoundError: run_job makes it the usual one line, exit 2.
         for needed in (args.run / "data" / "pairs", args.run / "content" / EMBEDDINGS_FILE):
             if not needed.exists():
-                raise FileNotFoundError(f"{needed} not found: run prepare_data.py and "
-                                        "encode_content.py first")  # fmt: skip
+                raise FileNotFoundError(
+                    f"{needed} not found: run prepare_data.py and encode_content.py first"
+                )
         init_ray(cfg.ray)
-        out.console.print(f"sweeping w_r on {args.run} (trial logs: {out.log_file})",
-                          soft_wrap=True)  # fmt: skip
+        out.console.print(
+            f"sweeping w_r on {args.run} (trial logs: {out.log_file})", soft_wrap=True
+        )
         records = run_sweep(cfg, args.run, resume=args.resume)
         summary = write_sweep_report(records, cfg, sweep_dir(args.run))
         out.console.print(Markdown((sweep_dir(args.run) / "wr_sweep.md").read_text()))

@@ -78,8 +78,11 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, progress
     import ray.train
 
     folder = Path(tempfile.mkdtemp(prefix="mtmh-ckpt-"))
-    state = {"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
-             "progress": progress}  # fmt: skip
+    state = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": opt.state_dict(),
+        "progress": progress,
+    }
     torch.save(state, folder / STATE_FILE)
     return ray.train.Checkpoint.from_directory(str(folder))
 

@@ -61,8 +61,9 @@ class RetrievalTask(nn.Module):
             persistent=False,
         )
         if negatives.num_items != n:
-            raise ValueError(f"the negative sampler covers {negatives.num_items} items, the "
-                             f"tower {n}")  # fmt: skip
+            raise ValueError(
+                f"the negative sampler covers {negatives.num_items} items, the tower {n}"
+            )
         self.negatives = negatives
 
     def pair_weights(

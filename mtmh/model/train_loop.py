@@ -109,8 +109,7 @@ def validate(task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig) -> dict[s
     out: dict[str, float] = {}
     scores = []
     for head, e in emb.items():
-        recall = ann_order_recall(embedding_scores(e), split, keep=ec.keep_per_head,
-                                  top_k=ec.top_k)  # fmt: skip
+        recall = ann_order_recall(embedding_scores(e), split, keep=ec.keep_per_head, top_k=ec.top_k)
         out.update({f"val/{head}/recall@{k}": v for k, v in recall.items()})
         scores.append(validation_score(recall))
     out["val/score"] = float(np.mean(scores))
@@ -223,9 +222,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         log.info("rank %d resumed at step %d (epoch %d)", rank, progress.step, progress.epoch)
     model = ray.train.torch.prepare_model(task)
     metrics = model_dir(run_dir, model_name(cfg)) / "metrics.jsonl"
-    reporter = Reporter(tc, metrics if rank == 0 else None,
-                        lambda: save_checkpoint(model, opt, progress) if rank == 0 else None,
-                        world, rank)  # fmt: skip
+    reporter = Reporter(
+        tc,
+        metrics if rank == 0 else None,
+        lambda: save_checkpoint(model, opt, progress) if rank == 0 else None,
+        world,
+        rank,
+    )
     hooks = step_hooks(config, cfg, run_dir, rank)
     shard = ray.train.get_dataset_shard("train")
     epoch = progress.epoch
@@ -258,8 +261,13 @@ def end_of_epoch(
     stopper = progress.stopper
     stop = stopper.update(val["val/score"], epoch, task)
     reporter.after_epoch(progress, epoch, {**val, "val/best_epoch": stopper.best_epoch})
-    log.info("epoch %d: val/score %.4f (best %.4f at epoch %d)", epoch, val["val/score"],
-             stopper.best_score, stopper.best_epoch)  # fmt: skip
+    log.info(
+        "epoch %d: val/score %.4f (best %.4f at epoch %d)",
+        epoch,
+        val["val/score"],
+        stopper.best_score,
+        stopper.best_epoch,
+    )
     return stop
 
 
@@ -283,10 +291,12 @@ def write_outputs(tower: ItemTower, cfg: RunConfig, run_dir: Path) -> None:
     save_config(cfg, out / "config.yaml")
     for head, emb in embed_all(tower).items():
         dim = emb.shape[1]
-        table = pa.table({
-            "item_id": pa.array(np.arange(len(emb)), pa.int32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
-        })  # fmt: skip
+        table = pa.table(
+            {
+                "item_id": pa.array(np.arange(len(emb)), pa.int32()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
+            }
+        )
         pq.write_table(table, out / "embeddings" / f"{head}.parquet")
 
 
@@ -309,9 +319,18 @@ def fit(
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
     pairs = ensure_training_pairs(run_dir, cfg)
     ds = ray.data.read_parquet(str(pairs.path), num_cpus=cfg.train.data_cpus)
-    loop_config = {"run_config": config_to_dict(cfg), "run_dir": str(run_dir.resolve()),
-                   **loop_extras}  # fmt: skip
-    trainer = make_trainer(train_loop_per_worker, loop_config, cfg.train,
-                           f"train-{model_name(cfg)}", out / "ray_train", {"train": ds},
-                           callbacks)  # fmt: skip
+    loop_config = {
+        "run_config": config_to_dict(cfg),
+        "run_dir": str(run_dir.resolve()),
+        **loop_extras,
+    }
+    trainer = make_trainer(
+        train_loop_per_worker,
+        loop_config,
+        cfg.train,
+        f"train-{model_name(cfg)}",
+        out / "ray_train",
+        {"train": ds},
+        callbacks,
+    )
     return trainer.fit()

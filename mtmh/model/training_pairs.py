@@ -81,8 +81,11 @@ def training_pairs_key(run_dir: Path, cfg: RunConfig) -> str:
     if not source.is_dir():
         raise FileNotFoundError(f"{source} not found: run ray_jobs/prepare_data.py first")
     # The pair files as written (a new prepare writes new ones), without reading them.
-    files = sorted((str(p.relative_to(source)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in source.rglob("*") if p.is_file())  # fmt: skip
+    files = sorted(
+        (str(p.relative_to(source)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in source.rglob("*")
+        if p.is_file()
+    )
     tc = cfg.train
     parts = [
         files,
@@ -149,8 +152,9 @@ def write_training_pairs(
         "seconds": round(time.perf_counter() - started, 1),
     }
     _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
-    log.info("training pairs: %d rows from %d pairs in %.1f s", table.num_rows, read,
-             manifest["seconds"])  # fmt: skip
+    log.info(
+        "training pairs: %d rows from %d pairs in %.1f s", table.num_rows, read, manifest["seconds"]
+    )
     return TrainingPairs(folder)
 
 

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import EvalConfig, RunConfig
+from mtmh.index.faiss_index import search_k
 from mtmh.peers.ease import EASE, gram
 from mtmh.peers.interactions import training_matrix
 from mtmh.peers.itemknn import ItemKNN
@@ -43,8 +44,9 @@ def peer_dir(run_dir: Path, name: str) -> Path:
 
 
 def neighbor_count(ec: EvalConfig, num_items: int) -> int:
-    """K_ann + 1 (the trigger itself is excluded from its own row), at most N - 1."""
-    return min(ec.k_ann_for(num_items) + 1, num_items - 1)
+    """The width of a peer's neighbour table: what an index search is asked for
+    (`search_k`), and at most N - 1 since an item is never in its own row."""
+    return min(search_k(ec.k_ann_for(num_items), num_items), num_items - 1)
 
 
 @torch.no_grad()
@@ -96,8 +98,10 @@ def build_peers(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
     _save(run_dir, "itemknn", ids, vals, out["itemknn"])
 
     if num_items > cfg.peers.ease_max_items:
-        reason = (f"{num_items} items > peers.ease_max_items={cfg.peers.ease_max_items}: "
-                  "EASE's dense N x N inverse is not fitted")  # fmt: skip
+        reason = (
+            f"{num_items} items > peers.ease_max_items={cfg.peers.ease_max_items}: "
+            "EASE's dense N x N inverse is not fitted"
+        )
         log.warning("EASE skipped: %s", reason)
         out["ease"] = {"name": "EASE", "skipped": reason}
         folder = peer_dir(run_dir, "ease")

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtmh.config import RunConfig
+from mtmh.index.faiss_index import search_k
 from mtmh.preranker.features import candidate_features
 from mtmh.preranker.item_stats import ItemLog
-from mtmh.retrieval.heads import ann_k
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
 from mtmh.validation import HoldoutUser
@@ -60,7 +60,7 @@ def build_examples(
     """Labelled rows of every head's candidates for `users` (heads read in `order`), from
     the retriever's own ANN stage."""
     num_items = item_log.num_items
-    k = ann_k(retriever.k_ann, num_items)
+    k = search_k(retriever.k_ann, num_items)
     expected = sum(len(order) * len(u.triggers) * k for u in users)
     rate = min(1.0, cfg.preranker.max_examples / max(expected, 1))
     rng = np.random.default_rng(cfg.seed)

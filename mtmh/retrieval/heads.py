@@ -18,7 +18,7 @@ import numpy as np
 
 from mtmh.embeddings import EmbeddingSource
 from mtmh.index.artifact import index_dir, load_index
-from mtmh.index.faiss_index import ivf_part, search, to_device
+from mtmh.index.faiss_index import ivf_part, search, set_nprobe, to_device
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,9 @@ def load_heads(
         ids, vectors = source.load(head)
         if not np.array_equal(ids, np.arange(len(ids))):
             raise ValueError(f"{model}/{head}: embeddings must cover item ids 0..N-1")
-        index, _ = load_index(index_dir(run_dir, model, head), source.version, head,
-                              vectors.shape[1])  # fmt: skip
+        index, _ = load_index(
+            index_dir(run_dir, model, head), source.version, head, vectors.shape[1]
+        )
         out[head] = HeadIndex(model, head, source.version, vectors, to_device(index, use_gpu))
     return out
 
@@ -142,12 +143,5 @@ def cover_k_ann(index: Any, k_ann: int, num_items: int, slack: float = 2.0) -> N
         return
     needed = min(ivf.nlist, math.ceil(slack * k_ann * ivf.nlist / num_items))
     if ivf.nprobe < needed:
-        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", ivf.nprobe, needed,
-                 k_ann)  # fmt: skip
-        ivf.nprobe = needed
-
-
-def ann_k(k_ann: int, num_items: int) -> int:
-    """How many neighbours to ask the index for: one extra so the trigger (usually its own
-    nearest neighbour) does not cost a slot."""
-    return min(k_ann + 1, num_items)
+        log.info("nprobe %d -> %d so the probed lists can hold K_ann=%d", ivf.nprobe, needed, k_ann)
+        set_nprobe(ivf, needed)

@@ -9,7 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mtmh.retrieval.heads import HeadIndex, Searched, ann_k, cover_k_ann
+from mtmh.index.faiss_index import search_k
+from mtmh.retrieval.heads import HeadIndex, Searched, cover_k_ann
 from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
 from mtmh.retrieval.ranking import (
     Ranked,
@@ -62,7 +63,7 @@ class Retriever:
         """{head: (similarities [T, K], candidates [T, K])} of the ANN stage."""
         triggers = np.asarray(triggers, np.int64)
         return {
-            name: head.search(triggers, ann_k(self.k_ann, self.num_items))
+            name: head.search(triggers, search_k(self.k_ann, self.num_items))
             for name, head in self.heads.items()
         }
 

@@ -59,8 +59,9 @@ class ItemCatalog:
     def open(cls, run_dir: Path) -> ItemCatalog:
         path = run_dir / "data" / "items.parquet"
         names = set(pq.read_schema(path).names)
-        wanted = ["item_id", "raw_id"] + [c for c in ("text", "topic_l1", "interactions")
-                                          if c in names]  # fmt: skip
+        wanted = ["item_id", "raw_id"] + [
+            c for c in ("text", "topic_l1", "interactions") if c in names
+        ]
         table = pq.read_table(path, columns=wanted).sort_by("item_id")
         ids = table["item_id"].to_numpy()
         if not np.array_equal(ids, np.arange(len(ids))):

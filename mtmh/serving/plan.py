@@ -49,8 +49,9 @@ def plan_i2i(
     """K candidates for one trigger; the history defaults to the trigger alone."""
     keep = run.keep if k is None else k
     if not 1 <= keep <= run.k_ann:
-        raise RequestError(f"k={keep} is outside 1..{run.k_ann} (this model's K_ann ANN "
-                           "candidates per head)")  # fmt: skip
+        raise RequestError(
+            f"k={keep} is outside 1..{run.k_ann} (this model's K_ann ANN candidates per head)"
+        )
     hist = [item_id] if history is None else list(history)
     return _plan(run, [item_id], hist, keep, alpha, None)
 

@@ -88,7 +88,7 @@ class ServingRun:
             model=model,
             version=f"{source.version}.pr-{preranker_digest(run_dir, model)}",
             num_items=num_items,
-            k_ann=min(ec.k_ann_for(num_items), num_items),
+            k_ann=ec.k_ann_for(num_items),
             keep=ec.keep_per_head,
             relevance_k_ann=ec.relevance_k_ann_for(num_items),
             top_k=ec.top_k,

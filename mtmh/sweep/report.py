@@ -138,9 +138,10 @@ def relevance_trend(means: dict[float, dict[str, float]], level: str = "l2_match
         )
     steps = sorted(means)
     rising = [
-        f"{a:g}->{b:g}" for a, b in itertools.pairwise(steps)
+        f"{a:g}->{b:g}"
+        for a, b in itertools.pairwise(steps)
         if beyond_noise(means[a], means[b], level)[2] and means[b][level] > means[a][level]
-    ]  # fmt: skip
+    ]
     verdict = (
         "rises beyond the noise"
         if real and diff > 0
@@ -159,9 +160,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     front = []
     for i, (x, y) in enumerate(points):
         dominated = any(
-            (x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points)
+            (x2 >= x and y2 >= y) and (x2 > x or y2 > y)
+            for j, (x2, y2) in enumerate(points)
             if j != i
-        )  # fmt: skip
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
@@ -214,8 +216,11 @@ def write_sweep_report(
         lines += seed_table({f"alpha {a:g}": m for a, m in by_alpha.items()}, None, "alpha")
     not_done = [t for t in trials if t["status"] != "evaluated"]
     if not_done:
-        lines += ["", "Not evaluated: " + ", ".join(
-            f"w_r {t['w_r']:g} seed {t['seed']} ({t['status']})" for t in not_done)]  # fmt: skip
+        lines += [
+            "",
+            "Not evaluated: "
+            + ", ".join(f"w_r {t['w_r']:g} seed {t['seed']} ({t['status']})" for t in not_done),
+        ]
     lines += ["", "## Recommended point", ""]
     if pick:
         lines.append(
@@ -228,8 +233,11 @@ def write_sweep_report(
         )
     else:
         lines.append("No evaluated trial.")
-    lines += ["", "Plot: wr_sweep.png (every (w_r, alpha) point; the line is the Pareto front).",
-              ""]  # fmt: skip
+    lines += [
+        "",
+        "Plot: wr_sweep.png (every (w_r, alpha) point; the line is the Pareto front).",
+        "",
+    ]
     (out_dir / "wr_sweep.md").write_text("\n".join(lines))
     plot_sweep(trials, out_dir / "wr_sweep.png", cfg.data.dataset, pick)
     return {"trials": trials, "by_w_r": means, "recommended": pick}
@@ -258,13 +266,27 @@ def plot_sweep(
     for (x, y), (_, a) in zip(points, labels, strict=True):
         ax.annotate(f"{a:g}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1,
-            label="Pareto front")  # fmt: skip
+    ax.plot(
+        [points[i][0] for i in front],
+        [points[i][1] for i in front],
+        "k--",
+        lw=1,
+        label="Pareto front",
+    )
     if pick:
-        ax.scatter([100 * pick["recall@500"]], [100 * pick["l2_match"]], s=160,
-                   facecolors="none", edgecolors="red", label="recommended")  # fmt: skip
-    ax.set(xlabel="recall@500 (%)", ylabel="L2 topic match (%)",
-           title=f"{dataset}: w_r x alpha (labels: alpha)")  # fmt: skip
+        ax.scatter(
+            [100 * pick["recall@500"]],
+            [100 * pick["l2_match"]],
+            s=160,
+            facecolors="none",
+            edgecolors="red",
+            label="recommended",
+        )
+    ax.set(
+        xlabel="recall@500 (%)",
+        ylabel="L2 topic match (%)",
+        title=f"{dataset}: w_r x alpha (labels: alpha)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -55,12 +55,21 @@ def wr_trial(config: dict[str, Any]) -> None:
     alphas = sorted({*cfg.eval.alphas, cfg.eval.alpha})
     users = sample_users(run_dir, cfg.eval)  # the eval seed, not the trial's: same users
     result = evaluate_model(
-        run_dir, ModelSpec("MTMH", name, ("engagement", "relevance")), cfg, users, alphas,
+        run_dir,
+        ModelSpec("MTMH", name, ("engagement", "relevance")),
+        cfg,
+        users,
+        alphas,
         resolved_ranking(cfg, run_dir),  # the order the run's evaluation chose
-    )  # fmt: skip
+    )
     # The last training losses ride along: a scheduler's metric must be in every report.
-    final: dict[str, Any] = {**summary["last"], FINAL_FLAG: 1.0, "w_r": cfg.model.w_r,
-                             "seed": cfg.seed, "steps": summary["steps"]}  # fmt: skip
+    final: dict[str, Any] = {
+        **summary["last"],
+        FINAL_FLAG: 1.0,
+        "w_r": cfg.model.w_r,
+        "seed": cfg.seed,
+        "steps": summary["steps"],
+    }
     final.update(result["by_alpha"][cfg.eval.alpha])
     for alpha, metrics in result["by_alpha"].items():
         for metric, value in metrics.items():

@@ -88,14 +88,16 @@ def collect(results: Any) -> list[dict[str, Any]]:
             status = "evaluated"
         else:
             status = "stopped"  # a scheduler ended it during training
-        records.append({
-            "w_r": float(config.get("w_r") or metrics.get("w_r") or 0.0),
-            "seed": int(config.get("seed") or metrics.get("seed") or 0),
-            "status": status,
-            "error": str(result.error) if result.error is not None else None,
-            "metrics": metrics,
-            "path": str(result.path),
-        })  # fmt: skip
+        records.append(
+            {
+                "w_r": float(config.get("w_r") or metrics.get("w_r") or 0.0),
+                "seed": int(config.get("seed") or metrics.get("seed") or 0),
+                "status": status,
+                "error": str(result.error) if result.error is not None else None,
+                "metrics": metrics,
+                "path": str(result.path),
+            }
+        )
     return sorted(records, key=lambda r: (r["w_r"], r["seed"]))
 
 

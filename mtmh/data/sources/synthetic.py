@@ -120,18 +120,20 @@ def _item_table(cfg: SyntheticConfig, cat: _Catalog, rng: np.random.Generator) -
     own = cat.topic * creators_per_topic + rng.integers(0, creators_per_topic, size=n)
     anyone = rng.integers(0, cat.num_topics * creators_per_topic, size=n)
     creator = np.where(rng.random(n) < 0.8, own, anyone)
-    return pa.table({
-        "item_id": np.arange(n, dtype=np.int64),
-        "text": texts,
-        "concepts": tags,
-        "available_from": cat.available_from,
-        "topic_l1": [[tree[l1_of_l2[t]][0]] for t in cat.topic],
-        "topic_l2": [[l2_names[t]] for t in cat.topic],
-        "dense_quality": rng.beta(2.0, 2.0, size=n).astype(np.float32),
-        "dense_log_length": rng.normal(0.0, 1.0, size=n).astype(np.float32),
-        "cat_creator": creator.astype(np.int32),
-        "cat_format": rng.integers(0, NUM_FORMATS, size=n).astype(np.int32),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "item_id": np.arange(n, dtype=np.int64),
+            "text": texts,
+            "concepts": tags,
+            "available_from": cat.available_from,
+            "topic_l1": [[tree[l1_of_l2[t]][0]] for t in cat.topic],
+            "topic_l2": [[l2_names[t]] for t in cat.topic],
+            "dense_quality": rng.beta(2.0, 2.0, size=n).astype(np.float32),
+            "dense_log_length": rng.normal(0.0, 1.0, size=n).astype(np.float32),
+            "cat_creator": creator.astype(np.int32),
+            "cat_format": rng.integers(0, NUM_FORMATS, size=n).astype(np.int32),
+        }
+    )
 
 
 def _tags(
@@ -192,12 +194,14 @@ def _events(
     item[early] = cat.topic_head[chosen_topic[early]]
 
     order = np.lexsort((ts, owner))
-    return pa.table({
-        "user_id": user_ids[owner][order].astype(np.int64),
-        "item_id": item[order].astype(np.int64),
-        "timestamp": ts[order],
-        "weight": np.ones(total, dtype=np.float32),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "user_id": user_ids[owner][order].astype(np.int64),
+            "item_id": item[order].astype(np.int64),
+            "timestamp": ts[order],
+            "weight": np.ones(total, dtype=np.float32),
+        }
+    )
 
 
 def generate(cfg: SyntheticConfig, root: Path) -> None:
