@@ -47,27 +47,27 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> RunConfig:
-    """Load the config, or exit with status 2 and the validation message (no traceback for a
-    user error)."""
-    try:
-        return load_config(args.config, [*(extra or []), *args.overrides])
-    except ConfigError as err:
-        sys.stderr.write(f"error: {err}\n")
-        raise SystemExit(2) from None
+    """The config of --config (default: the packaged one) with `extra` and --set overrides."""
+    return _load_or_exit(args.config, [*(extra or []), *args.overrides])
 
 
 def run_config_from_args(
     args: argparse.Namespace, run_dir: Path, extra: list[str] | None = None
 ) -> RunConfig:
     """The config of a job on an existing run: --config, else the run's own
-    RUN/data/config.yaml, plus --set overrides. A bad config exits with status 2 and the
-    validation message (no traceback for a user error)."""
+    RUN/data/config.yaml, plus `extra` and --set overrides."""
+    return _load_or_exit(
+        args.config or run_dir / "data" / "config.yaml", [*(extra or []), *args.overrides]
+    )
+
+
+def _load_or_exit(path: str | Path | None, overrides: list[str]) -> RunConfig:
+    """The one config-error path of every job: a bad config exits with status 2 and the
+    validation message on stderr (no traceback for a user error)."""
     try:
-        return load_config(
-            args.config or (run_dir / "data" / "config.yaml"), [*(extra or []), *args.overrides]
-        )
+        return load_config(path, overrides)
     except ConfigError as err:
-        sys.stderr.write(f"error: {err}\n")  # the CLI contract: message on stderr, exit 2
+        sys.stderr.write(f"error: {err}\n")
         raise SystemExit(2) from None
 
 

@@ -10,3 +10,12 @@ from __future__ import annotations
 
 class MtmhError(Exception):
     exit_code = 2  # bad input, config or missing artifacts (the usual CLI convention)
+
+
+class ArtifactError(MtmhError, ValueError):
+    """A run's files do not hold what a stage needs (ids that do not cover the catalog, no
+    users to evaluate, no rows to learn from): redo the stage that wrote them."""
+
+
+class NoDeviceError(MtmhError, RuntimeError):
+    """A GPU path was asked for (a `use_gpu` setting) on a worker without a CUDA device."""

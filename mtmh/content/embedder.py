@@ -26,6 +26,7 @@ import torch
 from mtmh.config import ContentConfig
 from mtmh.content.checkpoint import load_content_tower
 from mtmh.content.features import ContentFeaturizer
+from mtmh.errors import NoDeviceError
 
 
 class ItemContentEmbedder:
@@ -36,7 +37,7 @@ class ItemContentEmbedder:
             torch.set_num_threads(threads)
         device = "cuda" if use_gpu else "cpu"
         if use_gpu and not torch.cuda.is_available():
-            raise RuntimeError("content.use_gpu is set but this worker has no CUDA device")
+            raise NoDeviceError("content.use_gpu is set but this worker has no CUDA device")
         self.spec, self.tower = load_content_tower(Path(encoder_dir), device)
         cfg = self.spec.content_config(ContentConfig())
         self.featurizer = ContentFeaturizer.load(cfg, device)

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from mtmh.embeddings import CONTENT_SOURCE, EmbeddingSource
+from mtmh.errors import ArtifactError
 from mtmh.eval.topic_match import neighbour_topic_match
 
 LEVELS = ("l1", "l2")
@@ -27,7 +28,7 @@ def _levels(run_dir: Path, ids: np.ndarray) -> dict[str, list[list[str] | None]]
         run_dir / "data" / "items.parquet", columns=["item_id", "topic_l1", "topic_l2"]
     ).sort_by("item_id")
     if not np.array_equal(items["item_id"].to_numpy(), ids):
-        raise ValueError("embeddings and the item table cover different items")
+        raise ArtifactError("embeddings and the item table cover different items")
     return {level: items[f"topic_{level}"].to_pylist() for level in LEVELS}
 
 

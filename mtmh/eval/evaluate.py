@@ -25,6 +25,7 @@ import numpy as np
 
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
+from mtmh.errors import ArtifactError
 from mtmh.eval.content_quality import neighbour_lifts
 from mtmh.eval.fresh import fresh_convergence
 from mtmh.eval.protocol import (
@@ -154,7 +155,7 @@ def evaluate_run(
     ec = cfg.eval
     users = sample_users(run_dir, ec)
     if not users:
-        raise ValueError(f"{run_dir}: no user has both T1 history and new T2 items to find")
+        raise ArtifactError(f"{run_dir}: no user has both T1 history and new T2 items to find")
     models = available_models(run_dir, specs)
     alphas = sorted({*ec.alphas, ec.alpha})
     gpus = 1 if cfg.index.use_gpu else 0

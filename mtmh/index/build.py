@@ -19,6 +19,7 @@ import numpy as np
 
 from mtmh.config import RunConfig
 from mtmh.embeddings import EmbeddingSource
+from mtmh.errors import ArtifactError
 from mtmh.index.artifact import IndexMeta, index_dir, make_meta, save_index
 from mtmh.index.autotune import Tuned, autotune
 from mtmh.index.faiss_index import build_exact, build_index, search_k
@@ -44,7 +45,7 @@ def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> In
         rng = np.random.default_rng(cfg.seed)
         queries = vectors[np.sort(rng.choice(n, min(ic.tune_queries, n), replace=False))]
         if not np.array_equal(ids, np.arange(n)):
-            raise ValueError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
+            raise ArtifactError(f"{model}/{head}: autotune needs embeddings of item ids 0..N-1")
         tuned = autotune(
             index, vectors, queries, search_k(cfg.eval.k_ann_for(n), n), ic.target_recall
         )

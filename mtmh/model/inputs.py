@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from mtmh.content.encode import EMBEDDINGS_FILE, read_embeddings
+from mtmh.errors import ArtifactError
 from mtmh.model.tower import ItemFeatureTables
 
 
@@ -35,7 +36,7 @@ def load_item_tables(
     ).sort_by("item_id")
     n = items.num_rows
     if not (items["item_id"].to_numpy() == np.arange(n)).all():
-        raise ValueError(f"{data / 'items.parquet'}: item ids are not 0..{n - 1}")
+        raise ArtifactError(f"{data / 'items.parquet'}: item ids are not 0..{n - 1}")
     dense = _fixed_width(items["dense"].to_pylist(), len(spec["dense_names"]), np.float32)
     cats = _fixed_width(items["categorical"].to_pylist(), len(spec["categorical_names"]), np.int64)
     tables = ItemFeatureTables(dense, cats, spec["categorical_cardinalities"])
@@ -52,5 +53,5 @@ def _content_vectors(path: Path, column: str, n: int) -> np.ndarray:
         raise FileNotFoundError(f"{path} not found: run ray_jobs/encode_content.py first")
     ids, vectors = read_embeddings(path, column)
     if len(ids) != n:
-        raise ValueError(f"{path} covers {len(ids)} items, the catalog has {n}")
+        raise ArtifactError(f"{path} covers {len(ids)} items, the catalog has {n}")
     return vectors

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mtmh.config import ModelConfig
+from mtmh.errors import ArtifactError
 from mtmh.losses import CandidateSet, candidate_logits, info_nce, kl_distillation, multi_task
 from mtmh.model.negatives import MixedNegatives
 from mtmh.model.tower import ItemTower
@@ -51,9 +52,9 @@ class RetrievalTask(nn.Module):
         self.tower = tower
         self.cfg = cfg
         if tower.variant.needs_teacher_logits and teacher is None:
-            raise ValueError(f"variant {tower.variant.name!r} needs teacher embeddings for L_r")
+            raise ArtifactError(f"variant {tower.variant.name!r} needs teacher embeddings for L_r")
         if cfg.pair_weighting == "sim" and teacher is None:
-            raise ValueError("model.pair_weighting=sim needs the teacher embeddings (content/)")
+            raise ArtifactError("model.pair_weighting=sim needs the teacher embeddings (content/)")
         n = tower.num_items
         self.register_buffer(
             "teacher",

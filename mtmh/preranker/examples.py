@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtmh.config import RunConfig
+from mtmh.errors import ArtifactError
 from mtmh.index.faiss_index import search_k
 from mtmh.preranker.features import candidate_features
 from mtmh.preranker.item_stats import ItemLog
@@ -86,7 +87,7 @@ def build_examples(
                 )
             )
     if not parts:
-        raise ValueError("no preranker training rows: the validation split has no fit users")
+        raise ArtifactError("no preranker training rows: the validation split has no fit users")
     return Examples(
         *(
             np.concatenate([getattr(p, f) for p in parts])

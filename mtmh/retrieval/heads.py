@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtmh.embeddings import EmbeddingSource
+from mtmh.errors import ArtifactError
 from mtmh.index.artifact import index_dir, load_index
 from mtmh.index.faiss_index import ivf_part, search, set_nprobe, to_device
 
@@ -104,7 +105,7 @@ def load_heads(
     for head in heads:
         ids, vectors = source.load(head)
         if not np.array_equal(ids, np.arange(len(ids))):
-            raise ValueError(f"{model}/{head}: embeddings must cover item ids 0..N-1")
+            raise ArtifactError(f"{model}/{head}: embeddings must cover item ids 0..N-1")
         index, _ = load_index(
             index_dir(run_dir, model, head), source.version, head, vectors.shape[1]
         )

@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mtmh.errors import ArtifactError
+
 
 class UnknownRawIdError(KeyError):
     """Raw ids that are not in the catalog; `ids` names them."""
@@ -65,7 +67,7 @@ class ItemCatalog:
         table = pq.read_table(path, columns=wanted).sort_by("item_id")
         ids = table["item_id"].to_numpy()
         if not np.array_equal(ids, np.arange(len(ids))):
-            raise ValueError(f"{path}: item_id is not 0..{len(ids) - 1}")
+            raise ArtifactError(f"{path}: item_id is not 0..{len(ids) - 1}")
         raw = table["raw_id"].cast(pa.string())
         raw_ids = raw.to_pylist()
         if "text" in names:
