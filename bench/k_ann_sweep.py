@@ -21,13 +21,13 @@ from pathlib import Path
 
 from mtmh.config import load_config
 from mtmh.eval.protocol import OrderMetrics, holdout_users, label_sets
+from mtmh.holdout import load_holdout
 from mtmh.preranker.examples import build_examples
 from mtmh.preranker.item_stats import ItemLog
 from mtmh.preranker.ranker import Preranker
 from mtmh.preranker.train import catalog_size, train_model
 from mtmh.retrieval.heads import load_model_heads, model_heads
 from mtmh.retrieval.retriever import Retriever
-from mtmh.validation import load_holdout
 
 
 def main() -> None:

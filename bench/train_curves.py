@@ -2,7 +2,7 @@
 
 Each setting trains the same variant on the same prepared run (its own model name under
 RUN/models/) for a fixed number of epochs with no early stopping, measuring validation
-recall (mtmh/validation.py, the end of T1) after every epoch. The table shows, per setting,
+recall (mtmh/holdout.py, the end of T1) after every epoch. The table shows, per setting,
 the steady pairs/s, the validation score after each epoch and the best epoch: how the
 defaults in `train.*` were chosen (docs/results.md).
 
@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mtmh.model.curves import read_metrics
-    from mtmh.model.job import train_variant
+    from mtmh.model.training import train_variant
     from mtmh.ray_utils import init_ray
 
     base = load_config(args.run / "pipeline.yaml")

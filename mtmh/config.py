@@ -43,12 +43,11 @@ class ConfigError(MtmhError, ValueError):
 class SyntheticConfig:
     """Generator knobs for the `synthetic` dataset (see mtmh/data/sources/synthetic.py).
 
-    The defaults are the trade-off benchmark of issue 14, sized like ml-100k: co-engagement
-    alone is only moderately on-topic, and the text (so the teacher) clearly more so, as in
-    the paper's setting. Measured on the generated data, the top-10 neighbours of plain
-    ItemKNN match the item's fine topic 48% of the time and those of the raw text embedding
-    84% (random pairs: 1.4%); at cross-topic rate 0.3 and no text noise they were 66% and
-    100%, which leaves distillation little to show. Scale runs override the sizes.
+    The defaults make a trade-off benchmark sized like ml-100k: co-engagement alone is only
+    moderately on-topic, and the text (so the teacher) clearly more so, as in the paper's
+    setting; with less cross-topic noise and clean text, plain ItemKNN is already on-topic
+    and distillation has little to show (docs/results.md has the measurements). Scale runs
+    override the sizes.
     """
 
     num_items: Annotated[int, Field(ge=10)] = 4_000  # catalog size
@@ -90,8 +89,8 @@ class SplitConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
-class ValidationConfig:
-    """Bounds that make a log row's timestamp impossible."""
+class RowBoundsConfig:
+    """Bounds that make a log row's timestamp impossible (checked by the row validator)."""
 
     min_timestamp: int = 0  # epoch seconds; earlier rows are quarantined
     # Latest acceptable timestamp; None means "now + max_future_seconds" at prepare time.
@@ -110,7 +109,7 @@ class PairConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class DataConfig:
-    """What to prepare and how: dataset, split, validation, pairs and pipeline sizing."""
+    """What to prepare and how: dataset, split, row bounds, pairs and pipeline sizing."""
 
     # "ml-100k", "ml-1m", "synthetic" or "parquet:PATH".
     dataset: str = "ml-100k"
@@ -119,7 +118,7 @@ class DataConfig:
     data_dir: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     split: SplitConfig = SplitConfig()
-    validation: ValidationConfig = ValidationConfig()
+    row_bounds: RowBoundsConfig = RowBoundsConfig()
     pairs: PairConfig = PairConfig()
     # Users are hashed into buckets so that one task sees a user's whole history; the bucket
     # count grows with the input so each bucket (and so peak memory) stays bounded.
@@ -245,7 +244,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, config=_STRICT)
 class HoldoutConfig:
-    """The validation split carved from the end of T1 (mtmh/validation.py): early stopping,
+    """The validation split carved from the end of T1 (mtmh/holdout.py): early stopping,
     EASE's lambda and the ranking choice are made on it, never on T2."""
 
     # Validation users; the last `tail_fraction` of each one's T1 is held out of training.
@@ -284,7 +283,8 @@ class TrainConfig:
     max_steps: Annotated[int | None, Field(ge=1)] = None  # stop early (smoke runs, benches)
     num_workers: Annotated[int, Field(ge=1)] = 1  # DDP workers
     use_gpu: bool = False
-    cpus_per_worker: Annotated[float, Field(gt=0.0)] = 1.0
+    # Two trainings side by side leave a CPU for the Ray Data tasks that feed them.
+    cpus_per_worker: Annotated[float, Field(gt=0.0)] = 0.5
     threads_per_worker: Annotated[int, Field(ge=1)] = 1  # torch threads in each worker
     # CPUs of each Ray Data task streaming the pairs: fractional, so that trainings side by
     # side (pipeline, sweep) never hold every CPU their own input needs.
@@ -292,8 +292,9 @@ class TrainConfig:
     report_every: Annotated[int, Field(ge=1)] = 20  # steps between metric reports
     checkpoint_every: Annotated[int, Field(ge=1)] = 500  # steps between checkpoints
     max_failures: Annotated[int, Field(ge=-1)] = 2  # worker failures to recover from (-1: no limit)
-    # Snapshot the embeddings of fresh items every N steps (spec section 7); None: off.
-    fresh_snapshot_every: Annotated[int | None, Field(ge=1)] = None
+    # Snapshot the embeddings of fresh items every N steps (spec section 7); None: off. The
+    # pipeline keeps it for the fresh-content analysis pair (mtmh, itemcf) only.
+    fresh_snapshot_every: Annotated[int | None, Field(ge=1)] = 10
     # Which items are "fresh": at most this many T1 interactions (up to fresh_max_items of
     # them, the least engaged first).
     fresh_max_interactions: Annotated[int, Field(ge=0)] = 5
@@ -417,8 +418,6 @@ class EvalConfig:
     # reported either way.
     ranking: Literal["auto", "preranker", "ann"] = "auto"
     ann_recall_queries: Annotated[int, Field(ge=1)] = 1_000  # queries for IVF-vs-exact recall
-    # Training snapshots of fresh items every N steps, for the convergence curve.
-    fresh_snapshot_every: Annotated[int, Field(ge=1)] = 10
     seed: int = 0
 
     def k_ann_for(self, num_items: int) -> int:
@@ -450,13 +449,11 @@ class PipelineConfig:
     """Which variants `ray_jobs/pipeline.py` trains, and how many at once."""
 
     # Longest first, so the two-head models do not run alone at the end (the report keeps
-    # the paper's order). On ml-100k, where per-training overhead dominates, the order made
-    # no difference (515 s against 464 s, one epoch each); on ml-1m, with three epochs,
-    # compute dominates.
+    # the paper's order).
     variants: tuple[VariantName, ...] = ("mtmh", "stmh", "mtsh", "hllm", "mol", "neucf", "itemcf")
     # Trainings that run side by side, each as its own TorchTrainer (train.cpus_per_worker
-    # each, plus the Ray Data tasks that feed them). Three on two cores: much of a
-    # training's wall time is Ray Data and Ray Train start-up, which overlaps.
+    # each, plus the Ray Data tasks that feed them). Three on two cores: one training's
+    # Ray Train start-up and validation overlap the others' steps.
     concurrent_trainings: Annotated[int, Field(ge=1)] = 3
 
 
@@ -582,6 +579,29 @@ RETIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Keys earlier versions wrote under another name: a saved config that holds the old name
+# loads with its value under the new one (with a warning).
+RENAMED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("data", "validation"): ("data", "row_bounds"),
+    ("eval", "fresh_snapshot_every"): ("train", "fresh_snapshot_every"),
+}
+
+
+def _rename_old_keys(tree: dict[str, Any], path: Path) -> None:
+    for old, new in RENAMED_KEYS.items():
+        parent = tree
+        for key in old[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None  # type: ignore[assignment]
+        if not isinstance(parent, dict) or old[-1] not in parent:
+            continue
+        value = parent.pop(old[-1])
+        target = tree
+        for key in new[:-1]:
+            target = target.setdefault(key, {})
+        target[new[-1]] = value
+        log.warning("%s: %s is now %s", path, ".".join(old), ".".join(new))
+
+
 def _drop_retired(tree: dict[str, Any], path: Path) -> None:
     for section, keys in RETIRED_KEYS.items():
         found = [k for k in keys if isinstance(tree.get(section), dict) and k in tree[section]]
@@ -604,6 +624,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping")
     _drop_retired(tree, path)
+    _rename_old_keys(tree, path)
     return build_config(tree, overrides)
 
 

@@ -33,7 +33,7 @@ from mtmh.embeddings import CONTENT_SOURCE
 from mtmh.eval.content_quality import content_topic_match
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
-from mtmh.model.job import train_variant
+from mtmh.model.training import train_variant
 from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.peers.build import build_peers
 from mtmh.preranker.train import fit_prerankers
@@ -103,10 +103,11 @@ class Stage:
 
 
 def variant_config(cfg: RunConfig, variant: VariantName) -> RunConfig:
-    """The run config for one variant's training (fresh snapshots for the analysis pair)."""
+    """The run config for one variant's training: fresh snapshots (train.fresh_snapshot_every)
+    for the analysis pair only."""
     train = cfg.train
-    if variant in FRESH_VARIANTS:
-        train = dataclasses.replace(train, fresh_snapshot_every=cfg.eval.fresh_snapshot_every)
+    if variant not in FRESH_VARIANTS:
+        train = dataclasses.replace(train, fresh_snapshot_every=None)
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, variant=variant), train=train
     )

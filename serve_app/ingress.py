@@ -44,7 +44,7 @@ from mtmh.serving.plan import (
     RequestError,
     RetrievalPlan,
     UnknownItemError,
-    finish,
+    merge_and_pool,
     plan_i2i,
     plan_retrieve,
 )
@@ -302,7 +302,7 @@ class Ingress:
                 h.top.remote(plan.triggers, k_search, plan.seen, plan.keep) for h in pinned.values()
             ]
             kept = dict(zip(pinned, await asyncio.gather(*tops), strict=True))
-            return finish(kept, plan)
+            return merge_and_pool(kept, plan)
         searches = [h.search.remote(plan.triggers, k_search) for h in pinned.values()]
         found = dict(zip(pinned, await asyncio.gather(*searches), strict=True))
         job = PrerankJob(
@@ -314,4 +314,4 @@ class Ingress:
             relevance_k_ann=run.relevance_k_ann,
         )
         pre = graph.preranker.options(multiplexed_model_id=run.model_id)
-        return finish(await pre.prerank.remote(job), plan)
+        return merge_and_pool(await pre.prerank.remote(job), plan)

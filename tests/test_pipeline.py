@@ -22,7 +22,7 @@ from tests.tiny_data import TINY_SYNTHETIC
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     *TINY_SYNTHETIC,
-    "eval.fresh_snapshot_every=2",
+    "train.fresh_snapshot_every=2",
     "pipeline.variants=[itemcf, mtmh]",
 ]
 

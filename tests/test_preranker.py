@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtmh.config import load_config
+from mtmh.holdout import HoldoutUser
 from mtmh.preranker.examples import Examples, build_examples
 from mtmh.preranker.features import candidate_features, feature_names
 from mtmh.preranker.item_stats import DAY, ItemLog, ItemStats
@@ -16,7 +17,6 @@ from mtmh.preranker.train import train_model
 from mtmh.retrieval.heads import NeighborHead
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
-from mtmh.validation import HoldoutUser
 
 HEADS = ("engagement", "relevance")
 

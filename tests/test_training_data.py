@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtmh.config import build_config
+from mtmh.holdout import HoldoutSplit, HoldoutUser
 from mtmh.model.training_pairs import MANIFEST, ensure_training_pairs, write_training_pairs
-from mtmh.validation import HoldoutSplit, HoldoutUser
 
 USERS, PER_USER, FILES, ITEMS = 256, 50, 16, 500
 

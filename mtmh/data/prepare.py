@@ -24,7 +24,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtmh.config import RunConfig, config_hash, save_config
-from mtmh.data.bucket_sink import BucketSink
 from mtmh.data.buckets import count_bucket_users, finish_bucket
 from mtmh.data.fetch import default_data_dir
 from mtmh.data.schema import ITEMS, QUARANTINE, QUARANTINE_REASONS
@@ -40,6 +39,9 @@ from mtmh.data.sources import SchemaError, SourceData, get_source
 from mtmh.data.sources.base import LogFiles
 from mtmh.data.split import time_cut
 from mtmh.data.validate import LogValidator, check_log_schema, csv_read_options
+
+if TYPE_CHECKING:  # the sink is a Ray Data Datasink, imported where it runs
+    from mtmh.data.bucket_sink import BucketSink
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def _validate_and_bucket(
     cfg: RunConfig, source: SourceData, items: pa.Table, work: Path, num_buckets: int
 ) -> BucketSink:
     """Stage 1: stream the logs through the validator into user-bucket folders."""
-    val = cfg.data.validation
+    val = cfg.data.row_bounds
     validator = LogValidator(
         item_raw_ids=items["raw_id"].combine_chunks(),
         item_available_from=items["available_from"].fill_null(INT64_MIN).to_numpy(),
@@ -130,6 +132,8 @@ def _validate_and_bucket(
         batch_size=None,  # one read block per call: few, large output files per bucket
         num_cpus=cfg.ray.data_task_cpus,
     )
+    from mtmh.data.bucket_sink import BucketSink
+
     sink = BucketSink(str(work / "validated"))
     ds.write_datasink(sink)
     return sink

@@ -37,13 +37,13 @@ from mtmh.eval.protocol import (
     sample_users,
 )
 from mtmh.eval.report import write_report
+from mtmh.holdout import validation_score
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.model.curves import read_metrics
 from mtmh.peers.build import PEERS, peer_dir
 from mtmh.preranker.train import fit_split
 from mtmh.progress import steps
 from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
-from mtmh.validation import validation_score
 
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
 
@@ -59,7 +59,7 @@ def index_settings(run_dir: Path, ann: dict[str, Any]) -> dict[str, str]:
         folder = index_dir(run_dir, model, head)
         if (folder / "meta.json").is_file():
             meta = read_meta(folder)
-            # Before autotune, an IVF index's setting was its nprobe alone.
+            # An index built without autotune records only its nprobe.
             setting = meta.search_params or (f"nprobe={meta.nprobe}" if meta.nprobe else "")
             out[name] = f"{meta.kind} {setting}".strip()
     return out

@@ -33,6 +33,7 @@ from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
 from mtmh.eval.metrics import MatchCounter, RecallMean
 from mtmh.eval.topic_match import lift, random_match_probability
+from mtmh.holdout import HoldoutSplit
 from mtmh.index.autotune import recall_at
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.preranker.ranker import load_preranker
@@ -40,7 +41,6 @@ from mtmh.retrieval.heads import PEER_HEAD, NeighborHead, load_model_heads
 from mtmh.retrieval.merge import POOLING, Candidate, Kept, pool
 from mtmh.retrieval.ranking import RANKINGS
 from mtmh.retrieval.retriever import Retriever
-from mtmh.validation import HoldoutSplit
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from mtmh.cli import job_parser, parse_on_run
 from mtmh.index.build import build_indexes
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 

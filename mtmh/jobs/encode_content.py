@@ -18,9 +18,9 @@ from typing import Any
 
 from rich.table import Table
 
-from mtmh.cli import job_parser, parse_on_run
 from mtmh.content.encode import encode_content
 from mtmh.eval.content_quality import content_topic_match
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from mtmh.cli import job_parser, parse_on_run
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.eval.summary import print_report
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mtmh.cli import config_from_args, job_parser
 from mtmh.eval.summary import print_report
+from mtmh.job_args import config_from_args, job_parser
 from mtmh.job_output import JobOutput, run_job
 from mtmh.pipeline import run_pipeline
 from mtmh.ray_utils import init_ray

@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.table import Table
 
-from mtmh.cli import config_from_args, job_parser
 from mtmh.data.prepare import prepare
+from mtmh.job_args import config_from_args, job_parser
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 

@@ -21,8 +21,8 @@ import sys
 
 from rich.markdown import Markdown
 
-from mtmh.cli import job_parser, parse_on_run
 from mtmh.content.encode import EMBEDDINGS_FILE
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
 from mtmh.ray_utils import init_ray
 from mtmh.sweep.report import write_sweep_report

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import sys
 
-from mtmh.cli import job_parser, parse_on_run
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
-from mtmh.model.job import train_variant
+from mtmh.model.training import train_variant
 from mtmh.model.variants import VARIANTS
 from mtmh.ray_utils import init_ray
 

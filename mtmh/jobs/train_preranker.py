@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from mtmh.cli import job_parser, parse_on_run
+from mtmh.job_args import job_parser, parse_on_run
 from mtmh.job_output import JobOutput, run_job
 from mtmh.preranker.train import fit_prerankers
 from mtmh.ray_utils import init_ray

@@ -117,6 +117,11 @@ class Reporter:
     reported_step: int = 0
     window_start: float = field(default_factory=time.perf_counter)
     window_pairs: int = 0
+    # Seconds this worker spent waiting for batches, in training steps, and validating; the
+    # final row carries them as "time/<name>_s" (summary.json's timings).
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"data": 0.0, "steps": 0.0, "validation": 0.0}
+    )
 
     def after_step(self, progress: Progress, pairs: int, losses: dict[str, torch.Tensor]) -> None:
         """Count the step's pairs; report on `report_every`, checkpoint on `checkpoint_every`."""
@@ -149,6 +154,7 @@ class Reporter:
         if stopper.best_state is not None:
             row["val/best_epoch"] = stopper.best_epoch
             row["val/best_score"] = stopper.best_score
+        row.update({f"time/{name}_s": round(s, 2) for name, s in self.seconds.items()})
         self.emit(row, self.checkpoint(), to_file="loss" in row)
 
     def window_row(self, step: int, epoch: int) -> dict[str, float]:

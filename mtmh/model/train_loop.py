@@ -8,7 +8,7 @@ builds a `TorchTrainer` that streams them to the workers as Ray Data shards. Eac
 mtmh/model/harness.py:
 
 - epochs with early stopping: after each epoch every worker measures validation recall on
-  the split carved from the end of T1 (`mtmh/validation.py`); `train.patience` epochs
+  the split carved from the end of T1 (`mtmh/holdout.py`); `train.patience` epochs
   without a gain end the training, and the best epoch's weights are what it writes;
 - metrics to Ray every `train.report_every` steps, plus one validation row per epoch;
 - checkpoints every `train.checkpoint_every` steps and at each epoch's end; with
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import EvalConfig, RunConfig, build_config, config_to_dict, save_config
+from mtmh.holdout import (
+    HoldoutSplit,
+    ann_order_recall,
+    embedding_scores,
+    load_holdout,
+    validation_score,
+)
 from mtmh.model.harness import Progress, Reporter, make_trainer, restore, save_checkpoint
 from mtmh.model.inputs import load_item_tables
 from mtmh.model.negatives import MixedNegatives
@@ -42,13 +50,6 @@ from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
 from mtmh.model.training_pairs import ensure_training_pairs, training_pairs
 from mtmh.model.variants import get_variant
-from mtmh.validation import (
-    HoldoutSplit,
-    ann_order_recall,
-    embedding_scores,
-    load_holdout,
-    validation_score,
-)
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,11 @@ def train_epoch(
     """One pass over `batches` (skipping those a restart already trained); False when
     `train.max_steps` ran out."""
     tc, device = cfg.train, next(task.parameters()).device
-    rank = reporter.rank
+    rank, seconds = reporter.rank, reporter.seconds
+    waited = time.perf_counter()
     for batch in batches:
+        started = time.perf_counter()
+        seconds["data"] += started - waited
         if progress.step_in_epoch < progress.skip:
             progress.step_in_epoch += 1  # trained before the failure
             continue
@@ -196,10 +200,12 @@ def train_epoch(
         if "count" in batch:
             batch["count"] = batch["count"].float() ** tc.count_power
         losses = train_step(model, opt, batch, negatives)
+        seconds["steps"] += time.perf_counter() - started
         progress.step += 1
         progress.step_in_epoch += 1
         hooks.after(progress.step, task.tower)
         reporter.after_step(progress, len(batch["trigger_id"]), losses)
+        waited = time.perf_counter()
     return True
 
 
@@ -257,7 +263,9 @@ def end_of_epoch(
 ) -> bool:
     """Validate, report the epoch's row with its checkpoint; True when training should stop.
     Every rank validates the same (DDP-synchronised) weights, so all agree on when to stop."""
+    started = time.perf_counter()
     val = validate(task, split, ec)
+    reporter.seconds["validation"] += time.perf_counter() - started
     stopper = progress.stopper
     stop = stopper.update(val["val/score"], epoch, task)
     reporter.after_epoch(progress, epoch, {**val, "val/best_epoch": stopper.best_epoch})

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtmh.config import RunConfig, config_to_dict
-from mtmh.validation import HoldoutSplit, load_holdout
+from mtmh.holdout import HoldoutSplit, load_holdout
 
 log = logging.getLogger(__name__)
 FOLDER = "training_pairs"

@@ -5,7 +5,7 @@ neighbour table, which stands in for the ANN search in the evaluation.
                                      (the item itself excluded), K = K_ann + 1
     RUN/peers/<name>/meta.json       what was fitted: lambda, validation recall, seconds
 
-EASE's lambda is chosen on the validation split (mtmh/validation.py) by the same ANN-order
+EASE's lambda is chosen on the validation split (mtmh/holdout.py) by the same ANN-order
 recall that stops the learned models' training: never on T2.
 
 Example:
@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import EvalConfig, RunConfig
+from mtmh.holdout import HoldoutSplit, ann_order_recall, load_holdout, validation_score
 from mtmh.index.faiss_index import search_k
 from mtmh.peers.ease import EASE, gram
 from mtmh.peers.interactions import training_matrix
 from mtmh.peers.itemknn import ItemKNN
-from mtmh.validation import HoldoutSplit, ann_order_recall, load_holdout, validation_score
 
 log = logging.getLogger(__name__)
 

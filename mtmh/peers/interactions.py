@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from mtmh.validation import HoldoutSplit
+from mtmh.holdout import HoldoutSplit
 
 
 def training_matrix(run_dir: Path, num_items: int, split: HoldoutSplit) -> sp.csr_matrix:

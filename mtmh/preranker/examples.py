@@ -9,7 +9,7 @@ the autotuned index). Every valid candidate of every head becomes a row of
     engaged    the candidate is one of the user's items after the cut (the split's truth)
     satisfied  ... and its best weight there is >= preranker.satisfaction_threshold
 
-No model was trained on these users' rows after the cut (mtmh/validation.py holds them out of
+No model was trained on these users' rows after the cut (mtmh/holdout.py holds them out of
 pairs, peers and indexes), so a candidate's similarities look as they will for a user at
 serving time. Negatives are sampled down to `preranker.max_examples` rows and weighted back.
 """
@@ -22,12 +22,12 @@ import numpy as np
 
 from mtmh.config import RunConfig
 from mtmh.errors import ArtifactError
+from mtmh.holdout import HoldoutUser
 from mtmh.index.faiss_index import search_k
 from mtmh.preranker.features import candidate_features
 from mtmh.preranker.item_stats import ItemLog
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
-from mtmh.validation import HoldoutUser
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from mtmh.validation import HoldoutSplit
+from mtmh.holdout import HoldoutSplit
 
 DAY = 86_400  # seconds; ages are in days
 STATS_FILE = "item_stats.npz"

@@ -1,7 +1,7 @@
 """Fitting one preranker per model of a run, each in its own Ray task.
 
 `fit_prerankers(cfg, run_dir)` builds the item statistics of the training log once, takes the
-fit half of the validation split (mtmh/validation.py `HoldoutSplit.halves`), and for every
+fit half of the validation split (mtmh/holdout.py `HoldoutSplit.halves`), and for every
 model with embeddings or a neighbour table runs `fit_model_preranker`: the real ANN stage for
 those users, labelled rows (mtmh/preranker/examples.py), and a few epochs of Adam on the
 weighted binary losses. A share of the fit users (`preranker.check_fraction`) only scores each
@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -31,6 +30,8 @@ import torch
 
 from mtmh.config import RunConfig
 from mtmh.errors import MtmhError
+from mtmh.holdout import HoldoutSplit, HoldoutUser, load_holdout
+from mtmh.model.harness import EarlyStopping
 from mtmh.preranker.examples import Examples, build_examples
 from mtmh.preranker.features import feature_names
 from mtmh.preranker.item_stats import STATS_FILE, ItemLog
@@ -38,7 +39,6 @@ from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
 from mtmh.retrieval.heads import load_model_heads, model_heads
 from mtmh.retrieval.retriever import Retriever
-from mtmh.validation import HoldoutSplit, HoldoutUser, load_holdout
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
@@ -71,6 +71,25 @@ def _weighted_logloss(model: PrerankerModel, ex: Examples) -> float:
     return float(losses["engagement"])
 
 
+def _train_epoch(
+    model: PrerankerModel, opt: torch.optim.Optimizer, ex: Examples, batch_size: int
+) -> float:
+    """One pass over `ex` in a random order; the mean training loss."""
+    x = torch.as_tensor(ex.features)
+    engaged, satisfied = torch.as_tensor(ex.engaged), torch.as_tensor(ex.satisfied)
+    weight = torch.as_tensor(ex.weight)
+    order = torch.randperm(len(x))
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        b = order[start : start + batch_size]
+        losses = model.losses(x[b], engaged[b], satisfied[b], weight[b])
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        opt.step()
+        total += float(losses["loss"].detach()) * len(b)
+    return total / max(len(x), 1)
+
+
 def train_model(
     examples: Examples, cfg: RunConfig, users: list[HoldoutUser]
 ) -> tuple[PrerankerModel, dict[str, Any]]:
@@ -92,30 +111,22 @@ def train_model(
     positives = satisfied[engaged > 0]
     model.has_satisfaction.fill_(bool(len(positives)) and 0 < float(positives.mean()) < 1)
     opt = torch.optim.Adam(model.parameters(), lr=pc.lr)
-    curve = []
-    best_state, best_loss = copy.deepcopy(model.state_dict()), np.inf
+    curve: list[dict[str, float]] = []
+    # The training harness's keeper of the best epoch's weights (it never stops early here):
+    # the best check logloss wins, or without check users the last epoch.
+    keeper = EarlyStopping(patience=pc.epochs + 1)
     if len(check):
-        best_loss = _weighted_logloss(model, check)
-        curve.append({"epoch": 0, "check_logloss": best_loss})
+        curve.append({"epoch": 0, "check_logloss": _weighted_logloss(model, check)})
+        keeper.update(-curve[0]["check_logloss"], 0, model)
     for epoch in range(1, pc.epochs + 1):
-        order = torch.randperm(len(x))
-        total = 0.0
-        for start in range(0, len(x), pc.batch_size):
-            b = order[start : start + pc.batch_size]
-            losses = model.losses(x[b], engaged[b], satisfied[b], weight[b])
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            total += float(losses["loss"].detach()) * len(b)
-        row: dict[str, float] = {"epoch": epoch, "train_loss": total / max(len(x), 1)}
+        row = {"epoch": epoch, "train_loss": _train_epoch(model, opt, train, pc.batch_size)}
         if len(check):
             row["check_logloss"] = _weighted_logloss(model, check)
-            if row["check_logloss"] < best_loss:
-                best_state, best_loss = copy.deepcopy(model.state_dict()), row["check_logloss"]
-        else:
-            best_state = copy.deepcopy(model.state_dict())
+        keeper.update(-row["check_logloss"] if len(check) else float(epoch), epoch, model)
         curve.append(row)
-    model.load_state_dict(best_state)
+    if keeper.best_state is not None:
+        model.load_state_dict(keeper.best_state)
+    best_loss = -keeper.best_score if len(check) else np.inf
     summary = {
         "rows": len(examples),
         "positives": int(examples.engaged.sum()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mtmh.retrieval.merge import Candidate, Kept
 from mtmh.retrieval.retriever import Retriever
-from mtmh.serving.plan import RetrievalPlan, finish
+from mtmh.serving.plan import RetrievalPlan, merge_and_pool
 from mtmh.serving.run import SERVED_HEADS, ServingRun
 
 
@@ -30,4 +30,4 @@ class InProcessRetrieval:
             kept = retriever.ann_ordered(plan.triggers, plan.seen)
         else:
             kept = retriever.preranked(plan.triggers, plan.seen)
-        return finish(kept, plan)
+        return merge_and_pool(kept, plan)

@@ -105,7 +105,7 @@ def _plan(
     )
 
 
-def finish(kept: Kept, plan: RetrievalPlan) -> list[Candidate]:
+def merge_and_pool(kept: Kept, plan: RetrievalPlan) -> list[Candidate]:
     """Merge each trigger's ranked head lists to K by the quota (the run's ranking order's
     merge), then (multi-trigger requests) pool them to the top k the way that order pools."""
     per_trigger = merge_order(plan.ranking, kept, plan.keep, plan.alpha)

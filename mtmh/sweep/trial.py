@@ -26,7 +26,8 @@ def trial_config(base: RunConfig, w_r: float, seed: int) -> RunConfig:
     model = dataclasses.replace(
         base.model, variant="mtmh", w_r=float(w_r), name=trial_model_name(w_r, seed)
     )
-    return dataclasses.replace(base, model=model, seed=int(seed))
+    train = dataclasses.replace(base.train, fresh_snapshot_every=None)  # no fresh analysis here
+    return dataclasses.replace(base, model=model, train=train, seed=int(seed))
 
 
 def alpha_key(alpha: float, metric: str) -> str:
@@ -40,7 +41,7 @@ def wr_trial(config: dict[str, Any]) -> None:
 
     from mtmh.eval.protocol import ModelSpec, evaluate_model, sample_users
     from mtmh.index.build import build_indexes
-    from mtmh.model.job import train_variant
+    from mtmh.model.training import train_variant
     from mtmh.preranker.train import fit_preranker
     from mtmh.retrieval.ranking import resolved_ranking
 

@@ -34,6 +34,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +98,11 @@ class HoldoutSplit:
 
 
 def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSplit:
-    """The split of RUN/data/t1 (empty when `cfg.users` is 0)."""
+    """The split of RUN/data/t1 (empty when `cfg.users` is 0).
+
+    Every stage that trains or chooses needs it (each training worker, the peers, the
+    prerankers, the order choice): it is made from T1 once and kept in RUN/holdout/, keyed by
+    the T1 files and the settings, so the others read it back instead of sorting T1 again."""
     t1 = run_dir / "data" / "t1"
     if cfg.users == 0:
         return HoldoutSplit(users=[])
@@ -102,6 +111,28 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
             f"{t1} not found: the validation split needs the prepared T1 "
             "(run ray_jobs/prepare_data.py, or set holdout.users=0)"
         )
+    files = sorted(
+        (str(p.relative_to(t1)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in t1.rglob("*")
+        if p.is_file()
+    )
+    blob = json.dumps([files, dataclasses.asdict(cfg), max_triggers], sort_keys=True)
+    cache = run_dir / "holdout" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pkl"
+    if cache.is_file():
+        with cache.open("rb") as fh:
+            split: HoldoutSplit = pickle.load(fh)
+        return split
+    split = make_holdout(t1, cfg, max_triggers)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(split, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, cache)  # readers never see a partial file
+    return split
+
+
+def make_holdout(t1: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSplit:
+    """The split, computed from the T1 files in `t1`."""
     table = pq.read_table(t1, columns=["user_id", "item_id", "timestamp", "weight"]).sort_by(
         [("user_id", "ascending"), ("timestamp", "ascending"), ("item_id", "ascending")]
     )

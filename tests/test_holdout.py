@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import HoldoutConfig
-from mtmh.validation import HoldoutSplit, HoldoutUser, ann_order_recall, load_holdout
+from mtmh.holdout import HoldoutSplit, HoldoutUser, ann_order_recall, load_holdout
 
 
 def write_t1(run: Path, rows: list[tuple[int, int, int]]) -> Path:
