@@ -14,6 +14,26 @@ def test_default_config_loads_and_round_trips(tmp_path: Path) -> None:
     assert load_config(saved) == cfg
 
 
+def test_the_packaged_default_run_is_the_config_defaults() -> None:
+    # One source of defaults: mtmh/config.py. The packaged YAML names only what a run chooses.
+    assert load_config() == RunConfig()
+
+
+def test_a_saved_config_with_renamed_keys_loads_under_the_new_names(tmp_path: Path) -> None:
+    old = yaml.safe_load(
+        yaml.safe_dump(
+            {"data": {"validation": {"min_timestamp": 7}}, "eval": {"fresh_snapshot_every": 4}}
+        )
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path)
+    assert cfg.data.row_bounds.min_timestamp == 7
+    assert cfg.train.fresh_snapshot_every == 4
+    with pytest.raises(ConfigError, match=r"data\.validation"):  # --set takes new names only
+        build_config(overrides=["data.validation.min_timestamp=7"])
+
+
 def test_overrides_are_typed() -> None:
     cfg = load_config(
         overrides=["data.pairs.window=20", "data.split.t1_fraction=0.7", "data.dataset=synthetic"]
