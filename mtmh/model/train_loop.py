@@ -326,7 +326,10 @@ def fit(
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
     pairs = ensure_training_pairs(run_dir, cfg)
-    ds = ray.data.read_parquet(str(pairs.path), num_cpus=cfg.train.data_cpus)
+    # Read into the object store before the worker group starts: read lazily, inside each
+    # trainer's own executor, trainings side by side wait forever for the CPUs their peers'
+    # workers hold ("cluster resources are not enough to run any task").
+    ds = ray.data.read_parquet(str(pairs.path), num_cpus=cfg.train.data_cpus).materialize()
     loop_config = {
         "run_config": config_to_dict(cfg),
         "run_dir": str(run_dir.resolve()),
