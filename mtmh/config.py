@@ -289,8 +289,10 @@ class TrainConfig:
     # CPUs of each Ray Data task streaming the pairs: fractional, so that trainings side by
     # side (pipeline, sweep) never hold every CPU their own input needs.
     data_cpus: Annotated[float, Field(gt=0.0)] = 0.25
-    report_every: Annotated[int, Field(ge=1)] = 20  # steps between metric reports
-    checkpoint_every: Annotated[int, Field(ge=1)] = 500  # steps between checkpoints
+    report_every: Annotated[int, Field(ge=1)] = 20  # steps between metrics.jsonl rows
+    # Steps between checkpoints; each is also a report to Ray (with the epoch rows and the
+    # final one: mtmh/model/harness.py says why Ray gets no more than these).
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
     max_failures: Annotated[int, Field(ge=-1)] = 2  # worker failures to recover from (-1: no limit)
     # Snapshot the embeddings of fresh items every N steps (spec section 7); None: off. The
     # pipeline keeps it for the fresh-content analysis pair (mtmh, itemcf) only.
@@ -470,7 +472,9 @@ class SweepConfig:
     # "asha" stops trials whose `asha_metric` lags at each rung (reported during training).
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha_metric: str = "relevance/l_e"  # the co-engagement loss: comparable across w_r
-    asha_grace_period: Annotated[int, Field(ge=1)] = 5  # reports before a trial can stop
+    # Reports to Ray (checkpoints every train.checkpoint_every steps, and epochs) before a
+    # trial can stop.
+    asha_grace_period: Annotated[int, Field(ge=1)] = 5
     max_concurrent_trials: Annotated[int, Field(ge=1)] = 2
     # The trial only drives its TorchTrainer (its workers hold the CPUs and GPUs).
     trial_cpus: Annotated[float, Field(ge=0.0)] = 0.0

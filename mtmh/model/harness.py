@@ -7,9 +7,13 @@
   same number of steps.
 - `EarlyStopping`: the best validation score, its epoch and its weights; says when
   `patience` epochs have passed without a gain.
-- `Reporter`: the metrics rows, to Ray (every rank must report) and to metrics.jsonl (rank 0
-  only): one every `report_every` steps with the pairs/s of its window, a checkpoint every
-  `checkpoint_every` steps, one row per epoch with its validation, and a final row.
+- `Reporter`: the metrics rows. metrics.jsonl (rank 0) gets one every `report_every` steps
+  with the pairs/s of its window. Ray (every rank must report) gets the rows that carry a
+  checkpoint: every `checkpoint_every` steps, one per epoch with its validation, and the
+  final row. Not every `report_every` rows: a Ray Train v2 worker's report waits until the
+  controller has taken the previous one, and the controller looks every 2 s
+  (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S), so a light model reporting every 20 steps spent
+  more time waiting than training.
 - `make_trainer`: the TorchTrainer with the project's failure, checkpoint and storage settings.
 
 The worker function itself (mtmh/model/train_loop.py) is then a loop over epochs calling a
@@ -117,21 +121,26 @@ class Reporter:
     reported_step: int = 0
     window_start: float = field(default_factory=time.perf_counter)
     window_pairs: int = 0
-    # Seconds this worker spent waiting for batches, in training steps, and validating; the
-    # final row carries them as "time/<name>_s" (summary.json's timings).
+    # Seconds this worker spent waiting for batches, in training steps, validating and
+    # reporting (checkpoints included); the final row carries them as "time/<name>_s"
+    # (summary.json's timings).
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"data": 0.0, "steps": 0.0, "validation": 0.0}
+        default_factory=lambda: {"data": 0.0, "steps": 0.0, "validation": 0.0, "reports": 0.0}
     )
 
     def after_step(self, progress: Progress, pairs: int, losses: dict[str, torch.Tensor]) -> None:
-        """Count the step's pairs; report on `report_every`, checkpoint on `checkpoint_every`."""
+        """Count the step's pairs; a metrics row on `report_every`, and a checkpoint reported
+        to Ray on `checkpoint_every`."""
         self.window_pairs += pairs * self.world
         self.last_losses = losses
         step, tc = progress.step, self.tc
         if step % tc.report_every and step % tc.checkpoint_every:
             return
-        ckpt = self.checkpoint() if step % tc.checkpoint_every == 0 else None
-        self.emit(self.window_row(progress.step, progress.epoch), ckpt)
+        row = self.window_row(progress.step, progress.epoch)
+        if step % tc.checkpoint_every == 0:
+            self.emit(row, self.save())
+        else:
+            self.write(row)
         self.reported_step = step
 
     def after_epoch(self, progress: Progress, epoch: int, values: dict[str, float]) -> None:
@@ -139,7 +148,7 @@ class Reporter:
         must be in every report) with a checkpoint of `progress` (the next epoch's start)."""
         losses = {k: float(v) for k, v in (self.last_losses or {}).items()}
         row = {"step": progress.step, "epoch": epoch, **losses, **values}
-        self.emit(row, self.checkpoint())
+        self.emit(row, self.save())
         self.reported_step = -1  # the tail's losses still get their own row at the end
 
     def final(self, progress: Progress, epoch: int) -> None:
@@ -155,7 +164,7 @@ class Reporter:
             row["val/best_epoch"] = stopper.best_epoch
             row["val/best_score"] = stopper.best_score
         row.update({f"time/{name}_s": round(s, 2) for name, s in self.seconds.items()})
-        self.emit(row, self.checkpoint(), to_file="loss" in row)
+        self.emit(row, self.save(), to_file="loss" in row)
 
     def window_row(self, step: int, epoch: int) -> dict[str, float]:
         assert self.last_losses is not None
@@ -169,13 +178,27 @@ class Reporter:
         self.window_start, self.window_pairs = time.perf_counter(), 0
         return row
 
-    def emit(self, row: dict[str, float], checkpoint: Any, to_file: bool = True) -> None:
-        import ray.train
+    def save(self) -> Any:
+        started = time.perf_counter()
+        checkpoint = self.checkpoint()
+        self.seconds["reports"] += time.perf_counter() - started
+        return checkpoint
 
-        if self.path is not None and to_file:
+    def write(self, row: dict[str, float]) -> None:
+        """A row to metrics.jsonl (rank 0 only)."""
+        if self.path is not None:
             with self.path.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
+
+    def emit(self, row: dict[str, float], checkpoint: Any, to_file: bool = True) -> None:
+        """A row to metrics.jsonl and to Ray, with its checkpoint."""
+        import ray.train
+
+        started = time.perf_counter()
+        if to_file:
+            self.write(row)
         ray.train.report(row, checkpoint=checkpoint)
+        self.seconds["reports"] += time.perf_counter() - started
 
 
 def make_trainer(
