@@ -45,8 +45,8 @@ def train_variant(
         "first": _losses(rows[0]) if rows else {},
         "last": _losses(rows[-1]) if rows else {},
         "pairs_per_s_last": round(rows[-1]["pairs_per_s"], 1) if rows else None,
-        # rank 0's seconds waiting for batches, in steps and validating; the rest of
-        # "seconds" is start-up, the training pairs and writing the outputs.
+        # rank 0's seconds waiting for batches, in steps, validating and reporting; the
+        # rest of "seconds" is start-up, reading the pairs and writing the outputs.
         "timings": {k: v for k, v in result.metrics.items() if k.startswith("time/")},
         "outputs": str(out),
     }
