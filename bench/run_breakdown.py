@@ -6,9 +6,11 @@ For each finished run given, it reads what the run recorded:
 - per training: its steps, epochs and wall seconds (RUN/models/<variant>/summary.json) and,
   for runs made since the training harness records them, rank 0's seconds in training steps,
   waiting for batches and validating ("timings");
-- the log's time spent preparing the training pairs: a Ray Data groupby and shuffle per
-  training before they were shared ("Dataset dataset_... finished" lines of the training
-  tasks), one pyarrow pass per run since ("training pairs: ... in X s").
+- the log's time each training spent getting its pairs into the object store ("Dataset
+  dataset_... finished" lines of the training tasks): a Ray Data groupby, shuffle and
+  materialize per training before the pairs were shared, a read and materialize since (plus
+  the one pyarrow pass per run, "training pairs: ... in X s"). Wall seconds, trainings side
+  by side, so part of "the rest", not added to it.
 
 Then it measures, in this process, side by side for every run on that run's own data with the
 code checked out: one single-thread training step of each variant at the run's batch size
@@ -162,8 +164,8 @@ def print_table(names: list[str], results: list[dict[str, Any]]) -> None:
         ("train stage CPU (wall x cores)", [r["train_stage_cpu_s"] for r in results]),
         ("  steps (measured step x steps)", [r["train_compute_s"] for r in results]),
         ("  validation (measured x epochs)", [r["train_validation_s"] for r in results]),
-        ("  pair preparation (log, wall)", [r["pair_preparation_s"] for r in results]),
         ("  the rest: start-up, data, sharing cores", [r["train_overhead_s"] for r in results]),
+        ("    of which pairs per training (log, wall)", [r["pair_preparation_s"] for r in results]),
     ]
     width = max(len(n) for n, _ in rows)
     head = f"{'seconds':<{width}} " + " ".join(f"{n[-18:]:>18}" for n in names)
