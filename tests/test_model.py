@@ -279,3 +279,35 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch() -> None:
     for _ in range(20):
         last = train_step(task, opt, batch, negatives)["loss"].item()
     assert last < first
+
+
+def test_the_reporter_writes_every_report_every_and_tells_ray_only_with_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ray Train v2 report waits for the controller's next look (every 2 s): a row to Ray
+    # every few steps would throttle training, so only checkpoint, epoch and final rows go.
+    import ray.train
+
+    from mtmh.model.harness import EarlyStopping, Progress, Reporter
+
+    sent: list[tuple[dict[str, float], object]] = []
+    monkeypatch.setattr(ray.train, "report", lambda row, checkpoint: sent.append((row, checkpoint)))
+    tc = build_config(overrides=["train.report_every=2", "train.checkpoint_every=4"]).train
+    path = tmp_path / "metrics.jsonl"
+    reporter = Reporter(tc, path, checkpoint=lambda: "ckpt")
+    progress = Progress(EarlyStopping(patience=1))
+    losses = {"loss": torch.tensor(1.0)}
+    for _ in range(9):
+        progress.step += 1
+        reporter.after_step(progress, pairs=8, losses=losses)
+    reporter.after_epoch(progress, 0, {"val/score": 0.5})
+    reporter.final(progress, 0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 9, 9]  # every 2nd step, epoch, tail
+    assert [(row["step"], ckpt) for row, ckpt in sent] == [
+        (4, "ckpt"),
+        (8, "ckpt"),
+        (9, "ckpt"),
+        (9, "ckpt"),
+    ]
+    assert sent[-1][0]["final"] == 1.0 and "time/reports_s" in sent[-1][0]
