@@ -105,7 +105,7 @@ def run_job(
         out.console.file.flush()
     # After the descriptors are restored: stderr is the terminal again.
     first = message.strip().splitlines()[0] if message.strip() else "(no message)"
-    print(f"error: {first}\n(details: {out.log_file})", file=sys.stderr)
+    sys.stderr.write(f"error: {first}\n(details: {out.log_file})\n")  # the CLI contract
     return status
 
 
