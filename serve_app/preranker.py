@@ -66,18 +66,19 @@ class Preranker:
         for model_id, members in by_version.items():
             pre = await self.model(model_id)
             blocked = {i: blocked_items(pre.num_items, jobs[i].seen) for i in members}
+            reach = {
+                i: {h: preranker_reach(h, jobs[i].relevance_k_ann, jobs[i].keep) for h in pre.heads}
+                for i in members
+            }
             scores = pre.score_many(
-                [(jobs[i].searched, jobs[i].triggers, blocked[i]) for i in members]
+                [(jobs[i].searched, jobs[i].triggers, blocked[i]) for i in members],
+                [reach[i] for i in members],
             )
             for i, by_head in zip(members, scores, strict=True):
                 job = jobs[i]
                 out[i] = {
                     head: preranker_order(
-                        job.searched[head][1],
-                        s,
-                        job.triggers,
-                        blocked[i],
-                        preranker_reach(head, job.relevance_k_ann, job.keep),
+                        job.searched[head][1], s, job.triggers, blocked[i], reach[i][head]
                     )
                     for head, s in by_head.items()
                 }

@@ -69,6 +69,22 @@ def test_features_are_computed_per_trigger_and_candidate_as_documented() -> None
         )
 
 
+def test_a_reach_keeps_a_heads_nearest_valid_rows_with_their_features_unchanged() -> None:
+    stats = ItemStats(np.arange(10) * 2, np.full(10, 3.0, np.float32))
+    blocked = blocked_items(10, [9])
+    triggers = np.array([2, 3])
+    full = candidate_features(_searched(), HEADS, triggers, blocked, stats)
+    cut = candidate_features(
+        _searched(), HEADS, triggers, blocked, stats, {"relevance": 2, "engagement": None}
+    )
+    # Relevance: t0 keeps 6, 4 (not 8); t1 keeps 1, 5 (9 is seen and does not count).
+    assert cut["relevance"].items.tolist() == [6, 4, 1, 5]
+    kept = [0, 1, 3, 4]  # those rows' places among the full rows
+    np.testing.assert_array_equal(cut["relevance"].features, full["relevance"].features[kept])
+    # Item 8, beyond the reach, still counts in the other head's cross-head features.
+    np.testing.assert_array_equal(cut["engagement"].features, full["engagement"].features)
+
+
 def test_item_log_counts_and_ages_only_what_came_before() -> None:
     items = np.array([0, 0, 1, 0, 2])
     ts = np.array([10, 20, 20, 30, 40]) * DAY

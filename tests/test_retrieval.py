@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -455,8 +456,13 @@ def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -
         heads = ("engagement", "relevance")
 
         def score(
-            self, searched: Searched, triggers: np.ndarray, blocked: np.ndarray
+            self,
+            searched: Searched,
+            triggers: np.ndarray,
+            blocked: np.ndarray,
+            reach: Mapping[str, int | None] | None = None,
         ) -> dict[str, np.ndarray]:
+            # Scores every candidate, the reach ignored: the order must still apply it.
             return {h: -sims for h, (sims, _) in searched.items()}
 
     x = clustered(400, 16, 8, seed=4)

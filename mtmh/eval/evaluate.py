@@ -188,9 +188,14 @@ def _evaluate_sources(
     by_source: dict[str, list[ModelSpec]] = {}
     for spec in models:
         by_source.setdefault(spec.source, []).append(spec)
+    # The sources with the most merges per user go first, so two long tasks do not end the
+    # stage on one busy CPU while the other waits.
+    def merges(group: list[ModelSpec]) -> int:
+        return sum(len(alphas) if len(s.heads) == 2 else 1 for s in group)
+
     pending = {
         task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): source
-        for source, group in by_source.items()
+        for source, group in sorted(by_source.items(), key=lambda kv: -merges(kv[1]))
     }
     results: dict[str, dict[str, Any]] = {}
     with steps(f"evaluating {len(models)} models", len(models)) as advance:

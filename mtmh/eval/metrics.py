@@ -47,19 +47,27 @@ class MatchCounter:
     hits: int = 0
     total: int = 0
     expected: float = 0.0
+    # Per item id, its labels as bits of one int (0: unlabelled): two items match when their
+    # masks share a bit, an AND instead of a set intersection on the evaluation's hot path.
+    masks: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bit: dict[str, int] = {}
+        self.masks = [
+            sum(1 << bit.setdefault(label, len(bit)) for label in sorted(item_labels))
+            for item_labels in self.labels
+        ]
 
     def add(self, trigger: int, candidates: Iterable[int]) -> None:
-        t = self.labels[trigger]
+        t = self.masks[trigger]
         if not t:
             return
-        before = self.total
-        for c in candidates:
-            other = self.labels[c]
-            if other:
-                self.total += 1
-                self.hits += not t.isdisjoint(other)
+        masks = self.masks
+        labelled = [masks[c] for c in candidates if masks[c]]
+        self.total += len(labelled)
+        self.hits += sum(1 for m in labelled if m & t)
         if self.random_probability is not None:
-            self.expected += (self.total - before) * float(self.random_probability[trigger])
+            self.expected += len(labelled) * float(self.random_probability[trigger])
 
     @property
     def rate(self) -> float:

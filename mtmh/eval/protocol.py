@@ -256,8 +256,9 @@ class OrderMetrics:
 
     def add(self, user: EvalUser, per_trigger: list[list[Candidate]], order: str) -> None:
         for trigger, row in zip(user.triggers, per_trigger, strict=True):
+            items = [c.item_id for c in row]
             for counter in self.match.values():
-                counter.add(int(trigger), [c.item_id for c in row])
+                counter.add(int(trigger), items)
         self.unique += len({c.item_id for row in per_trigger for c in row})
         pooled = pool(per_trigger, self.top_k, POOLING[order])
         self.recall.add([item for item, _ in pooled], set(user.truth))

@@ -22,7 +22,7 @@ training examples compute them with the same code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,8 +99,12 @@ def candidate_features(
     triggers: np.ndarray,
     blocked: np.ndarray,
     stats: ItemStats,
+    reach: Mapping[str, int | None] | None = None,
 ) -> dict[str, CandidateRows]:
-    """{head: its valid candidates' feature rows} for one user (columns: `feature_names`)."""
+    """{head: its valid candidates' feature rows} for one user (columns: `feature_names`).
+    With `reach`, a head's rows are only its `reach[head]` nearest valid candidates per trigger
+    (None: all): the ranking drops the rest, so scoring them would be wasted. The cross-head
+    features still read every head's whole lists, so a row's features do not depend on it."""
     missing = [h for h in heads if h not in searched]
     if missing:
         raise ValueError(f"the preranker reads heads {list(heads)}; the search lacks {missing}")
@@ -111,7 +115,10 @@ def candidate_features(
     out = {}
     for hi, h in enumerate(heads):
         sims, cands = searched[h]
-        t_pos, col = np.nonzero(valid[h])
+        rows = valid[h]
+        if reach is not None and reach.get(h) is not None:
+            rows = rows & (np.cumsum(rows, axis=1) <= reach[h])
+        t_pos, col = np.nonzero(rows)
         items = cands[t_pos, col].astype(np.int64)
         cross = [lists[g].lookup(t_pos, items, n) for g in heads]  # per g: [R, 4]
         onehot = np.zeros((len(items), len(heads)), np.float32)

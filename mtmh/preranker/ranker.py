@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,19 @@ class Preranker:
 
     @torch.no_grad()
     def score_many(
-        self, requests: Sequence[tuple[Searched, np.ndarray, np.ndarray]]
+        self,
+        requests: Sequence[tuple[Searched, np.ndarray, np.ndarray]],
+        reaches: Sequence[Mapping[str, int | None]] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         """Per (searched, triggers, blocked): {head: [T, K] probabilities, -inf where the
-        candidate may not be returned}. All requests' rows go through one forward pass."""
-        rows = [candidate_features(s, self.heads, t, b, self.stats) for s, t, b in requests]
+        candidate may not be returned or lies beyond the request's reach for the head
+        (`preranker_reach`; None: whole lists)}. All requests' rows go through one forward
+        pass."""
+        reaches = reaches if reaches is not None else [{}] * len(requests)
+        rows = [
+            candidate_features(s, self.heads, t, b, self.stats, reach)
+            for (s, t, b), reach in zip(requests, reaches, strict=True)
+        ]
         blocks = [r[h].features for r in rows for h in self.heads]
         x = torch.as_tensor(np.concatenate(blocks)) if blocks else torch.zeros(0)
         probs = self.model.probability(x).numpy().astype(np.float64) if len(x) else np.zeros(0)
@@ -71,9 +79,13 @@ class Preranker:
         return out
 
     def score(
-        self, searched: Searched, triggers: np.ndarray, blocked: np.ndarray
+        self,
+        searched: Searched,
+        triggers: np.ndarray,
+        blocked: np.ndarray,
+        reach: Mapping[str, int | None] | None = None,
     ) -> dict[str, np.ndarray]:
-        return self.score_many([(searched, triggers, blocked)])[0]
+        return self.score_many([(searched, triggers, blocked)], [reach or {}])[0]
 
 
 def save_preranker(run_dir: Path, source: str, pre: Preranker, summary: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ graph is tested against."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -27,9 +27,14 @@ class CandidateScorer(Protocol):
     heads: tuple[str, ...]  # the heads whose lists it reads
 
     def score(
-        self, searched: Searched, triggers: np.ndarray, blocked: np.ndarray
+        self,
+        searched: Searched,
+        triggers: np.ndarray,
+        blocked: np.ndarray,
+        reach: Mapping[str, int | None] | None = None,
     ) -> dict[str, np.ndarray]:
-        """{head: [T, K] probabilities of the searched candidates, -inf where invalid}."""
+        """{head: [T, K] probabilities of the searched candidates, -inf where invalid or
+        beyond the head's reach}."""
         ...
 
 
@@ -79,15 +84,10 @@ class Retriever:
         triggers = np.asarray(triggers, np.int64)
         searched = searched if searched is not None else self.search(triggers)
         blocked = blocked_items(self.num_items, seen)
-        scores = self.preranker.score(searched, triggers, blocked)
+        reach = {h: preranker_reach(h, self.relevance_k_ann, self.keep) for h in searched}
+        scores = self.preranker.score(searched, triggers, blocked, reach)
         return {
-            name: preranker_order(
-                searched[name][1],
-                scores[name],
-                triggers,
-                blocked,
-                preranker_reach(name, self.relevance_k_ann, self.keep),
-            )
+            name: preranker_order(searched[name][1], scores[name], triggers, blocked, reach[name])
             for name in self.preranker.heads
         }
 
