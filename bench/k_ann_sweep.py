@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 
 from mtmh.config import load_config
-from mtmh.eval.protocol import OrderMetrics, holdout_users, label_sets
+from mtmh.eval.diversity import EvalCatalog
+from mtmh.eval.protocol import OrderMetrics, holdout_users
 from mtmh.holdout import load_holdout
 from mtmh.preranker.examples import build_examples
 from mtmh.preranker.item_stats import ItemLog
@@ -48,7 +49,7 @@ def main() -> None:
     n = catalog_size(args.run)
     item_log = ItemLog.from_run(args.run, split, n)
     order = model_heads(args.run, args.model)
-    users, labels = holdout_users(choose), label_sets(args.run)
+    users, catalog = holdout_users(choose), EvalCatalog.load(args.run)
     rows = []
     for fraction in args.fractions:
         ec = dataclasses.replace(cfg.eval, k_ann_max_catalog_fraction=fraction)
@@ -58,7 +59,7 @@ def main() -> None:
         examples = build_examples(ret, order, fit.users, item_log, run_cfg)
         model, _ = train_model(examples, run_cfg, fit.users)
         ret.preranker = Preranker(model, order, item_log.at(item_log.end))
-        acc = {o: OrderMetrics(ec, labels) for o in ("preranker", "ann")}
+        acc = {o: OrderMetrics(ec, catalog) for o in ("preranker", "ann")}
         for u in users:
             seen = u.history if ec.exclude_seen else ()
             searched = ret.search(u.triggers)

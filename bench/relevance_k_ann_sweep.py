@@ -22,7 +22,8 @@ import json
 from pathlib import Path
 
 from mtmh.config import load_config
-from mtmh.eval.protocol import OrderMetrics, holdout_users, label_sets
+from mtmh.eval.diversity import EvalCatalog
+from mtmh.eval.protocol import OrderMetrics, holdout_users
 from mtmh.preranker.ranker import load_preranker
 from mtmh.preranker.train import catalog_size, fit_split
 from mtmh.retrieval.heads import load_model_heads
@@ -44,7 +45,7 @@ def main() -> None:
     cfg = load_config(args.run / "pipeline.yaml")
     ec = cfg.eval
     _, choose = fit_split(cfg, args.run)
-    users, labels = holdout_users(choose), label_sets(args.run)
+    users, catalog = holdout_users(choose), EvalCatalog.load(args.run)
     pre = load_preranker(args.run, "mtmh")
     heads = load_model_heads(args.run, "mtmh", pre.heads)
     n = catalog_size(args.run)
@@ -57,7 +58,7 @@ def main() -> None:
     for value in args.values:
         reach = dataclasses.replace(ec, relevance_k_ann=value).relevance_k_ann_for(n)
         ret = Retriever(heads, ec.k_ann_for(n), ec.keep_per_head, pre, reach)
-        acc = {name: OrderMetrics(ec, labels) for name in ROWS}
+        acc = {name: OrderMetrics(ec, catalog) for name in ROWS}
         for u in users:
             kept = ret.preranked(u.triggers, u.history if ec.exclude_seen else ())
             for name, (row_heads, alpha) in ROWS.items():

@@ -86,6 +86,10 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert set(METRICS) <= set(metrics)
         assert all(0.0 <= metrics[k] <= 1.0 for k in METRICS)
         assert metrics["recall@5"] <= metrics["recall@500"]
+        # Diversity and fairness for every row, peers included.
+        assert metrics["topics_l1"] >= 1 and 0 < metrics["coverage"] <= 1
+        assert 0 <= metrics["exposure_gini"] < 1 and 0 <= metrics["tail_share"] <= 1
+        assert -1 <= metrics["ils"] <= 1
     assert [row["alpha"] for row in report["alpha_sweep"]] == [0, 30, 50, 70, 100]
     # The sweep is the same evaluation at other quotas: its alpha-50 row is MTMH's.
     row = next(r for r in report["alpha_sweep"] if r["alpha"] == 50)

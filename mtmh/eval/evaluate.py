@@ -33,10 +33,10 @@ from mtmh.eval.protocol import (
     ModelSpec,
     evaluate_source,
     holdout_users,
-    label_sets,
     sample_users,
 )
 from mtmh.eval.report import write_report
+from mtmh.eval.topic_match import label_sets
 from mtmh.holdout import validation_score
 from mtmh.index.artifact import index_dir, read_meta
 from mtmh.model.curves import read_metrics
@@ -188,6 +188,7 @@ def _evaluate_sources(
     by_source: dict[str, list[ModelSpec]] = {}
     for spec in models:
         by_source.setdefault(spec.source, []).append(spec)
+
     # The sources with the most merges per user go first, so two long tasks do not end the
     # stage on one busy CPU while the other waits.
     def merges(group: list[ModelSpec]) -> int:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,44 +81,59 @@ class MatchCounter:
 
 
 @dataclass
+class UserMeans:
+    """Means over users of per-user values, by key, with their standard errors: how large a
+    gap between models is noise."""
+
+    sums: dict[Hashable, float] = field(default_factory=dict)
+    squares: dict[Hashable, float] = field(default_factory=dict)
+    counts: dict[Hashable, int] = field(default_factory=dict)
+
+    def add(self, key: Hashable, value: float) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value
+        self.squares[key] = self.squares.get(key, 0.0) + value * value
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def measured(self) -> list[Hashable]:
+        """The keys with at least one value."""
+        return list(self.sums)
+
+    def mean(self, key: Hashable) -> float:
+        n = self.counts.get(key, 0)
+        return self.sums[key] / n if n else float("nan")
+
+    def se(self, key: Hashable) -> float:
+        """Standard error of the mean over the users that gave `key` a value."""
+        n = self.counts.get(key, 0)
+        if n < 2:
+            return float("nan")
+        mean = self.mean(key)
+        var = max(self.squares[key] / n - mean * mean, 0.0) * n / (n - 1)
+        return float((var / n) ** 0.5)
+
+
+@dataclass
 class RecallMean:
     """Mean of per-user recall@K (and NDCG@`ndcg_k`), with standard errors over users."""
 
     ks: tuple[int, ...]
     ndcg_k: int = 20
-    sums: dict[int | str, float] = field(default_factory=dict)
-    squares: dict[int | str, float] = field(default_factory=dict)
+    values: UserMeans = field(default_factory=UserMeans)
     users: int = 0
-
-    def _add(self, key: int | str, value: float) -> None:
-        self.sums[key] = self.sums.get(key, 0.0) + value
-        self.squares[key] = self.squares.get(key, 0.0) + value * value
 
     def add(self, ranked: Sequence[int], truth: set[int]) -> None:
         for k, v in recall_at(ranked, truth, self.ks).items():
-            self._add(k, v)
-        self._add("ndcg", ndcg_at(ranked, truth, self.ndcg_k))
+            self.values.add(k, v)
+        self.values.add("ndcg", ndcg_at(ranked, truth, self.ndcg_k))
         self.users += 1
 
-    def _mean(self, key: int | str) -> float:
-        return self.sums.get(key, 0.0) / self.users if self.users else float("nan")
-
-    def _se(self, key: int | str) -> float:
-        """Standard error of a mean over users: how much of a gap between models is noise."""
-        n = self.users
-        if n < 2:
-            return float("nan")
-        mean = self._mean(key)
-        var = max(self.squares.get(key, 0.0) / n - mean * mean, 0.0) * n / (n - 1)
-        return float((var / n) ** 0.5)
-
     def standard_errors(self) -> dict[int, float]:
-        return {k: self._se(k) for k in self.ks}
+        return {k: self.values.se(k) for k in self.ks}
 
     def means(self) -> dict[int, float]:
-        return {k: self._mean(k) for k in self.ks}
+        return {k: self.values.mean(k) for k in self.ks}
 
     def ndcg(self) -> dict[str, float]:
         """{"ndcg@K": mean, "ndcg@K_se": its standard error}."""
         key = f"ndcg@{self.ndcg_k}"
-        return {key: self._mean("ndcg"), f"{key}_se": self._se("ndcg")}
+        return {key: self.values.mean("ndcg"), f"{key}_se": self.values.se("ndcg")}

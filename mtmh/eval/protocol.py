@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 
 from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
+from mtmh.eval.diversity import DiversityMeter, EvalCatalog
 from mtmh.eval.metrics import MatchCounter, RecallMean
-from mtmh.eval.topic_match import lift, random_match_probability
+from mtmh.eval.topic_match import lift
 from mtmh.holdout import HoldoutSplit
 from mtmh.index.autotune import recall_at
 from mtmh.index.faiss_index import build_exact, search
@@ -109,26 +110,6 @@ def holdout_users(split: HoldoutSplit) -> list[EvalUser]:
     ]
 
 
-@dataclass(frozen=True)
-class TopicLevel:
-    """One label level, per item id (evaluation only)."""
-
-    labels: list[frozenset[str]]
-    random_probability: np.ndarray  # chance a random labelled item matches; NaN if unlabelled
-
-
-def label_sets(run_dir: Path) -> dict[str, TopicLevel]:
-    """{"l1": ..., "l2": ...}: each level's label sets and random-pair match chances."""
-    items = pq.read_table(
-        run_dir / "data" / "items.parquet", columns=["item_id", "topic_l1", "topic_l2"]
-    ).sort_by("item_id")
-    out = {}
-    for level in ("l1", "l2"):
-        labels = [frozenset(x or ()) for x in items[f"topic_{level}"].to_pylist()]
-        out[level] = TopicLevel(labels, random_match_probability(labels))
-    return out
-
-
 def evaluate_model(
     run_dir: Path,
     spec: ModelSpec,
@@ -162,7 +143,7 @@ def evaluate_source(
     ec = cfg.eval
     ret, heads = source_retriever(run_dir, specs, cfg)
     spec_alphas = {s.name: alphas if len(s.heads) == 2 else alphas[:1] for s in specs}
-    acc = accumulate(ret, specs, spec_alphas, users, ec, label_sets(run_dir))
+    acc = accumulate(ret, specs, spec_alphas, users, ec, EvalCatalog.load(run_dir))
     ann = {
         h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec)
         for h, hi in heads.items()
@@ -216,12 +197,12 @@ def accumulate(
     spec_alphas: dict[str, list[float]],
     users: list[EvalUser],
     ec: EvalConfig,
-    labels: dict[str, TopicLevel],
+    catalog: EvalCatalog,
 ) -> dict[tuple[str, str, float], OrderMetrics]:
     """{(order, model row, alpha): its metrics over `users`}, one user at a time: no user's
     candidate lists outlive its metrics."""
     acc = {
-        (order, s.name, alpha): OrderMetrics(ec, labels)
+        (order, s.name, alpha): OrderMetrics(ec, catalog)
         for order in RANKINGS
         for s in specs
         for alpha in spec_alphas[s.name]
@@ -248,10 +229,13 @@ class OrderMetrics:
     lists, and the mean number of unique candidates a user's triggers pool (before the top_k
     cut)."""
 
-    def __init__(self, ec: EvalConfig, labels: dict[str, TopicLevel]) -> None:
+    def __init__(self, ec: EvalConfig, catalog: EvalCatalog) -> None:
         self.top_k = ec.top_k
         self.recall = RecallMean(tuple(ec.recall_at))
-        self.match = {lv: MatchCounter(t.labels, t.random_probability) for lv, t in labels.items()}
+        self.match = {
+            lv: MatchCounter(t.labels, t.random_probability) for lv, t in catalog.levels.items()
+        }
+        self.diversity = DiversityMeter(catalog)
         self.unique = 0
 
     def add(self, user: EvalUser, per_trigger: list[list[Candidate]], order: str) -> None:
@@ -260,8 +244,9 @@ class OrderMetrics:
             for counter in self.match.values():
                 counter.add(int(trigger), items)
         self.unique += len({c.item_id for row in per_trigger for c in row})
-        pooled = pool(per_trigger, self.top_k, POOLING[order])
-        self.recall.add([item for item, _ in pooled], set(user.truth))
+        pooled = [item for item, _ in pool(per_trigger, self.top_k, POOLING[order])]
+        self.recall.add(pooled, set(user.truth))
+        self.diversity.add(pooled)
 
     def result(self) -> dict[str, float]:
         users = self.recall.users
@@ -279,6 +264,7 @@ class OrderMetrics:
                 )
             },
             "unique_candidates": self.unique / users if users else float("nan"),
+            **self.diversity.result(),
         }
 
 

@@ -212,6 +212,10 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         "",
         *_orders_lines(report),
         "",
+        "## Diversity and fairness of the served lists",
+        "",
+        *_diversity_lines(report),
+        "",
         "## Alpha sweep (MTMH; alpha = engagement share of K, percent)",
         "",
         *_alpha_lines(report),
@@ -271,6 +275,50 @@ def _orders_lines(report: dict[str, Any]) -> list[str]:
         "before the top-K cut.",
         "",
         *orders_table(report.get("models_by_ranking") or {}),
+    ]
+
+
+def _num(m: dict[str, float], key: str, digits: int = 1) -> str:
+    value = m.get(key, math.nan)
+    if value is None or math.isnan(value):
+        return "n/a"
+    se = m.get(f"{key}_se")
+    return f"{value:.{digits}f}" + ("" if se is None or math.isnan(se) else f" ± {se:.{digits}f}")
+
+
+def diversity_table(rows: dict[str, dict[str, float]]) -> list[str]:
+    """Per model: distinct topics (and clusters) per user in the top list, intra-list
+    similarity, catalog coverage, exposure Gini and the least popular half's share."""
+    clusters = any("clusters" in m for m in rows.values())
+    head = "| model | L1 topics | L2 topics |" + (" clusters |" if clusters else "")
+    lines = [
+        head + " ILS | coverage | exposure Gini | tail share |",
+        "|---" * (8 + clusters) + "|",
+    ]
+    for name, m in rows.items():
+        cells = [_num(m, "topics_l1"), _num(m, "topics_l2")]
+        cells += [_num(m, "clusters")] if clusters else []
+        cells += [
+            _num(m, "ils", 3),
+            pct(m.get("coverage", math.nan)),
+            _num(m, "exposure_gini", 3),
+            pct(m.get("tail_share", math.nan)),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _diversity_lines(report: dict[str, Any]) -> list[str]:
+    return [
+        f"Per user, over the top {report['protocol']['top_k']} in the served order: distinct "
+        "L1 and L2 topics (± one standard error over users) and the intra-list similarity "
+        "(ILS: mean pairwise cosine in the content encoder's space, the same for every row; "
+        "lower is more diverse). Over all users: coverage (percent of the catalog in some "
+        "list), the Gini coefficient of item exposure (0 equal, 1 one item takes all) and the "
+        "tail share (percent of exposure reaching the least popular half by T1 "
+        "interactions).",
+        "",
+        *diversity_table(report["models"]),
     ]
 
 

@@ -20,8 +20,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 
 def exact_neighbours(emb: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
@@ -123,3 +126,23 @@ def neighbour_topic_match(
 def lift(rate: float, random: float) -> float:
     """Model match rate over the random-pair rate of the same triggers; NaN when undefined."""
     return rate / random if random > 0 and not np.isnan(rate) else float("nan")
+
+
+@dataclass(frozen=True)
+class TopicLevel:
+    """One label level, per item id (evaluation only)."""
+
+    labels: list[frozenset[str]]
+    random_probability: np.ndarray  # chance a random labelled item matches; NaN if unlabelled
+
+
+def label_sets(run_dir: Path) -> dict[str, TopicLevel]:
+    """{"l1": ..., "l2": ...}: each level's label sets and random-pair match chances."""
+    items = pq.read_table(
+        run_dir / "data" / "items.parquet", columns=["item_id", "topic_l1", "topic_l2"]
+    ).sort_by("item_id")
+    out = {}
+    for level in ("l1", "l2"):
+        labels = [frozenset(x or ()) for x in items[f"topic_{level}"].to_pylist()]
+        out[level] = TopicLevel(labels, random_match_probability(labels))
+    return out
