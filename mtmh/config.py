@@ -367,6 +367,22 @@ class PeersConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class ClusterConfig:
+    """The catalog's clusters for divide and conquer (spec section 11; mtmh/clusters/): FAISS
+    spherical k-means over one embedding of every item."""
+
+    # Which embedding defines "semantically related": "content" (the frozen content
+    # encoder's, the default: it depends on no trained model, so every model is measured
+    # against the same clusters) or a trained variant's name, with `head`.
+    source: str = "content"
+    head: str | None = None  # the source's head (None: its only head, or "engagement")
+    num_clusters: Annotated[int, Field(ge=2)] = 32
+    iterations: Annotated[int, Field(ge=1)] = 25
+    # The k-means seeds tried; the one with the best objective is kept (FAISS's nredo).
+    restarts: Annotated[int, Field(ge=1)] = 3
+
+
+@dataclass(frozen=True, config=_STRICT)
 class PrerankerConfig:
     """The preranker (spec section 6): a two-task scorer of each head's ANN candidates, one per
     model, trained on the validation split's users (mtmh/preranker/)."""
@@ -502,6 +518,7 @@ class RunConfig:
     holdout: HoldoutConfig = HoldoutConfig()
     peers: PeersConfig = PeersConfig()
     index: IndexConfig = IndexConfig()
+    clusters: ClusterConfig = ClusterConfig()
     preranker: PrerankerConfig = PrerankerConfig()
     eval: EvalConfig = EvalConfig()
     pipeline: PipelineConfig = PipelineConfig()

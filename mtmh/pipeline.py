@@ -26,7 +26,8 @@ from typing import Any
 
 from rich.console import Console
 
-from mtmh.config import RunConfig, VariantName, config_to_dict, save_config
+from mtmh.clusters.build import build_clusters
+from mtmh.config import ConfigError, RunConfig, VariantName, config_to_dict, save_config
 from mtmh.content.encode import encode_content
 from mtmh.data.prepare import prepare
 from mtmh.embeddings import CONTENT_SOURCE
@@ -158,6 +159,21 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
         Stage("encode", k_enc, run_dir / "content", lambda: _encode(cfg, run_dir)),
         Stage("peers", k_peers, run_dir / "peers", lambda: build_peers(cfg, run_dir)),
     ]
+    # The clusters come from the content embeddings (right after encode) or from a trained
+    # head (after the trainings).
+    cc = cfg.clusters
+    if cc.source != CONTENT_SOURCE and cc.source not in k_train:
+        raise ConfigError(
+            f"clusters.source={cc.source!r}: not 'content' nor a variant this pipeline trains "
+            f"({', '.join(variants)})"
+        )
+    trained: dict[str, str] = {str(v): key for v, key in k_train.items()}
+    k_clusters = stage_key("clusters", trained.get(cc.source, k_enc), cc, cfg.seed)
+    clusters = Stage(
+        "clusters", k_clusters, run_dir / "clusters", lambda: build_clusters(cfg, run_dir)
+    )
+    if cc.source == CONTENT_SOURCE:
+        stages.insert(2, clusters)
     for v in variants:
         stages.append(
             Stage(
@@ -167,6 +183,8 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
                 lambda v=v: train_variant(configs[v], run_dir),  # type: ignore[misc]
             )
         )
+    if cc.source != CONTENT_SOURCE:
+        stages.append(clusters)
     for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
         stages.append(
             Stage(

@@ -27,7 +27,7 @@ TINY = [
 ]
 
 
-STAGE_LINES = ["prepare", "encode", "peers", "train", "index", "preranker", "evaluate"]
+STAGE_LINES = ["prepare", "encode", "clusters", "peers", "train", "index", "preranker", "evaluate"]
 
 
 def _pipeline_job(run: Path) -> subprocess.CompletedProcess[str]:
@@ -90,6 +90,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert metrics["topics_l1"] >= 1 and 0 < metrics["coverage"] <= 1
         assert 0 <= metrics["exposure_gini"] < 1 and 0 <= metrics["tail_share"] <= 1
         assert -1 <= metrics["ils"] <= 1
+        assert 1 <= metrics["clusters"] <= report["clusters"]["num_clusters"]
     assert [row["alpha"] for row in report["alpha_sweep"]] == [0, 30, 50, 70, 100]
     # The sweep is the same evaluation at other quotas: its alpha-50 row is MTMH's.
     row = next(r for r in report["alpha_sweep"] if r["alpha"] == 50)
@@ -118,14 +119,17 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     again = _pipeline_job(run)
     assert again.returncode == 0 and "✓" not in again.stdout
     assert (
-        "current, skipped: prepare, encode, peers, train (2), index (3), preranker, "
-        "evaluate" in again.stdout
+        "current, skipped: prepare, encode, clusters, peers, train (2), index (3), "
+        "preranker, evaluate" in again.stdout
     )
     assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
     # A changed eval knob redoes only the evaluation.
     changed = load_config(overrides=[*TINY, "eval.top_k=100"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]
+    # Other clusters redo the clusters and what measures with them.
+    reclustered = load_config(overrides=[*TINY, "clusters.num_clusters=5"])
+    assert [s.name for s in plan(reclustered, run) if not s.current()] == ["clusters", "evaluate"]
     # A retrained model is searched anew by its preranker, so that is refitted too.
     retrained = load_config(overrides=[*TINY, "train.lr=0.01"])
     assert [s.name for s in plan(retrained, run) if not s.current()] == [

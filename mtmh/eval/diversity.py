@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from mtmh.clusters.artifact import has_clusters, load_clusters
 from mtmh.embeddings import EmbeddingSource
 from mtmh.eval.metrics import UserMeans
 from mtmh.eval.topic_match import TopicLevel, label_sets
@@ -52,7 +53,9 @@ class EvalCatalog:
         return len(self.tail)
 
     @classmethod
-    def load(cls, run_dir: Path, clusters: np.ndarray | None = None) -> EvalCatalog:
+    def load(cls, run_dir: Path) -> EvalCatalog:
+        """The run's labels, popularity and content embeddings, and its clusters if it has
+        them (RUN/clusters)."""
         items = pq.read_table(
             run_dir / "data" / "items.parquet", columns=["item_id", "t1_interactions"]
         ).sort_by("item_id")
@@ -60,6 +63,9 @@ class EvalCatalog:
         with contextlib.suppress(FileNotFoundError):  # no content stage: no ILS column
             _, content = EmbeddingSource.content(run_dir).load("content")
         tail = least_popular_half(items["t1_interactions"].to_numpy())
+        clusters = None
+        if has_clusters(run_dir):
+            clusters = load_clusters(run_dir, len(tail))[0].assignments
         return cls(label_sets(run_dir), tail, content, clusters)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mtmh.clusters.artifact import has_clusters, load_clusters
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import ArtifactError
@@ -265,6 +266,7 @@ def build_report(
         "ann_recall": ann,
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
+        "clusters": load_clusters(run_dir)[1] if has_clusters(run_dir) else None,
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

@@ -209,7 +209,7 @@ def accumulate(
     }
     for u in users:
         seen = u.history if ec.exclude_seen else ()
-        searched = ret.search(u.triggers)
+        searched = ret.search(u.triggers, seen)
         kept: dict[str, Kept] = {
             "preranker": ret.preranked(u.triggers, seen, searched),
             "ann": ret.ann_ordered(u.triggers, seen, searched),

@@ -319,6 +319,18 @@ def _diversity_lines(report: dict[str, Any]) -> list[str]:
         "interactions).",
         "",
         *diversity_table(report["models"]),
+        *_clusters_line(report.get("clusters")),
+    ]
+
+
+def _clusters_line(meta: dict[str, Any] | None) -> list[str]:
+    if not meta:
+        return ["", "No clusters in this run (ray_jobs/cluster_catalog.py makes them)."]
+    sizes = meta["sizes"]
+    return [
+        "",
+        f"Clusters: {meta['num_clusters']} by spherical k-means of {meta['source']}/"
+        f"{meta['head']} ({meta['model_version']}), {min(sizes)} to {max(sizes)} items each.",
     ]
 
 

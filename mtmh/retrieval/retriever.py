@@ -12,6 +12,7 @@ import numpy as np
 from mtmh.index.faiss_index import search_k
 from mtmh.retrieval.heads import HeadIndex, Searched, cover_k_ann
 from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
+from mtmh.retrieval.partitioned import PartitionedHead
 from mtmh.retrieval.ranking import (
     Ranked,
     ann_order,
@@ -64,13 +65,19 @@ class Retriever:
         for head in heads.values():
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
-    def search(self, triggers: np.ndarray) -> Searched:
-        """{head: (similarities [T, K], candidates [T, K])} of the ANN stage."""
+    def search(self, triggers: np.ndarray, seen: Iterable[int] = ()) -> Searched:
+        """{head: (similarities [T, K], candidates [T, K])} of the ANN stage. A
+        cluster-partitioned head returns its K (`keep`) per trigger, the `seen` items already
+        left out, so its merge strategy's quotas hold on what the user gets."""
         triggers = np.asarray(triggers, np.int64)
-        return {
-            name: head.search(triggers, search_k(self.k_ann, self.num_items))
-            for name, head in self.heads.items()
-        }
+        out = {}
+        for name, head in self.heads.items():
+            if isinstance(head, PartitionedHead):
+                blocked = blocked_items(self.num_items, seen)
+                out[name] = head.search(triggers, self.keep, blocked)
+            else:
+                out[name] = head.search(triggers, search_k(self.k_ann, self.num_items))
+        return out
 
     def preranked(
         self, triggers: np.ndarray, seen: Iterable[int] = (), searched: Searched | None = None
@@ -81,8 +88,8 @@ class Retriever:
         items are never candidates."""
         if self.preranker is None:
             raise ValueError("this retriever has no preranker: use ann_ordered")
-        triggers = np.asarray(triggers, np.int64)
-        searched = searched if searched is not None else self.search(triggers)
+        triggers, seen = np.asarray(triggers, np.int64), list(seen)  # seen: read twice
+        searched = searched if searched is not None else self.search(triggers, seen)
         blocked = blocked_items(self.num_items, seen)
         reach = {h: preranker_reach(h, self.relevance_k_ann, self.keep) for h in searched}
         scores = self.preranker.score(searched, triggers, blocked, reach)
@@ -96,8 +103,8 @@ class Retriever:
     ) -> dict[str, list[Ranked]]:
         """{head: per trigger, its `keep` best ANN candidates in the head's similarity order}
         (no preranker). The same candidates `preranked` ranks, the same exclusions."""
-        triggers = np.asarray(triggers, np.int64)
-        searched = searched if searched is not None else self.search(triggers)
+        triggers, seen = np.asarray(triggers, np.int64), list(seen)  # seen: read twice
+        searched = searched if searched is not None else self.search(triggers, seen)
         blocked = blocked_items(self.num_items, seen)
         return {
             name: ann_order(sims, cands, triggers, blocked, self.keep)

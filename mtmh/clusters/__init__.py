@@ -1,0 +1,1 @@
+"""The catalog's clusters for divide and conquer (spec section 11)."""

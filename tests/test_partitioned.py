@@ -1,0 +1,107 @@
+"""Cluster-partitioned retrieval: quotas, the per-cluster search, and the Retriever with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtmh.clusters.kmeans import spherical_kmeans
+from mtmh.index.faiss_index import build_exact, search
+from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.partitioned import (
+    ClusterIndex,
+    PartitionedHead,
+    cluster_quotas,
+    fill_quotas,
+)
+from mtmh.retrieval.ranking import blocked_items
+from mtmh.retrieval.retriever import Retriever
+
+
+def test_quotas_add_up_to_k_in_proportion_with_largest_remainders() -> None:
+    assert cluster_quotas(np.array([3.0, 1.0]), 4).tolist() == [3, 1]
+    assert cluster_quotas(np.ones(3), 10).tolist() == [4, 3, 3]  # the tie: the first
+    assert cluster_quotas(np.array([0.5, 0.3, 0.2]), 7).tolist() == [4, 2, 1]  # 3.5 2.1 1.4
+    assert cluster_quotas(np.zeros(2), 5).tolist() == [3, 2]  # no affinity at all: equal
+    with pytest.raises(ValueError, match=">= 0"):
+        cluster_quotas(np.array([1.0, -0.1]), 3)
+
+
+def test_a_short_cluster_leaves_its_places_to_the_most_similar_leftovers() -> None:
+    a = (np.array([0.9, 0.8, 0.7]), np.array([1, 2, 3]))
+    b = (np.array([0.5]), np.array([4]))  # quota 2, holds 1
+    c = (np.array([0.6, 0.4]), np.array([5, 6]))
+    sims, ids = fill_quotas([a, b, c], np.array([2, 2, 1]), 5)
+    # Quotas: 1, 2 from a; 4 from b; 5 from c; b's free place goes to 3 (0.7 > 0.4).
+    assert ids.tolist() == [1, 2, 3, 5, 4] and sims.tolist() == pytest.approx(
+        [0.9, 0.8, 0.7, 0.6, 0.5]
+    )
+    _, top = fill_quotas([a, b, c], None, 3)  # "score": the most similar, clusters aside
+    assert top.tolist() == [1, 2, 3]
+
+
+def _head(n: int = 300, k: int = 6) -> tuple[HeadIndex, ClusterIndex, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(k, 16))
+    x = centres[rng.integers(0, k, n)] + 0.6 * rng.normal(size=(n, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    assign = spherical_kmeans(x, k, seed=0).assignments
+    head = HeadIndex("m", "engagement", "v", x, build_exact(x, np.arange(n)))
+    return head, ClusterIndex.build(x, assign), assign
+
+
+def test_visiting_every_cluster_by_score_is_the_global_search() -> None:
+    head, part, _ = _head()
+    ph = PartitionedHead.of(head, part, visit=part.num_clusters, strategy="score")
+    triggers = np.array([3, 50, 120])
+    blocked = blocked_items(300, [7, 8, 9])
+    _, got = ph.search(triggers, 20, blocked)
+    _, exact = search(head.index, head.vectors[triggers], 60)
+    for t, row in enumerate(exact):
+        want = [i for i in row if i != triggers[t] and i not in (7, 8, 9)][:20]
+        assert got[t].tolist() == want
+
+
+def test_uniform_quotas_hold_exactly_and_skip_the_trigger_and_seen_items() -> None:
+    head, part, assign = _head()
+    ph = PartitionedHead.of(head, part, visit=4, strategy="uniform")
+    triggers = np.array([3, 50, 120, 299])
+    seen = [10, 11, 12, 13, 14]
+    sims, got = ph.search(triggers, 30, blocked_items(300, seen))
+    affinity = head.vectors[triggers] @ part.centroids.T
+    for t, row in enumerate(got):
+        assert len(set(row.tolist())) == 30 and triggers[t] not in row
+        assert not set(row.tolist()) & set(seen)
+        assert (np.diff(sims[t]) <= 1e-6).all()  # best first
+        visited = np.argsort(-affinity[t], kind="stable")[:4]
+        counts = np.bincount(assign[row], minlength=part.num_clusters)
+        assert set(np.flatnonzero(counts)) <= set(visited.tolist())
+        assert sorted(counts[visited].tolist()) == [7, 7, 8, 8]  # 30 over 4: exactly
+    with pytest.raises(ValueError, match="merge strategy"):
+        PartitionedHead.of(head, part, visit=2, strategy="random")
+    with pytest.raises(ValueError, match="visit=0"):
+        PartitionedHead.of(head, part, visit=0, strategy="uniform")
+
+
+def test_affinity_quotas_follow_the_triggers_closeness_to_each_cluster() -> None:
+    head, part, assign = _head()
+    ph = PartitionedHead.of(head, part, visit=3, strategy="affinity")
+    trigger = np.array([42])
+    _, got = ph.search(trigger, 20)
+    affinity = (head.vectors[trigger] @ part.centroids.T)[0]
+    visited = np.argsort(-affinity, kind="stable")[:3]
+    want = cluster_quotas(np.clip(affinity[visited], 0, None), 20)
+    counts = np.bincount(assign[got[0]], minlength=part.num_clusters)[visited]
+    assert counts.tolist() == want.tolist()
+
+
+def test_the_retriever_takes_k_per_trigger_from_a_partitioned_head() -> None:
+    head, part, assign = _head()
+    ph = PartitionedHead.of(head, part, visit=5, strategy="uniform")
+    ret = Retriever({"engagement": ph}, k_ann=60, keep=10)
+    triggers, seen = np.array([3, 50]), [4, 5]
+    _, cands = ret.search(triggers, seen)["engagement"]
+    assert cands.shape == (2, 10)
+    kept = ret.ann_ordered(triggers, seen)["engagement"]
+    assert [[i for i, _ in row] for row in kept] == cands.tolist()  # ANN order keeps all K
+    assert all(len(np.unique(assign[row])) == 5 for row in cands)
