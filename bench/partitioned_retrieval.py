@@ -52,6 +52,7 @@ def measure(
     specs: list[ModelSpec],
     users: list[EvalUser],
     setting: tuple[str, int],
+    temperature: float,
 ) -> dict[str, Any]:
     """One setting's metrics: {order: {spec: metrics}} at the config's alpha."""
     import faiss
@@ -63,7 +64,11 @@ def measure(
         clustering, _ = load_clusters(run, ret.num_items)
         heads = {
             name: PartitionedHead.of(
-                head, ClusterIndex.build(head.vectors, clustering.assignments), visit, strategy
+                head,
+                ClusterIndex.build(head.vectors, clustering.assignments),
+                visit,
+                strategy,
+                temperature,
             )
             for name, head in heads.items()
         }
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--visits", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--strategies", nargs="+", default=list(MERGE_STRATEGIES))
     parser.add_argument("--max-users", type=int, default=None)
+    parser.add_argument("--temperature", type=float, default=0.1, help="of 'affinity'")
     args = parser.parse_args()
     cfg = load_config(args.run / "pipeline.yaml")
     if args.split == "test":
@@ -149,7 +155,9 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     task = ray.remote(measure).options(num_cpus=1)
     users_ref = ray.put(users)
-    rows = ray.get([task.remote(args.run, cfg, specs, users_ref, s) for s in settings])
+    rows = ray.get(
+        [task.remote(args.run, cfg, specs, users_ref, s, args.temperature) for s in settings]
+    )
     for order in ("ann", "preranker"):
         for spec in specs:
             print(f"\n{spec.name}, {order} order")

@@ -90,7 +90,8 @@ def test_affinity_quotas_follow_the_triggers_closeness_to_each_cluster() -> None
     _, got = ph.search(trigger, 20)
     affinity = (head.vectors[trigger] @ part.centroids.T)[0]
     visited = np.argsort(-affinity, kind="stable")[:3]
-    want = cluster_quotas(np.clip(affinity[visited], 0, None), 20)
+    want = cluster_quotas(np.exp((affinity[visited] - affinity[visited].max()) / 0.1), 20)
+    assert want[0] > want[-1]  # the nearest cluster gets more places than the third
     counts = np.bincount(assign[got[0]], minlength=part.num_clusters)[visited]
     assert counts.tolist() == want.tolist()
 

@@ -152,3 +152,24 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     meta.write_text(json.dumps(record))
     with pytest.raises(IndexMismatchError, match="model_version"):
         load_heads(run, "itemcf", ("engagement",))
+
+    # The clusters job, as a user runs it: a summary line, and a bad head is one clear error.
+    job = [sys.executable, "ray_jobs/cluster_catalog.py", "--run", str(run)]
+    sets = [a for o in TINY for a in ("--set", o)]
+    done = subprocess.run(
+        [*job, *sets, "--set", "clusters.num_clusters=4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 clusters of content/content" in done.stdout
+    bad = subprocess.run(
+        [*job, *sets, "--set", "clusters.source=mtmh", "--set", "clusters.head=nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "clusters.head='nope'" in bad.stderr

@@ -11,7 +11,6 @@ once), centroids.npy and meta.json with the embedding version it came from.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from mtmh.clusters.build import build_clusters
@@ -25,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(out: JobOutput) -> int:
         meta = build_clusters(cfg, args.run)
-        out.console.print_json(json.dumps(meta, default=str))
+        sizes = meta["sizes"]
+        out.console.print(
+            f"{meta['num_clusters']} clusters of {meta['source']}/{meta['head']} "
+            f"({meta['model_version']}), {min(sizes)} to {max(sizes)} items each: "
+            f"{args.run / 'clusters'}",
+            soft_wrap=True,
+        )
         return 0
 
     return run_job("cluster_catalog", args.run, args.verbose, body)

@@ -7,8 +7,11 @@ of the K places each visited cluster gets:
 
 - "score": none; the K most similar items of the visited clusters. Visiting every cluster is
   the global search.
-- "affinity": places in proportion to the trigger's affinity to each visited cluster (its
-  cosine to the centroid, clipped at zero).
+- "affinity": places in proportion to the trigger's affinity to each visited cluster,
+  softmax(cosine to the centroid / `temperature`) over the visited clusters. The raw cosines
+  of a trigger's few nearest centroids are close to each other (their shares would be all but
+  uniform); the temperature (0.1 by default) makes the nearest cluster count several times
+  the fourth.
 - "uniform": equal places for every visited cluster: the most spread.
 
 Quotas are whole numbers by largest remainder (ties to the closer cluster), so they add up
@@ -122,11 +125,19 @@ class PartitionedHead(HeadIndex):
     partition: ClusterIndex | None = None
     visit: int = 8
     strategy: MergeStrategy = "uniform"
+    temperature: float = 0.1  # of the "affinity" strategy's softmax
 
     @classmethod
     def of(
-        cls, head: HeadIndex, partition: ClusterIndex, visit: int, strategy: str
+        cls,
+        head: HeadIndex,
+        partition: ClusterIndex,
+        visit: int,
+        strategy: str,
+        temperature: float = 0.1,
     ) -> PartitionedHead:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         if strategy not in MERGE_STRATEGIES:
             raise ValueError(f"merge strategy {strategy!r}: expected one of {MERGE_STRATEGIES}")
         if not 1 <= visit <= partition.num_clusters:
@@ -140,6 +151,7 @@ class PartitionedHead(HeadIndex):
             partition,
             visit,
             strategy,  # type: ignore[arg-type]
+            temperature,
         )
 
     def search(
@@ -169,7 +181,8 @@ class PartitionedHead(HeadIndex):
             return None
         if self.strategy == "uniform":
             return cluster_quotas(np.ones(len(affinity)), k)
-        return cluster_quotas(np.clip(affinity, 0.0, None), k)
+        z = (affinity - affinity.max()) / self.temperature
+        return cluster_quotas(np.exp(z), k)
 
     def _valid(
         self,
