@@ -12,6 +12,7 @@ from mtmh.eval.diversity import (
     intra_list_similarity,
     least_popular_half,
 )
+from mtmh.eval.report import diversity_table
 from mtmh.eval.topic_match import TopicLevel
 
 
@@ -72,3 +73,15 @@ def test_a_run_without_clusters_or_content_leaves_those_measures_out() -> None:
     got = meter.result()
     assert "clusters" not in got and "ils" not in got
     assert got["topics_l1"] == 3
+
+
+def test_the_report_table_has_a_cell_per_column_with_or_without_clusters() -> None:
+    meter = DiversityMeter(_catalog())
+    meter.add([0, 1])
+    meter.add([2, 3])
+    for rows in (
+        {"A": meter.result()},
+        {"A": {k: v for k, v in meter.result().items() if not k.startswith("clusters")}},
+    ):
+        lines = diversity_table(rows)
+        assert len({line.count("|") for line in lines}) == 1

@@ -290,11 +290,9 @@ def diversity_table(rows: dict[str, dict[str, float]]) -> list[str]:
     """Per model: distinct topics (and clusters) per user in the top list, intra-list
     similarity, catalog coverage, exposure Gini and the least popular half's share."""
     clusters = any("clusters" in m for m in rows.values())
-    head = "| model | L1 topics | L2 topics |" + (" clusters |" if clusters else "")
-    lines = [
-        head + " ILS | coverage | exposure Gini | tail share |",
-        "|---" * (8 + clusters) + "|",
-    ]
+    names = ["model", "L1 topics", "L2 topics", *(["clusters"] if clusters else [])]
+    names += ["ILS", "coverage", "exposure Gini", "tail share"]
+    lines = ["| " + " | ".join(names) + " |", "|---" * len(names) + "|"]
     for name, m in rows.items():
         cells = [_num(m, "topics_l1"), _num(m, "topics_l2")]
         cells += [_num(m, "clusters")] if clusters else []
