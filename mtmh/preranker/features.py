@@ -29,7 +29,7 @@ import numpy as np
 
 from mtmh.preranker.item_stats import ItemStats
 from mtmh.retrieval.heads import Searched
-from mtmh.retrieval.ranking import valid_mask
+from mtmh.retrieval.ranking import valid_mask, within_reach
 
 
 def feature_names(heads: Sequence[str]) -> list[str]:
@@ -115,10 +115,7 @@ def candidate_features(
     out = {}
     for hi, h in enumerate(heads):
         sims, cands = searched[h]
-        rows = valid[h]
-        if reach is not None and reach.get(h) is not None:
-            rows = rows & (np.cumsum(rows, axis=1) <= reach[h])
-        t_pos, col = np.nonzero(rows)
+        t_pos, col = np.nonzero(within_reach(valid[h], (reach or {}).get(h)))
         items = cands[t_pos, col].astype(np.int64)
         cross = [lists[g].lookup(t_pos, items, n) for g in heads]  # per g: [R, 4]
         onehot = np.zeros((len(items), len(heads)), np.float32)

@@ -38,6 +38,7 @@ import numpy as np
 
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.ranking import blocked_items, valid_mask
 
 MergeStrategy = Literal["score", "affinity", "uniform"]
 MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
@@ -162,13 +163,14 @@ class PartitionedHead(HeadIndex):
         part = self.partition
         assert part is not None
         items = np.asarray(items, np.int64)
+        blocked = blocked if blocked is not None else blocked_items(len(self.vectors), ())
         queries = self.vectors[items]
         affinity = queries @ part.centroids.T  # [T, K]
         visited = np.argsort(-affinity, axis=1, kind="stable")[:, : self.visit]
         sims_out = np.full((len(items), k), -np.inf, np.float32)
         ids_out = np.full((len(items), k), -1, np.int64)
         # Deep enough that excluding the trigger and every blocked item still leaves k.
-        depth = k + 1 + (int(blocked[:-1].sum()) if blocked is not None else 0)
+        depth = k + 1 + int(blocked[:-1].sum())
         for t, (trigger, q) in enumerate(zip(items, queries, strict=True)):
             lists = [self._valid(c, q, trigger, k, depth, blocked) for c in visited[t]]
             quotas = self._quotas(affinity[t, visited[t]], k)
@@ -191,7 +193,7 @@ class PartitionedHead(HeadIndex):
         trigger: int,
         k: int,
         depth: int,
-        blocked: np.ndarray | None,
+        blocked: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One cluster's k best valid candidates (not the trigger, not blocked), best first."""
         part = self.partition
@@ -199,7 +201,5 @@ class PartitionedHead(HeadIndex):
         depth = min(int(part.sizes[cluster]), depth)
         sims, ids = search(part.indexes[cluster], query[None, :], depth)
         sims, ids = sims[0], ids[0]
-        ok = (ids >= 0) & (ids != trigger)
-        if blocked is not None:
-            ok &= ~blocked[np.where(ids >= 0, ids, len(blocked) - 1)]
+        ok = valid_mask(ids[None, :], np.array([trigger]), blocked)[0]
         return sims[ok][:k], ids[ok][:k]

@@ -83,6 +83,12 @@ def preranker_reach(head: str, relevance_k_ann: int, keep: int) -> int | None:
     return max(relevance_k_ann, keep) if head == RELEVANCE else None
 
 
+def within_reach(valid: np.ndarray, reach: int | None) -> np.ndarray:
+    """[T, K] valid candidates -> those among each row's first `reach` valid ones (all of them
+    when `reach` is None). The lists are in similarity order, so these are the nearest."""
+    return valid if reach is None else valid & (np.cumsum(valid, axis=1) <= reach)
+
+
 def preranker_order(
     cands: np.ndarray,
     probs: np.ndarray,
@@ -94,9 +100,7 @@ def preranker_order(
     id); with `reach`, only the trigger's `reach` nearest valid candidates (the list is in
     similarity order). The cut to K happens in the merge (`merge_distinct`): each trigger
     takes its K best that no more recent trigger's merged list holds."""
-    valid = valid_mask(cands, triggers, blocked)
-    if reach is not None:
-        valid &= np.cumsum(valid, axis=1) <= reach
+    valid = within_reach(valid_mask(cands, triggers, blocked), reach)
     valid &= np.isfinite(probs)
     out: Ordered = []
     for row_ids, row_p, ok in zip(cands, probs, valid, strict=True):

@@ -71,9 +71,11 @@ class Retriever:
         left out, so its merge strategy's quotas hold on what the user gets."""
         triggers = np.asarray(triggers, np.int64)
         out = {}
+        blocked = None
         for name, head in self.heads.items():
             if isinstance(head, PartitionedHead):
-                blocked = blocked_items(self.num_items, seen)
+                if blocked is None:
+                    blocked = blocked_items(self.num_items, seen)
                 out[name] = head.search(triggers, self.keep, blocked)
             else:
                 out[name] = head.search(triggers, search_k(self.k_ann, self.num_items))
