@@ -161,18 +161,9 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     ]
     # The clusters come from the content embeddings (right after encode) or from a trained
     # head (after the trainings).
-    cc = cfg.clusters
-    if cc.source != CONTENT_SOURCE and cc.source not in k_train:
-        raise ConfigError(
-            f"clusters.source={cc.source!r}: not 'content' nor a variant this pipeline trains "
-            f"({', '.join(variants)})"
-        )
     trained: dict[str, str] = {str(v): key for v, key in k_train.items()}
-    k_clusters = stage_key("clusters", trained.get(cc.source, k_enc), cc, cfg.seed)
-    clusters = Stage(
-        "clusters", k_clusters, run_dir / "clusters", lambda: build_clusters(cfg, run_dir)
-    )
-    if cc.source == CONTENT_SOURCE:
+    clusters = _clusters_stage(cfg, run_dir, k_enc, trained)
+    if cfg.clusters.source == CONTENT_SOURCE:
         stages.insert(2, clusters)
     for v in variants:
         stages.append(
@@ -183,7 +174,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
                 lambda v=v: train_variant(configs[v], run_dir),  # type: ignore[misc]
             )
         )
-    if cc.source != CONTENT_SOURCE:
+    if cfg.clusters.source != CONTENT_SOURCE:
         stages.append(clusters)
     for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
         stages.append(
@@ -204,6 +195,18 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)
     stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
     return stages
+
+
+def _clusters_stage(cfg: RunConfig, run_dir: Path, k_enc: str, k_train: dict[str, str]) -> Stage:
+    """The clusters stage, keyed by the stage whose embeddings it clusters."""
+    cc = cfg.clusters
+    if cc.source != CONTENT_SOURCE and cc.source not in k_train:
+        raise ConfigError(
+            f"clusters.source={cc.source!r}: not 'content' nor a variant this pipeline trains "
+            f"({', '.join(k_train)})"
+        )
+    key = stage_key("clusters", k_train.get(cc.source, k_enc), cc, cfg.seed)
+    return Stage("clusters", key, run_dir / "clusters", lambda: build_clusters(cfg, run_dir))
 
 
 def _encode(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:

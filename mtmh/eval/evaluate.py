@@ -130,6 +130,12 @@ def validation_curves(run_dir: Path, models: list[ModelSpec]) -> dict[str, dict[
     return out
 
 
+def peer_metas(run_dir: Path) -> dict[str, Any]:
+    """{peer: its meta.json} for the classic peers the run has."""
+    metas = {name: peer_dir(run_dir, name) / "meta.json" for name in PEERS}
+    return {name: json.loads(path.read_text()) for name, path in metas.items() if path.is_file()}
+
+
 def topic_levels(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per level: items with a label, and the random-pair match rate over the catalog."""
     out = {}
@@ -258,11 +264,7 @@ def build_report(
         if mtmh
         else {},
         "validation_curves": validation_curves(run_dir, models),
-        "peers": {
-            name: json.loads((peer_dir(run_dir, name) / "meta.json").read_text())
-            for name in PEERS
-            if (peer_dir(run_dir, name) / "meta.json").is_file()
-        },
+        "peers": peer_metas(run_dir),
         "ann_recall": ann,
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
