@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _STRICT = ConfigDict(extra="forbid")
 
 # The models the paper compares (mtmh/model/variants.py says what each one is).
-VariantName = Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm"]
+VariantName = Literal["mtmh", "mtsh", "stmh", "itemcf", "neucf", "mol", "hllm", "dat"]
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -235,6 +235,8 @@ class ModelConfig:
     teacher_temperature: Annotated[float, Field(gt=0.0)] = 0.05  # teacher logits t_ij / it
     w_r: Annotated[float, Field(ge=0.0)] = 0.5  # weight of L_r in L_mt (the paper's default)
     num_random_negatives: Annotated[int, Field(ge=0)] = 256  # L, shared by a batch
+    # Prompted variants (dat): hard negatives per pair, drawn from the target's own cluster.
+    num_cluster_negatives: Annotated[int, Field(ge=1)] = 64
     log_q_correction: bool = True  # subtract log sampling probability from logits
     # SIM-style pair weights (spec section 2): "sim" weighs a positive pair by
     # 1 + sim_strength * max(0, cos) of its two items' teacher embeddings; "none": all equal.

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mtmh.config import ModelConfig, RunConfig, build_config
-from mtmh.model.negatives import MixedNegatives
+from mtmh.model.negatives import ClusterNegatives, MixedNegatives
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemFeatureTables, ItemTower
 from mtmh.model.variants import VARIANTS, get_variant
@@ -52,10 +52,13 @@ def _pairs(n: int = N_ITEMS) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_variant_embeds_and_trains_one_step(name: str) -> None:
     tables = _tables()
-    tower = ItemTower(get_variant(name), tables, _cfg())
-    task = RetrievalTask(tower, _cfg(), _uniform(), tables.teacher)
+    variant = get_variant(name)
+    hard = ClusterNegatives(np.arange(N_ITEMS) % 3, 4, seed=0) if variant.prompted else None
+    tower = ItemTower(variant, tables, _cfg(), hard.num_clusters if hard else 0)
+    task = RetrievalTask(tower, _cfg(), _uniform(), tables.teacher, hard)
     trig, tgt = _pairs()
-    out = task(trig[:8], tgt[:8], torch.tensor([5, 9, 17]))
+    rows = hard.sample(hard.cluster_of(tgt[:8]), 0, 0) if hard else None
+    out = task(trig[:8], tgt[:8], torch.tensor([5, 9, 17]), None, rows)
     out["loss"].backward()
     emb = tower(torch.arange(4))
     assert set(emb) == set(get_variant(name).heads)

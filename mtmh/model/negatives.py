@@ -51,3 +51,52 @@ class MixedNegatives:
             (num_random,), math.log(max(num_random, 1) / self.num_items), device=pos_ids.device
         )
         return torch.cat([in_batch, uniform])
+
+
+class ClusterNegatives:
+    """Hard negatives for divide and conquer: per pair, `per_row` items drawn uniformly (with
+    replacement) from the target's own cluster, where most items look alike and the model has
+    to learn the fine distinctions a catalog-wide negative never asks of it.
+
+    Their logQ correction is their own: row i's draws hold a given member of its cluster
+    `per_row / size(cluster)` times. Draws are a pure function of (seed, rank, step), as
+    `MixedNegatives`'.
+
+    Example:
+        hard = ClusterNegatives(assignments, per_row=64, seed=0)
+        clusters = hard.cluster_of(target_ids)                 # [B]
+        neg_ids = hard.sample(clusters, rank=0, step=12)       # [B, H]
+        log_q = hard.log_q(clusters)                           # [B, H]
+    """
+
+    def __init__(self, assignments: np.ndarray, per_row: int, seed: int) -> None:
+        """assignments: [N] cluster id of every item (0..K-1, every cluster non-empty)."""
+        assignments = np.asarray(assignments, np.int64)
+        sizes = np.bincount(assignments)
+        if (sizes == 0).any():
+            raise ValueError(f"clusters {np.flatnonzero(sizes == 0).tolist()} have no items")
+        self.assignments = torch.as_tensor(assignments)
+        self.sizes = torch.as_tensor(sizes)
+        self.starts = torch.as_tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+        # Every cluster's members, cluster by cluster (item ids ascending within one).
+        self.members = torch.as_tensor(np.argsort(assignments, kind="stable"))
+        self.num_items = len(assignments)
+        self.num_clusters = len(sizes)
+        self.per_row = per_row
+        self.seed = seed
+
+    def cluster_of(self, item_ids: torch.Tensor) -> torch.Tensor:
+        return self.assignments.to(item_ids.device)[item_ids.long()]
+
+    def sample(self, clusters: torch.Tensor, rank: int, step: int) -> torch.Tensor:
+        """[B] cluster ids -> [B, per_row] item ids, each row from its own cluster."""
+        gen = torch.Generator().manual_seed(hash((self.seed, rank, step, "cluster")) & 0x7FFF_FFFF)
+        c = clusters.long().cpu()
+        u = torch.rand((len(c), self.per_row), generator=gen)
+        offset = (u * self.sizes[c].unsqueeze(1)).long().clamp_max(self.sizes[c].unsqueeze(1) - 1)
+        return self.members[self.starts[c].unsqueeze(1) + offset].to(clusters.device)
+
+    def log_q(self, clusters: torch.Tensor) -> torch.Tensor:
+        """[B] cluster ids -> [B, per_row] log probability that a column holds its item."""
+        sizes = self.sizes.to(clusters.device)[clusters.long()].float()
+        return (math.log(self.per_row) - torch.log(sizes)).unsqueeze(1).expand(-1, self.per_row)

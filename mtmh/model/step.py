@@ -13,11 +13,16 @@ def train_step(
     batch: dict[str, torch.Tensor],
     negative_ids: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """One step on a batch of pairs ({"trigger_id": [B], "target_id": [B]}, and "count": [B]
-    for deduplicated pairs) with negatives [L]; returns the losses ({"loss": total,
-    "<head>/l_e": ...}). `task` is a RetrievalTask, possibly wrapped in DDP."""
+    """One step on a batch of pairs ({"trigger_id": [B], "target_id": [B]}, "count": [B] for
+    deduplicated pairs, "cluster_negative_id": [B, H] for a prompted variant) with negatives
+    [L]; returns the losses ({"loss": total, "<head>/l_e": ...}). `task` is a RetrievalTask,
+    possibly wrapped in DDP."""
     losses: dict[str, torch.Tensor] = task(
-        batch["trigger_id"], batch["target_id"], negative_ids, batch.get("count")
+        batch["trigger_id"],
+        batch["target_id"],
+        negative_ids,
+        batch.get("count"),
+        batch.get("cluster_negative_id"),
     )
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()

@@ -17,6 +17,11 @@ most; the content never becomes a model input.
 The tower runs once per distinct item of the batch (triggers, positives and negatives share
 many items on small catalogs), and the rows are gathered back.
 
+A prompted variant (dat, divide and conquer) scores each pair from the query side: the tower
+on the trigger prompted with the target's cluster. Its candidates are the same in-batch and
+random ones plus H hard negatives per row from the target's cluster (`ClusterNegatives`),
+each kind with its own logQ correction. Candidates are always embedded without a prompt.
+
 Example:
     task = RetrievalTask(tower, cfg, MixedNegatives(log_p, 256, 0), teacher=teacher_emb)
     losses = task(trigger_ids, target_ids, negative_ids)  # {"loss": .., "engagement/l_e": ..}
@@ -30,8 +35,15 @@ from torch import nn
 
 from mtmh.config import ModelConfig
 from mtmh.errors import ArtifactError
-from mtmh.losses import CandidateSet, candidate_logits, info_nce, kl_distillation, multi_task
-from mtmh.model.negatives import MixedNegatives
+from mtmh.losses import (
+    CandidateSet,
+    candidate_logits,
+    info_nce,
+    kl_distillation,
+    multi_task,
+    row_logits,
+)
+from mtmh.model.negatives import ClusterNegatives, MixedNegatives
 from mtmh.model.tower import ItemTower
 
 
@@ -44,15 +56,28 @@ class RetrievalTask(nn.Module):
         cfg: ModelConfig,
         negatives: MixedNegatives,
         teacher: np.ndarray | None = None,
+        cluster_negatives: ClusterNegatives | None = None,
     ) -> None:
         """negatives: the sampler whose log_q corrects the logits (its popularity is the
         training pairs' target distribution); teacher: [N, D] content embeddings F (needed
-        by "mt"/"r" heads and by SIM pair weights)."""
+        by "mt"/"r" heads and by SIM pair weights); cluster_negatives: the in-cluster hard
+        negatives of a prompted variant (its clusters are its prompts')."""
         super().__init__()
         self.tower = tower
         self.cfg = cfg
-        if tower.variant.needs_teacher_logits and teacher is None:
-            raise ArtifactError(f"variant {tower.variant.name!r} needs teacher embeddings for L_r")
+        variant = tower.variant
+        if variant.needs_teacher_logits and teacher is None:
+            raise ArtifactError(f"variant {variant.name!r} needs teacher embeddings for L_r")
+        if variant.prompted:
+            if cluster_negatives is None:
+                raise ValueError(f"variant {variant.name!r} trains with in-cluster negatives")
+            if cluster_negatives.num_clusters != tower.num_prompts:
+                raise ValueError(
+                    f"{cluster_negatives.num_clusters} clusters for {tower.num_prompts} prompts"
+                )
+            if variant.needs_teacher_logits:
+                raise ValueError(f"variant {variant.name!r}: a prompted head distills nothing")
+        self.cluster_negatives = cluster_negatives
         if cfg.pair_weighting == "sim" and teacher is None:
             raise ArtifactError("model.pair_weighting=sim needs the teacher embeddings (content/)")
         n = tower.num_items
@@ -87,15 +112,27 @@ class RetrievalTask(nn.Module):
         target_ids: torch.Tensor,
         negative_ids: torch.Tensor,
         pair_weights: torch.Tensor | None = None,
+        cluster_negative_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """pair_weights: [B] per-pair weights from the data (counts of deduplicated pairs),
-        multiplied with the SIM weights."""
+        multiplied with the SIM weights; cluster_negative_ids: [B, H] hard negatives of a
+        prompted variant (`ClusterNegatives.sample` on the targets' clusters)."""
         cfg = self.cfg
-        b = len(trigger_ids)
-        ids = torch.cat([trigger_ids, target_ids, negative_ids])
+        b, n_neg = len(trigger_ids), len(negative_ids)
+        hard = cluster_negative_ids
+        extra = [] if hard is None else [hard.reshape(-1)]
+        ids = torch.cat([trigger_ids, target_ids, negative_ids, *extra])
         emb = self.embed(ids)  # one forward for triggers, positives and negatives
-        log_q = self.negatives.log_q(target_ids, len(negative_ids))
+        log_q = self.negatives.log_q(target_ids, n_neg)
         cands = CandidateSet.build(target_ids, negative_ids, log_q, trigger_ids)
+        queries = None
+        if self.cluster_negatives is not None:
+            if hard is None:
+                raise ValueError("a prompted variant needs its in-cluster negatives per batch")
+            clusters = self.cluster_negatives.cluster_of(target_ids)
+            hard_log_q = self.cluster_negatives.log_q(clusters)
+            cands = cands.with_row_negatives(hard, hard_log_q, target_ids, trigger_ids)
+            queries = self.tower(trigger_ids, prompt=clusters)
         weights = self.pair_weights(trigger_ids, target_ids)
         if pair_weights is not None:
             pair_weights = pair_weights.float()
@@ -104,13 +141,17 @@ class RetrievalTask(nn.Module):
         if self.tower.variant.needs_teacher_logits:
             f = self.teacher[ids.long()]
             teacher_logits = candidate_logits(
-                f[:b], f[b : 2 * b], f[2 * b :], cfg.teacher_temperature
+                f[:b], f[b : 2 * b], f[2 * b : 2 * b + n_neg], cfg.teacher_temperature
             )
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=emb[next(iter(emb))].device)
         for head, objective in self.tower.variant.heads.items():
             e = emb[head]
-            s = candidate_logits(e[:b], e[b : 2 * b], e[2 * b :], cfg.temperature)
+            anchors = e[:b] if queries is None else queries[head]
+            s = candidate_logits(anchors, e[b : 2 * b], e[2 * b : 2 * b + n_neg], cfg.temperature)
+            if hard is not None:
+                rows = e[2 * b + n_neg :].view(b, -1, e.shape[1])
+                s = torch.cat([s, row_logits(anchors, rows, cfg.temperature)], dim=1)
             l_e = info_nce(s, cands, cfg.log_q_correction, weights)
             out[f"{head}/l_e"] = l_e.detach()
             if objective == "e":

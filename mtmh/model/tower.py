@@ -6,6 +6,12 @@ The same tower embeds triggers and candidates. Item features live in the tower a
 (not parameters, and not saved in checkpoints: they are rebuilt from the run directory), so a
 batch is just item ids.
 
+A prompted variant (dat) has one learnable prompt per cluster, as wide as the bottom's input.
+`tower(ids, prompt=clusters)` multiplies each item's input features by its cluster's prompt
+(Hadamard) before the shared bottom: the query side of retrieval within that cluster.
+`tower(ids)` is the candidate side and never reads a prompt. Prompts start at one, so every
+cluster's query starts as the plain embedding; they add K x input-width parameters.
+
 Example:
     tables = ItemFeatureTables.from_arrays(dense, categorical, cards)
     tower = ItemTower(get_variant("mtmh"), tables, ModelConfig())
@@ -49,8 +55,18 @@ class ItemTower(nn.Module):
     cat_table: torch.Tensor
     content_table: torch.Tensor
 
-    def __init__(self, variant: Variant, tables: ItemFeatureTables, cfg: ModelConfig) -> None:
+    def __init__(
+        self,
+        variant: Variant,
+        tables: ItemFeatureTables,
+        cfg: ModelConfig,
+        num_prompts: int = 0,
+    ) -> None:
+        """num_prompts: the number of clusters of a prompted variant (0 otherwise)."""
         super().__init__()
+        if variant.prompted != (num_prompts > 0):
+            wanted = "one prompt per cluster" if variant.prompted else "no prompts"
+            raise ValueError(f"variant {variant.name!r} takes {wanted}, got {num_prompts}")
         self.variant = variant
         side = "side" in variant.inputs
         n = self.num_items = tables.num_items
@@ -74,6 +90,9 @@ class ItemTower(nn.Module):
             )
             self.content_proj = nn.Sequential(nn.Linear(content.shape[1], cfg.dense_dim), nn.ReLU())
             in_dim += cfg.dense_dim
+        self.prompts: nn.Parameter | None = None
+        if num_prompts:
+            self.prompts = nn.Parameter(torch.ones(num_prompts, in_dim))
         h = cfg.hidden_dim
         self.bottom: nn.Module = nn.Identity()
         self.heads = nn.ModuleDict({name: nn.Identity() for name in variant.heads})
@@ -100,15 +119,29 @@ class ItemTower(nn.Module):
             return tables.teacher
         return None
 
-    def bottom_output(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """[B] ids -> [B, hidden] shared representation."""
+    @property
+    def num_prompts(self) -> int:
+        return 0 if self.prompts is None else len(self.prompts)
+
+    def bottom_output(
+        self, item_ids: torch.Tensor, prompt: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B] ids (and [B] cluster ids to prompt with) -> [B, hidden] shared representation."""
         ids = item_ids.long()
         parts = [self.sparse(ids, self.cat_table[ids]), self.dense(self.dense_table[ids])]
         if self.content_proj is not None:
             parts.append(self.content_proj(self.content_table[ids]))
-        return self.bottom(torch.cat(parts, dim=-1))
+        x = torch.cat(parts, dim=-1)
+        if prompt is not None:
+            if self.prompts is None:
+                raise ValueError(f"variant {self.variant.name!r} has no prompts")
+            x = x * self.prompts[prompt.long()]
+        return self.bottom(x)
 
-    def forward(self, item_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[B] ids -> {head: [B, dim] unit-norm embedding}."""
-        shared = self.bottom_output(item_ids)
+    def forward(
+        self, item_ids: torch.Tensor, prompt: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """[B] ids -> {head: [B, dim] unit-norm embedding}; with `prompt` ([B] cluster ids),
+        the prompted query embeddings of a prompted variant."""
+        shared = self.bottom_output(item_ids, prompt)
         return {name: F.normalize(head(shared), dim=-1) for name, head in self.heads.items()}

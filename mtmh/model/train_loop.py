@@ -15,7 +15,8 @@ mtmh/model/harness.py:
   `FailureConfig`, a failed worker group restarts from the last checkpoint.
 
 Outputs in RUN/models/<variant>/: model.pt, config.yaml, metrics.jsonl (one row per report),
-embeddings/<head>.parquet (item_id, embedding), ray_train/ (Ray's own run storage) and, with
+embeddings/<head>.parquet (item_id, embedding), a prompted variant's queries/<head>.npy
+(mtmh/model/prompted.py), ray_train/ (Ray's own run storage) and, with
 `train.fresh_snapshot_every`, fresh/step-<N>.npz: the embeddings of the least-engaged items
 at every N-th step, for the fresh-content convergence analysis (spec section 7).
 """
@@ -34,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mtmh.clusters.artifact import load_clusters
 from mtmh.config import EvalConfig, RunConfig, build_config, config_to_dict, save_config
 from mtmh.holdout import (
     HoldoutSplit,
@@ -44,7 +46,13 @@ from mtmh.holdout import (
 )
 from mtmh.model.harness import Progress, Reporter, make_trainer, restore, save_checkpoint
 from mtmh.model.inputs import load_item_tables
-from mtmh.model.negatives import MixedNegatives
+from mtmh.model.negatives import ClusterNegatives, MixedNegatives
+from mtmh.model.prompted import (
+    clusters_digest,
+    prompted_queries,
+    prompted_scores,
+    save_queries,
+)
 from mtmh.model.step import train_step
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
@@ -74,11 +82,15 @@ def build_task(cfg: RunConfig, run_dir: Path) -> RetrievalTask:
         or cfg.model.pair_weighting == "sim",
         content_features="content_features" in variant.inputs,
     )
+    hard = None
+    if variant.prompted:  # the catalog's clusters are its tasks
+        clustering, _ = load_clusters(run_dir, tables.num_items)
+        hard = ClusterNegatives(clustering.assignments, cfg.model.num_cluster_negatives, cfg.seed)
     log_frequency = training_pairs(run_dir, cfg).target_log_frequency()
     torch.manual_seed(cfg.seed)
-    tower = ItemTower(variant, tables, cfg.model)
+    tower = ItemTower(variant, tables, cfg.model, hard.num_clusters if hard else 0)
     negatives = MixedNegatives(log_frequency, cfg.model.num_random_negatives, cfg.seed)
-    return RetrievalTask(tower, cfg.model, negatives, tables.teacher)
+    return RetrievalTask(tower, cfg.model, negatives, tables.teacher, hard)
 
 
 def make_optimizer(cfg: RunConfig, params: Any) -> torch.optim.Optimizer:
@@ -103,14 +115,18 @@ def batch_options(cfg: RunConfig, epoch: int) -> dict[str, Any]:
 def validate(task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig) -> dict[str, float]:
     """Validation recall (ANN order, exact search, the evaluation's keep and top_k) of every
     head, and the mean of the heads' validation scores as "val/score"."""
-    task.tower.eval()
-    with torch.no_grad():
-        emb = {h: torch.as_tensor(e) for h, e in embed_all(task.tower).items()}
+    emb = {h: torch.as_tensor(e) for h, e in embed_all(task.tower).items()}
     task.tower.train()
+    hard = task.cluster_negatives
+    queries = prompted_queries(task.tower) if hard is not None else {}
     out: dict[str, float] = {}
     scores = []
     for head, e in emb.items():
-        recall = ann_order_recall(embedding_scores(e), split, keep=ec.keep_per_head, top_k=ec.top_k)
+        score_fn = embedding_scores(e)
+        if hard is not None:  # each cluster searched with its own query, merged by score
+            assignments = hard.assignments.numpy()
+            score_fn = prompted_scores(torch.as_tensor(queries[head]), e, assignments)
+        recall = ann_order_recall(score_fn, split, keep=ec.keep_per_head, top_k=ec.top_k)
         out.update({f"val/{head}/recall@{k}": v for k, v in recall.items()})
         scores.append(validation_score(recall))
     out["val/score"] = float(np.mean(scores))
@@ -197,6 +213,10 @@ def train_epoch(
         hooks.before(progress.step)
         negatives = task.negatives.sample(rank, progress.step, device)
         batch = {k: v.to(device) for k, v in batch.items()}
+        if task.cluster_negatives is not None:
+            hard = task.cluster_negatives
+            clusters = hard.cluster_of(batch["target_id"])
+            batch["cluster_negative_id"] = hard.sample(clusters, rank, progress.step)
         if "count" in batch:
             batch["count"] = batch["count"].float() ** tc.count_power
         losses = train_step(model, opt, batch, negatives)
@@ -250,7 +270,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if progress.stopper.best_state is not None:
         task.load_state_dict(progress.stopper.best_state)  # the best epoch is what ships
     if rank == 0:
-        write_outputs(task.tower, cfg, run_dir)
+        hard = task.cluster_negatives
+        write_outputs(task.tower, cfg, run_dir, hard.assignments.numpy() if hard else None)
 
 
 def end_of_epoch(
@@ -292,7 +313,10 @@ def embed_all(tower: ItemTower, batch_size: int = 8192) -> dict[str, np.ndarray]
     return {h: np.concatenate(p) for h, p in parts.items()}
 
 
-def write_outputs(tower: ItemTower, cfg: RunConfig, run_dir: Path) -> None:
+def write_outputs(
+    tower: ItemTower, cfg: RunConfig, run_dir: Path, assignments: np.ndarray | None = None
+) -> None:
+    """The model's files; `assignments`: the clusters a prompted variant was trained on."""
     out = model_dir(run_dir, model_name(cfg))
     (out / "embeddings").mkdir(parents=True, exist_ok=True)
     torch.save(tower.state_dict(), out / "model.pt")
@@ -306,6 +330,10 @@ def write_outputs(tower: ItemTower, cfg: RunConfig, run_dir: Path) -> None:
             }
         )
         pq.write_table(table, out / "embeddings" / f"{head}.parquet")
+    if tower.num_prompts:
+        if assignments is None:
+            raise ValueError("a prompted model's queries need the clusters it was trained on")
+        save_queries(out, prompted_queries(tower), clusters_digest(assignments))
 
 
 def fit(
@@ -324,7 +352,10 @@ def fit(
     # one train nothing. (Recovery from a failure inside this fit() is Ray's, unaffected.)
     shutil.rmtree(out / "ray_train", ignore_errors=True)
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
+    shutil.rmtree(out / "queries", ignore_errors=True)  # an earlier prompted training's
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
+    if get_variant(cfg.model.variant).prompted:
+        load_clusters(run_dir)  # before any worker starts: a clear error when there are none
     pairs = ensure_training_pairs(run_dir, cfg)
     # Read into the object store before the worker group starts: read lazily, inside each
     # trainer's own executor, trainings side by side wait forever for the CPUs their peers'

@@ -26,6 +26,8 @@ class Variant:
     # False: the embedding is the item's own id row, with no MLP (the paper's ItemCF: what
     # separates it from NeuCF is exactly that it has no DNN).
     mlp: bool = True
+    # One prompt per cluster on the query side, and in-cluster hard negatives (DAT).
+    prompted: bool = False
 
     @property
     def needs_teacher_logits(self) -> bool:
@@ -42,6 +44,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("neucf", ("id", "side"), {"engagement": "e"}),
         Variant("mol", ("id", "side", "content_features"), {"engagement": "e"}),
         Variant("hllm", ("id", "side", "teacher"), {"engagement": "e"}),
+        Variant("dat", ("id", "side"), {"engagement": "e"}, prompted=True),
     )
 }
 
