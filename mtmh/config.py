@@ -382,6 +382,18 @@ class ClusterConfig:
     iterations: Annotated[int, Field(ge=1)] = 25
     # The k-means seeds tried; the one with the best objective is kept (FAISS's nredo).
     restarts: Annotated[int, Field(ge=1)] = 3
+    # How a cluster-partitioned search serves (mtmh/retrieval/partitioned.py): the clusters
+    # a trigger visits, the merge strategy (score, affinity, uniform) and the affinity
+    # softmax's temperature. A prompted model (dat) always serves this way; the report's
+    # "(DAT serving)" rows serve MTMH's heads this way too.
+    visit: Annotated[int, Field(ge=1)] = 8
+    strategy: Literal["score", "affinity", "uniform"] = "affinity"
+    temperature: Annotated[float, Field(gt=0.0)] = 0.1
+
+    def clustering(self) -> dict[str, Any]:
+        """The settings the clusters themselves depend on (not how they are searched)."""
+        keys = ("source", "head", "num_clusters", "iterations", "restarts")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -470,7 +482,16 @@ class PipelineConfig:
 
     # Longest first, so the two-head models do not run alone at the end (the report keeps
     # the paper's order).
-    variants: tuple[VariantName, ...] = ("mtmh", "stmh", "mtsh", "hllm", "mol", "neucf", "itemcf")
+    variants: tuple[VariantName, ...] = (
+        "mtmh",
+        "dat",
+        "stmh",
+        "mtsh",
+        "hllm",
+        "mol",
+        "neucf",
+        "itemcf",
+    )
     # Trainings that run side by side, each as its own TorchTrainer (train.cpus_per_worker
     # each, plus the Ray Data tasks that feed them). Three on two cores: one training's
     # Ray Train start-up and validation overlap the others' steps.

@@ -36,6 +36,7 @@ from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
 from mtmh.model.training import train_variant
 from mtmh.model.training_pairs import ensure_training_pairs
+from mtmh.model.variants import get_variant
 from mtmh.peers.build import build_peers
 from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
@@ -146,11 +147,10 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     k_enc = stage_key("encode", k_prep, cfg.content)
     variants = list(cfg.pipeline.variants)
     configs = {v: variant_config(cfg, v) for v in variants}
-    # Trainings validate on the holdout split with the evaluation's trigger count.
-    k_train = {
-        v: stage_key("train", k_enc, c.model, c.train, cfg.holdout, cfg.eval.max_triggers)
-        for v, c in configs.items()
-    }
+    content_clusters = cfg.clusters.source == CONTENT_SOURCE
+    k_train = _train_keys(
+        cfg, configs, k_enc, _clusters_key(cfg, k_enc) if content_clusters else None
+    )
     ec = cfg.eval
     neighbours = (ec.k_ann, ec.k_ann_max_catalog_fraction, ec.keep_per_head, ec.max_triggers)
     k_peers = stage_key("peers", k_prep, cfg.holdout, cfg.peers, *neighbours)
@@ -163,7 +163,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     # head (after the trainings).
     trained: dict[str, str] = {str(v): key for v, key in k_train.items()}
     clusters = _clusters_stage(cfg, run_dir, k_enc, trained)
-    if cfg.clusters.source == CONTENT_SOURCE:
+    if content_clusters:
         stages.insert(2, clusters)
     for v in variants:
         stages.append(
@@ -174,7 +174,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
                 lambda v=v: train_variant(configs[v], run_dir),  # type: ignore[misc]
             )
         )
-    if cfg.clusters.source != CONTENT_SOURCE:
+    if not content_clusters:
         stages.append(clusters)
     for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
         stages.append(
@@ -188,11 +188,14 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     # A preranker learns on its model's ANN candidates: a retrained model, a rebuilt index or
     # peer table, or another K_ann makes it stale.
     searchable = [s.key for s in stages if s.name == "peers" or s.name.startswith("index:")]
-    k_pre = stage_key("preranker", searchable, cfg.preranker, cfg.holdout, *neighbours, cfg.seed)
+    k_pre = stage_key(
+        "preranker", searchable, cfg.preranker, cfg.holdout, *neighbours, cfg.clusters, cfg.seed
+    )
     stages.append(
         Stage("preranker", k_pre, run_dir / "preranker", lambda: fit_prerankers(cfg, run_dir))
     )
-    k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval)
+    # The clusters' search settings (visit, strategy) change only prerankers and evaluation.
+    k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval, cfg.clusters)
     stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
     return stages
 
@@ -205,8 +208,34 @@ def _clusters_stage(cfg: RunConfig, run_dir: Path, k_enc: str, k_train: dict[str
             f"clusters.source={cc.source!r}: not 'content' nor a variant this pipeline trains "
             f"({', '.join(k_train)})"
         )
-    key = stage_key("clusters", k_train.get(cc.source, k_enc), cc, cfg.seed)
+    key = _clusters_key(cfg, k_train.get(cc.source, k_enc))
     return Stage("clusters", key, run_dir / "clusters", lambda: build_clusters(cfg, run_dir))
+
+
+def _clusters_key(cfg: RunConfig, source_key: str) -> str:
+    """The clusters' key: the embedding they cluster and the clustering settings."""
+    return stage_key("clusters", source_key, cfg.clusters.clustering(), cfg.seed)
+
+
+def _train_keys(
+    cfg: RunConfig, configs: dict[VariantName, RunConfig], k_enc: str, k_clusters: str | None
+) -> dict[VariantName, str]:
+    """Each variant's training key. Trainings validate on the holdout split with the
+    evaluation's trigger count; a prompted variant (dat) trains against the clusters, which
+    must exist before the trainings (clustered from the content embeddings)."""
+    keys: dict[VariantName, str] = {}
+    for v, c in configs.items():
+        parts: list[Any] = [k_enc, c.model, c.train, cfg.holdout, cfg.eval.max_triggers]
+        if get_variant(v).prompted:
+            if k_clusters is None:
+                raise ConfigError(
+                    f"variant {v!r} trains against the catalog's clusters, which must come "
+                    f"from the content embeddings (clusters.source=content), not from "
+                    f"{cfg.clusters.source!r} trained beside it"
+                )
+            parts.append(k_clusters)
+        keys[v] = stage_key("train", *parts)
+    return keys
 
 
 def _encode(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:

@@ -13,17 +13,12 @@ import torch.nn.functional as F
 
 from mtmh.clusters.artifact import save_clusters
 from mtmh.clusters.kmeans import Clustering
+from mtmh.clusters.query_table import clusters_digest, load_queries, save_queries
 from mtmh.config import ModelConfig, build_config
 from mtmh.errors import ArtifactError
 from mtmh.losses import NEG_INF, CandidateSet, candidate_logits, info_nce, row_logits
 from mtmh.model.negatives import ClusterNegatives, MixedNegatives
-from mtmh.model.prompted import (
-    clusters_digest,
-    load_queries,
-    prompted_queries,
-    prompted_scores,
-    save_queries,
-)
+from mtmh.model.prompted import prompted_queries, prompted_scores
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemFeatureTables, ItemTower
 from mtmh.model.variants import get_variant

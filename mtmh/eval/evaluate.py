@@ -45,6 +45,7 @@ from mtmh.peers.build import PEERS, peer_dir
 from mtmh.preranker.train import fit_split
 from mtmh.progress import steps
 from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
+from mtmh.retrieval.served import is_prompted
 
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
 
@@ -69,6 +70,9 @@ def index_settings(run_dir: Path, ann: dict[str, Any]) -> dict[str, str]:
 def available_models(run_dir: Path, specs: tuple[ModelSpec, ...]) -> list[ModelSpec]:
     out = []
     for spec in specs:
+        if spec.partitioned and not has_clusters(run_dir):
+            log.warning("%s: the run has no clusters, left out of the report", spec.name)
+            continue
         try:
             if spec.source in PEERS:
                 table = peer_dir(run_dir, spec.source) / "neighbors.npz"
@@ -192,27 +196,29 @@ def _evaluate_sources(
 
     users_ref = ray.put(users)
     task = ray.remote(evaluate_source).options(num_cpus=1, num_gpus=1 if cfg.index.use_gpu else 0)
-    by_source: dict[str, list[ModelSpec]] = {}
+    by_group: dict[tuple[str, bool], list[ModelSpec]] = {}
     for spec in models:
-        by_source.setdefault(spec.source, []).append(spec)
+        by_group.setdefault(spec.group, []).append(spec)
 
-    # The sources with the most merges per user go first, so two long tasks do not end the
-    # stage on one busy CPU while the other waits.
-    def merges(group: list[ModelSpec]) -> int:
-        return sum(len(alphas) if len(s.heads) == 2 else 1 for s in group)
+    # The longest tasks go first (partitioned searches, then the most merges per user), so
+    # two long tasks do not end the stage on one busy CPU while the other waits.
+    def cost(group: list[ModelSpec]) -> tuple[bool, int]:
+        partitioned = any(s.partitioned or s.source in prompted for s in group)
+        return not partitioned, -sum(len(alphas) if len(s.heads) == 2 else 1 for s in group)
 
+    prompted = {s.source for s in models if is_prompted(run_dir, s.source)}
     pending = {
-        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): source
-        for source, group in sorted(by_source.items(), key=lambda kv: -merges(kv[1]))
+        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): group[0].name
+        for group in sorted(by_group.values(), key=cost)
     }
     results: dict[str, dict[str, Any]] = {}
     with steps(f"evaluating {len(models)} models", len(models)) as advance:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            source = pending.pop(done[0])
+            first = pending.pop(done[0])
             batch = ray.get(done[0])
             results.update(batch)
-            log.info("evaluated %s", source)
+            log.info("evaluated %s", ", ".join(batch) or first)
             advance(len(batch))
     return results
 

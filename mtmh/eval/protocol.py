@@ -38,10 +38,11 @@ from mtmh.holdout import HoldoutSplit
 from mtmh.index.autotune import recall_at
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.preranker.ranker import load_preranker
-from mtmh.retrieval.heads import PEER_HEAD, NeighborHead, load_model_heads
+from mtmh.retrieval.heads import PEER_HEAD, NeighborHead
 from mtmh.retrieval.merge import POOLING, Candidate, Kept, pool
 from mtmh.retrieval.ranking import RANKINGS
 from mtmh.retrieval.retriever import Retriever
+from mtmh.retrieval.served import served_heads
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class ModelSpec:
     name: str  # as reported ("MTMH", "MTMH-H1", "ContentEncoder", ...)
     source: str  # embedding source: a variant, or "content"
     heads: tuple[str, ...]
+    # Searched cluster by cluster (clusters.visit/strategy) instead of globally; a prompted
+    # model (DAT) always is (mtmh/retrieval/served.py).
+    partitioned: bool = False
+
+    @property
+    def group(self) -> tuple[str, bool]:
+        """Rows of one group share one search: one source, searched one way."""
+        return self.source, self.partitioned
 
 
 REPORT_MODELS: tuple[ModelSpec, ...] = (
@@ -66,6 +75,11 @@ REPORT_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("MTMH-H1", "mtmh", ("engagement",)),
     ModelSpec("MTMH-H2", "mtmh", ("relevance",)),
     ModelSpec("MTMH", "mtmh", ("engagement", "relevance")),
+    # Divide and conquer (spec section 11): the dat variant, and MTMH's heads searched the
+    # same cluster-partitioned way, so the search and the model can be told apart.
+    ModelSpec("DAT", "dat", ("engagement",)),
+    ModelSpec("MTMH-H1 (DAT serving)", "mtmh", ("engagement",), partitioned=True),
+    ModelSpec("MTMH (DAT serving)", "mtmh", ("engagement", "relevance"), partitioned=True),
 )
 
 
@@ -169,16 +183,19 @@ def evaluate_source(
 def source_retriever(
     run_dir: Path, specs: list[ModelSpec], cfg: RunConfig
 ) -> tuple[Retriever, dict[str, Any]]:
-    """The Retriever over the one source of `specs`, with its preranker, and its heads."""
-    sources = {spec.source for spec in specs}
-    if len(sources) != 1:
-        raise ValueError(f"evaluate_source takes specs of one source, got {sorted(sources)}")
-    source = specs[0].source
+    """The Retriever over the one group of `specs` (a source, searched one way), with its
+    preranker, and its heads."""
+    groups = {spec.group for spec in specs}
+    if len(groups) != 1:
+        raise ValueError(f"evaluate_source takes specs of one group, got {sorted(groups)}")
+    source, partitioned = specs[0].group
     preranker = load_preranker(run_dir, source)
     # Every head the preranker reads is searched, even for a one-head row (MTMH-H1): its
     # features include the other head's view of each candidate.
     all_heads = tuple(sorted({h for spec in specs for h in spec.heads} | set(preranker.heads)))
-    heads = load_model_heads(run_dir, source, all_heads, use_gpu=cfg.index.use_gpu)
+    heads = served_heads(
+        run_dir, source, all_heads, cfg.clusters, partitioned, use_gpu=cfg.index.use_gpu
+    )
     num_items = next(iter(heads.values())).vectors.shape[0]
     ec = cfg.eval
     ret = Retriever(

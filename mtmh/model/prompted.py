@@ -1,48 +1,22 @@
 """A prompted variant's query side (divide and conquer, spec section 11): every item's query
-embedding for every cluster, as one table beside the candidate embeddings.
+embedding for every cluster, and validation scores that search each cluster with its own
+query. The table's file format is mtmh/clusters/query_table.py's.
 
 In item-to-item retrieval a query is an item, so the query side is a function of (item,
-cluster) and can be computed once per model, as the candidate embeddings are:
-
-    RUN/models/<name>/queries/<head>.npy    [N, K, D] float16: item i's query for cluster c
-    RUN/models/<name>/queries/meta.json     the clusters it was trained against (a digest of
-                                            RUN/clusters' assignments), shape and dtype
-
-float16 halves the table (ml-1m: 3,883 x 32 x 128 x 2 bytes = 32 MB) and moves an inner
-product by about 1e-3, far below the gaps between neighbours. At a catalog of millions
-the table would not fit (N x K x D); there the query side runs the tower per request
-instead, which this layout leaves open: the candidate side is the plain embeddings either way.
-
-The clusters are part of the model: a query for cluster c is only meaningful against the
-clusters the prompts were trained on, so loading checks the digest against RUN/clusters.
+cluster) and can be computed once per model, as the candidate embeddings are.
 
 Example:
-    queries = prompted_queries(tower)                    # {head: [N, K, D]}
-    save_queries(model_dir, queries, clusters_digest(assignments))
-    q = load_queries(model_dir, "engagement", assignments)
-    scores = prompted_scores(torch.as_tensor(q), emb, assignments)   # ScoreFn for validation
+    queries = prompted_queries(tower)                                  # {head: [N, K, D]}
+    scores = prompted_scores(torch.as_tensor(queries["engagement"]), emb, assignments)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from mtmh.errors import ArtifactError
 from mtmh.holdout import ScoreFn
 from mtmh.model.tower import ItemTower
-
-QUERIES_DIR = "queries"
-META_FILE = "meta.json"
-
-
-def clusters_digest(assignments: np.ndarray) -> str:
-    """A short hash of a cluster assignment (the clusters a prompted model belongs to)."""
-    return hashlib.sha256(np.asarray(assignments, np.int32).tobytes()).hexdigest()[:16]
 
 
 @torch.no_grad()
@@ -80,35 +54,3 @@ def prompted_scores(queries: torch.Tensor, emb: torch.Tensor, assignments: np.nd
         return out
 
     return scores
-
-
-def queries_dir(model_dir: Path) -> Path:
-    return model_dir / QUERIES_DIR
-
-
-def save_queries(model_dir: Path, queries: dict[str, np.ndarray], digest: str) -> None:
-    folder = queries_dir(model_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for head, q in queries.items():
-        np.save(folder / f"{head}.npy", q.astype(np.float16))
-    shape = list(next(iter(queries.values())).shape)
-    meta = {"clusters_digest": digest, "shape": shape, "dtype": "float16", "heads": sorted(queries)}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def has_queries(model_dir: Path) -> bool:
-    return (queries_dir(model_dir) / META_FILE).is_file()
-
-
-def load_queries(model_dir: Path, head: str, assignments: np.ndarray) -> np.ndarray:
-    """[N, K, D] float32 queries of `head`, checked against the clusters in use."""
-    folder = queries_dir(model_dir)
-    if not has_queries(model_dir):
-        raise FileNotFoundError(f"{folder}: no prompted queries; train a prompted variant first")
-    meta = json.loads((folder / META_FILE).read_text())
-    if meta["clusters_digest"] != clusters_digest(assignments):
-        raise ArtifactError(
-            f"{folder}: the model was trained against other clusters than RUN/clusters now "
-            "holds; retrain it (its prompts are per cluster)"
-        )
-    return np.load(folder / f"{head}.npy").astype(np.float32)

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 import torch
 
 from mtmh.clusters.artifact import load_clusters
+from mtmh.clusters.query_table import clusters_digest, save_queries
 from mtmh.config import EvalConfig, RunConfig, build_config, config_to_dict, save_config
 from mtmh.holdout import (
     HoldoutSplit,
@@ -47,12 +48,7 @@ from mtmh.holdout import (
 from mtmh.model.harness import Progress, Reporter, make_trainer, restore, save_checkpoint
 from mtmh.model.inputs import load_item_tables
 from mtmh.model.negatives import ClusterNegatives, MixedNegatives
-from mtmh.model.prompted import (
-    clusters_digest,
-    prompted_queries,
-    prompted_scores,
-    save_queries,
-)
+from mtmh.model.prompted import prompted_queries, prompted_scores
 from mtmh.model.step import train_step
 from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower

@@ -67,8 +67,8 @@ def build_examples(
     rng = np.random.default_rng(cfg.seed)
     parts: list[Examples] = []
     for u in users:
-        searched = retriever.search(u.triggers)
         seen = u.history if cfg.eval.exclude_seen else np.zeros(0, np.int64)
+        searched = retriever.search(u.triggers, seen)  # a partitioned head leaves `seen` out
         blocked = blocked_items(num_items, seen)
         stats = item_log.at(u.cut)
         rows = candidate_features(searched, order, u.triggers, blocked, stats)

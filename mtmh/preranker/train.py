@@ -37,8 +37,9 @@ from mtmh.preranker.features import feature_names
 from mtmh.preranker.item_stats import STATS_FILE, ItemLog
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
-from mtmh.retrieval.heads import load_model_heads, model_heads
+from mtmh.retrieval.heads import model_heads
 from mtmh.retrieval.retriever import Retriever
+from mtmh.retrieval.served import served_heads
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
@@ -149,7 +150,9 @@ def fit_model_preranker(
 
     faiss.omp_set_num_threads(cfg.preranker.threads)
     order = model_heads(run_dir, source)
-    heads = load_model_heads(run_dir, source, order, use_gpu=cfg.index.use_gpu)
+    # The heads as the model serves (a prompted model cluster by cluster): the preranker
+    # learns on the candidates it will rank.
+    heads = served_heads(run_dir, source, order, cfg.clusters, use_gpu=cfg.index.use_gpu)
     k_ann = cfg.eval.k_ann_for(item_log.num_items)
     retriever = Retriever(heads, k_ann, cfg.eval.keep_per_head)  # sets nprobe to cover K_ann
     examples = build_examples(retriever, order, users, item_log, cfg)

@@ -23,6 +23,10 @@ cluster is searched deep enough for that), so the quotas hold on what is returne
 The head's centroids are the normalised means of its own vectors over each cluster, so the
 clusters (made once, from one embedding: RUN/clusters) serve every head and model.
 
+A prompted model (dat) has a query per cluster (mtmh/clusters/query_table.py): a visited
+cluster is searched with the trigger's query for that cluster, not with its plain vector.
+Which clusters a trigger visits, and their affinities, come from its plain vector either way.
+
 Example:
     part = ClusterIndex.build(head.vectors, clustering.assignments)
     ph = PartitionedHead.of(head, part, visit=8, strategy="uniform")
@@ -127,6 +131,7 @@ class PartitionedHead(HeadIndex):
     visit: int = 8
     strategy: MergeStrategy = "uniform"
     temperature: float = 0.1  # of the "affinity" strategy's softmax
+    queries: np.ndarray | None = None  # [N, K, D]: a prompted model's query per cluster
 
     @classmethod
     def of(
@@ -136,6 +141,7 @@ class PartitionedHead(HeadIndex):
         visit: int,
         strategy: str,
         temperature: float = 0.1,
+        queries: np.ndarray | None = None,
     ) -> PartitionedHead:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -143,6 +149,11 @@ class PartitionedHead(HeadIndex):
             raise ValueError(f"merge strategy {strategy!r}: expected one of {MERGE_STRATEGIES}")
         if not 1 <= visit <= partition.num_clusters:
             raise ValueError(f"visit={visit}: expected 1..{partition.num_clusters} clusters")
+        if queries is not None and queries.shape[:2] != (len(head.vectors), partition.num_clusters):
+            raise ValueError(
+                f"queries of shape {queries.shape}: expected ({len(head.vectors)}, "
+                f"{partition.num_clusters}, D), a query per item and cluster"
+            )
         return cls(
             head.model,
             head.head,
@@ -153,6 +164,7 @@ class PartitionedHead(HeadIndex):
             visit,
             strategy,  # type: ignore[arg-type]
             temperature,
+            queries,
         )
 
     def search(
@@ -172,11 +184,18 @@ class PartitionedHead(HeadIndex):
         # Deep enough that excluding the trigger and every blocked item still leaves k.
         depth = k + 1 + int(blocked[:-1].sum())
         for t, (trigger, q) in enumerate(zip(items, queries, strict=True)):
-            lists = [self._valid(c, q, trigger, k, depth, blocked) for c in visited[t]]
+            lists = [
+                self._valid(c, self._query(trigger, c, q), trigger, k, depth, blocked)
+                for c in visited[t]
+            ]
             quotas = self._quotas(affinity[t, visited[t]], k)
             s, i = fill_quotas(lists, quotas, k)
             sims_out[t, : len(i)], ids_out[t, : len(i)] = s, i
         return sims_out, ids_out
+
+    def _query(self, trigger: int, cluster: int, plain: np.ndarray) -> np.ndarray:
+        """What searches `cluster` for `trigger`: its prompted query, or its plain vector."""
+        return plain if self.queries is None else self.queries[trigger, cluster]
 
     def _quotas(self, affinity: np.ndarray, k: int) -> np.ndarray | None:
         if self.strategy == "score":
