@@ -9,11 +9,16 @@ Two calls, one per ranking order of the run (mtmh/retrieval/ranking.py):
 - `search`: the K_ann candidates and their similarities, for the preranker to score;
 - `top`: a run served in ANN order needs no preranker, so the head cuts its own candidates
   to K by similarity and returns only those: one hop, and K rather than K_ann per trigger.
+
+A divide-and-conquer request (`setting`, mtmh/serving/partition.py) searches the head's
+per-cluster indexes, held in the same replica beside the global one, and gets K per trigger
+with the seen items left out, for either order.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import numpy as np
 from ray import serve
@@ -21,6 +26,7 @@ from ray import serve
 from mtmh.retrieval.heads import HeadIndex
 from mtmh.retrieval.merge import Ranked
 from mtmh.retrieval.ranking import ann_order, blocked_items
+from mtmh.serving.partition import PartitionSetting, ServedPartition
 from mtmh.serving.run import ServingRun
 
 VERSIONS_PER_REPLICA = 2  # the serving version and the one before it, during a swap
@@ -36,19 +42,59 @@ class AnnHead:
         self.use_gpu = use_gpu
 
     @serve.multiplexed(max_num_models_per_replica=VERSIONS_PER_REPLICA)
-    async def index(self, model_id: str) -> HeadIndex:
+    async def index(self, model_id: str) -> VersionHead:
         run = ServingRun.from_model_id(model_id)
-        return await asyncio.to_thread(run.load_head, self.head, self.use_gpu)
+        head = await asyncio.to_thread(run.load_head, self.head, self.use_gpu)
+        return VersionHead(head, await asyncio.to_thread(run.load_partition, self.head))
 
-    async def search(self, triggers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    async def search(
+        self,
+        triggers: np.ndarray,
+        k: int,
+        setting: PartitionSetting | None = None,
+        seen: np.ndarray | None = None,
+        keep: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """([T, k] similarities, [T, k] candidate item ids) per trigger (faiss's -1 where a row
-        ran short)."""
-        index = await self.index(serve.get_multiplexed_model_id())
-        return index.search(triggers, k)
+        ran short); with a divide-and-conquer `setting`, [T, keep] with `seen` left out."""
+        loaded = await self.index(serve.get_multiplexed_model_id())
+        return loaded.search(triggers, k, setting, seen, keep)
 
-    async def top(self, triggers: np.ndarray, k: int, seen: np.ndarray, keep: int) -> list[Ranked]:
+    async def top(
+        self,
+        triggers: np.ndarray,
+        k: int,
+        seen: np.ndarray,
+        keep: int,
+        setting: PartitionSetting | None = None,
+    ) -> list[Ranked]:
         """Per trigger, its `keep` most similar of the `k` searched candidates; the trigger,
         `seen` items and faiss's -1 excluded (the evaluation's ANN order and scores)."""
-        index = await self.index(serve.get_multiplexed_model_id())
-        sims, cands = index.search(triggers, k)
-        return ann_order(sims, cands, triggers, blocked_items(len(index.vectors), seen), keep)
+        loaded = await self.index(serve.get_multiplexed_model_id())
+        sims, cands = loaded.search(triggers, k, setting, seen, keep)
+        blocked = blocked_items(len(loaded.head.vectors), seen)
+        return ann_order(sims, cands, triggers, blocked, keep)
+
+
+@dataclass(frozen=True)
+class VersionHead:
+    """One version's head in a replica: its global index and, where the run has clusters,
+    its per-cluster indexes."""
+
+    head: HeadIndex
+    partition: ServedPartition | None
+
+    def search(
+        self,
+        triggers: np.ndarray,
+        k: int,
+        setting: PartitionSetting | None,
+        seen: np.ndarray | None,
+        keep: int | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if setting is None:
+            return self.head.search(triggers, k)
+        if self.partition is None or keep is None:  # the ingress plans against the run
+            raise ValueError("a divide-and-conquer search needs the run's clusters and a keep")
+        seen = seen if seen is not None else np.zeros(0, np.int64)
+        return self.partition.search(triggers, keep, seen, setting)

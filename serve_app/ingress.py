@@ -40,6 +40,7 @@ from mtmh.index.faiss_index import search_k
 from mtmh.retrieval.merge import Candidate
 from mtmh.serving.catalog import ItemCatalog, UnknownRawIdError
 from mtmh.serving.inprocess import InProcessRetrieval
+from mtmh.serving.partition import GLOBAL
 from mtmh.serving.plan import (
     RequestError,
     RetrievalPlan,
@@ -96,6 +97,7 @@ class Live:
     run: ServingRun
     catalog: ItemCatalog
     local: InProcessRetrieval | None = None
+    clusters: list[int] | None = None  # every item's cluster, when the run has them
 
     def item_ids(self, raw: list[str] | None, ids: list[int] | None) -> list[int] | None:
         """`ids` as given, or the catalog ids of `raw` (a 404 naming any unknown one)."""
@@ -145,16 +147,20 @@ def _parse_ids(text: str, num_items: int) -> list[int]:
 
 
 def _response(live: Live, merged: list[Candidate], plan: RetrievalPlan) -> RetrievalResponse:
+    part = plan.partition
     return RetrievalResponse(
         model_version=live.run.version,
         alpha=plan.alpha,
         k=plan.k,
+        strategy=GLOBAL if part is None else part.strategy,
+        visit=None if part is None else part.visit,
         candidates=[
             CandidateOut(
                 item_id=c.item_id,
                 raw_id=live.catalog.raw_ids[c.item_id],
                 score=c.score,
                 head=c.head,
+                cluster=None if live.clusters is None else live.clusters[c.item_id],
             )
             for c in merged
         ],
@@ -198,7 +204,8 @@ class Ingress:
         catalog = ItemCatalog.open(run.run_dir)
         local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
         old = self.live.run.version if self.live else None
-        self.live = Live(run, catalog, local)  # the swap: one reference, read once per request
+        clusters = run.cluster_of_items()
+        self.live = Live(run, catalog, local, clusters)  # the swap: one reference, read once
         log.info(
             "serving %s from %s (was %s, %s mode)",
             run.version,
@@ -220,6 +227,8 @@ class Ingress:
             model_version=live.run.version,
             run_dir=str(live.run.run_dir),
             num_items=live.run.num_items,
+            num_clusters=live.run.num_clusters,
+            visit=live.run.visit,
         )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -270,7 +279,9 @@ class Ingress:
             or []
         )
         history = live.item_ids(req.user_history_raw_ids, req.user_history)
-        plan = _planned(plan_i2i, live.run, item, req.k, req.alpha, history)
+        plan = _planned(
+            plan_i2i, live.run, item, req.k, req.alpha, history, req.strategy, req.visit
+        )
         return _response(live, await self._answer(live, plan), plan)
 
     @app.post("/retrieve")
@@ -280,7 +291,9 @@ class Ingress:
         live = self._pin()
         triggers = live.item_ids(req.trigger_raw_ids, req.trigger_item_ids) or []
         history = live.item_ids(req.user_history_raw_ids, req.user_history)
-        plan = _planned(plan_retrieve, live.run, triggers, req.k, req.alpha, history)
+        plan = _planned(
+            plan_retrieve, live.run, triggers, req.k, req.alpha, history, req.strategy, req.visit
+        )
         return _response(live, await self._answer(live, plan), plan)
 
     async def _answer(self, live: Live, plan: RetrievalPlan) -> list[Candidate]:
@@ -296,14 +309,19 @@ class Ingress:
             for head, handle in graph.heads.items()
         }
         k_search = search_k(run.k_ann, run.num_items)
+        part = plan.partition  # divide and conquer: each head searches its clusters
         # Both heads are asked before either is awaited: they search concurrently.
         if plan.ranking == "ann":  # each head cuts its own candidates: no preranker hop
             tops = [
-                h.top.remote(plan.triggers, k_search, plan.seen, plan.keep) for h in pinned.values()
+                h.top.remote(plan.triggers, k_search, plan.seen, plan.keep, part)
+                for h in pinned.values()
             ]
             kept = dict(zip(pinned, await asyncio.gather(*tops), strict=True))
             return merge_and_pool(kept, plan)
-        searches = [h.search.remote(plan.triggers, k_search) for h in pinned.values()]
+        searches = [
+            h.search.remote(plan.triggers, k_search, part, plan.seen, plan.keep)
+            for h in pinned.values()
+        ]
         found = dict(zip(pinned, await asyncio.gather(*searches), strict=True))
         job = PrerankJob(
             model_id=run.model_id,

@@ -9,7 +9,7 @@ or malformed bodies with a 422 before any work is done; bounds that depend on th
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
@@ -39,6 +39,20 @@ History = Annotated[
 ]
 
 
+Strategy = Annotated[
+    Literal["global", "score", "affinity", "uniform"],
+    Field(
+        description="global: one nearest-neighbour search per head (the default); score, "
+        "affinity, uniform: divide and conquer, the run's clusters searched one by one and "
+        "merged by that strategy (docs/architecture.md)"
+    ),
+]
+Visit = Annotated[
+    StrictInt,
+    Field(ge=1, le=1024, description="clusters per trigger; default: the run's clusters.visit"),
+]
+
+
 RawHistory = Annotated[
     list[RawId], Field(max_length=MAX_HISTORY, description="user_history by raw_id")
 ]
@@ -60,6 +74,8 @@ class I2IRequest(_Request):
     raw_id: RawId | None = None
     k: K | None = Field(default=None, description="default: the run's K (eval.keep_per_head)")
     alpha: Alpha | None = None
+    strategy: Strategy | None = None
+    visit: Visit | None = None
     user_history: History | None = Field(
         default=None, description="default: the item alone; seen items are never returned"
     )
@@ -87,6 +103,8 @@ class RetrieveRequest(_Request):
     )
     k: K | None = Field(default=None, description="default: the run's eval.top_k")
     alpha: Alpha | None = None
+    strategy: Strategy | None = None
+    visit: Visit | None = None
     user_history: History | None = Field(
         default=None, description="default: the triggers, oldest first"
     )
@@ -104,12 +122,15 @@ class CandidateOut(BaseModel):
     raw_id: str
     score: float  # preranker score
     head: str  # "engagement" or "relevance": the head whose list it was taken from
+    cluster: int | None = None  # the item's cluster (None: the run has no clusters)
 
 
 class RetrievalResponse(BaseModel):
     model_version: str  # one version answered the whole request
     alpha: float
     k: int
+    strategy: str  # "global", or the divide-and-conquer merge strategy
+    visit: int | None  # clusters per trigger (None: global)
     candidates: list[CandidateOut]
 
 
@@ -133,3 +154,5 @@ class Health(BaseModel):
     model_version: str
     run_dir: str
     num_items: int
+    num_clusters: int  # 0: no divide-and-conquer search
+    visit: int  # clusters per trigger by default

@@ -213,3 +213,24 @@ def test_dat_trains_on_ray_against_the_runs_clusters_and_writes_its_queries(
     queries = load_queries(out, "engagement", CLUSTERS)
     assert queries.shape == (N, 6, 8)
     assert np.isfinite(queries).all()
+
+
+def test_the_pipeline_trains_dat_after_the_clusters_and_retrains_it_when_they_change(
+    tmp_path: Path,
+) -> None:
+    from mtmh.config import ConfigError
+    from mtmh.pipeline import plan
+
+    def keys(*overrides: str) -> dict[str, str]:
+        cfg = build_config(overrides=["pipeline.variants=[mtmh, dat]", *overrides])
+        return {s.name: s.key for s in plan(cfg, tmp_path)}
+
+    base = keys()
+    names = list(base)
+    assert names.index("clusters") < names.index("train:dat")
+    more = keys("clusters.num_clusters=16")
+    assert more["train:dat"] != base["train:dat"] and more["train:mtmh"] == base["train:mtmh"]
+    search = keys("clusters.strategy=uniform")  # how clusters are searched, not what they are
+    assert {k for k in base if search[k] != base[k]} == {"preranker", "evaluate"}
+    with pytest.raises(ConfigError, match="trains against the catalog's clusters"):
+        keys("clusters.source=mtmh")

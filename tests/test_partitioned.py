@@ -106,3 +106,22 @@ def test_the_retriever_takes_k_per_trigger_from_a_partitioned_head() -> None:
     kept = ret.ann_ordered(triggers, seen)["engagement"]
     assert [[i for i, _ in row] for row in kept] == cands.tolist()  # ANN order keeps all K
     assert all(len(np.unique(assign[row])) == 5 for row in cands)
+
+
+def test_a_prompted_head_searches_each_cluster_with_the_triggers_query_for_it() -> None:
+    head, part, assign = _head()
+    n, k, d = len(head.vectors), part.num_clusters, head.vectors.shape[1]
+    trigger = 10
+    # Every cluster's query for the trigger is the (unit) vector of one chosen member: that
+    # member must top its cluster's list, whatever the trigger's plain vector prefers.
+    chosen = [int(np.flatnonzero(assign == c)[-1]) for c in range(k)]
+    queries = np.tile(head.vectors[:, None, :], (1, k, 1))
+    queries[trigger] = head.vectors[chosen]
+    ph = PartitionedHead.of(head, part, visit=k, strategy="uniform", queries=queries)
+    _, ids = ph.search(np.array([trigger]), k)  # one place per cluster
+    assert trigger not in chosen
+    assert sorted(ids[0].tolist()) == sorted(chosen)
+    plain = PartitionedHead.of(head, part, visit=k, strategy="uniform")
+    assert set(plain.search(np.array([trigger]), k)[1][0]) != set(ids[0])
+    with pytest.raises(ValueError, match="a query per item and cluster"):
+        PartitionedHead.of(head, part, 2, "uniform", queries=np.zeros((n, k + 1, d)))

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from mtmh.serving.inprocess import InProcessRetrieval
 from mtmh.serving.plan import RequestError, UnknownItemError, plan_i2i, plan_retrieve
 from mtmh.serving.run import ServingArtifactError, ServingRun
-from tests.tiny_serving import NUM_ITEMS, make_serving_run
+from tests.tiny_serving import NUM_CLUSTERS, NUM_ITEMS, make_serving_run
 
 APP = "mtmh-test"
 SERVE_APP = Path(__file__).resolve().parents[1] / "serve_app"
@@ -97,18 +98,12 @@ def _served(body: dict[str, Any]) -> list[tuple[int, str, float]]:
 
 
 def _reference(ref: InProcessRetrieval, path: str, body: dict[str, Any]) -> list[Any]:
+    knobs = (body.get("k"), body.get("alpha"), body.get("user_history"))
+    search = (body.get("strategy"), body.get("visit"))
     if path == "/i2i":
-        plan = plan_i2i(
-            ref.run, body["item_id"], body.get("k"), body.get("alpha"), body.get("user_history")
-        )
+        plan = plan_i2i(ref.run, body["item_id"], *knobs, *search)
     else:
-        plan = plan_retrieve(
-            ref.run,
-            body["trigger_item_ids"],
-            body.get("k"),
-            body.get("alpha"),
-            body.get("user_history"),
-        )
+        plan = plan_retrieve(ref.run, body["trigger_item_ids"], *knobs, *search)
     return [(c.item_id, c.head, c.score) for c in ref.answer(plan)]
 
 
@@ -123,6 +118,11 @@ PARITY_REQUESTS = [
         "/retrieve",
         {"trigger_item_ids": list(range(0, 600, 7)), "k": 1000, "user_history": [1, 2, 3]},
     ),
+    # Divide and conquer: the run's clusters searched one by one, merged by each strategy.
+    ("/i2i", {"item_id": 3, "strategy": "uniform", "visit": 3}),
+    ("/i2i", {"item_id": 411, "strategy": "affinity", "user_history": [5, 9, 411, 77]}),
+    ("/retrieve", {"trigger_item_ids": [10, 20, 30], "strategy": "score", "visit": 6}),
+    ("/retrieve", {"trigger_item_ids": [10, 20, 30], "strategy": "global", "alpha": 70}),
 ]
 
 
@@ -143,6 +143,20 @@ def test_serve_answers_like_the_in_process_pipeline(
     if path == "/i2i":
         assert len(got["candidates"]) == got["k"]
         assert body["item_id"] not in {c["item_id"] for c in got["candidates"]}
+    assert got["strategy"] == body.get("strategy", "global")
+    assert all(0 <= c["cluster"] < NUM_CLUSTERS for c in got["candidates"])
+
+
+def test_a_uniform_request_takes_equal_shares_of_the_clusters_it_visits(url: str) -> None:
+    body = {"item_id": 3, "alpha": 100, "strategy": "uniform", "visit": 3, "k": 30}
+    r = requests.post(url + "/i2i", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["strategy"], got["visit"]) == ("uniform", 3)
+    shares = Counter(c["cluster"] for c in got["candidates"])
+    assert sorted(shares.values()) == [10, 10, 10]
+    glob = requests.post(url + "/i2i", json={"item_id": 3, "alpha": 100}, timeout=30).json()
+    assert glob["visit"] is None and glob["candidates"] != got["candidates"]
 
 
 # The same requests naming items by the dataset's own ids (the tiny catalog's raw ids are
@@ -206,6 +220,10 @@ BAD_REQUESTS = [
     ),
     ("/retrieve", {"trigger_item_ids": [1], "trigger_raw_ids": ["m1"]}, 422, "exactly one"),
     ("/retrieve", {"trigger_raw_ids": []}, 422, "trigger_raw_ids"),
+    ("/i2i", {"item_id": 1, "strategy": "nearest"}, 422, "strategy"),
+    ("/i2i", {"item_id": 1, "strategy": "uniform", "visit": 7}, 422, "visit=7 is outside 1..6"),
+    ("/i2i", {"item_id": 1, "visit": 2}, 422, "visit applies to a divide-and-conquer strategy"),
+    ("/retrieve", {"trigger_item_ids": [1], "strategy": "score", "visit": 0}, 422, "visit"),
 ]
 
 
@@ -343,6 +361,20 @@ def test_plans_check_their_inputs(runs: tuple[Path, Path]) -> None:
         plan_i2i(run, 1, k=run.k_ann + 1)
     with pytest.raises(RequestError, match="alpha"):
         plan_retrieve(run, [1], alpha=float("nan"))
+    part = plan_i2i(run, 4, strategy="affinity").partition
+    assert part is not None and (part.strategy, part.visit) == ("affinity", run.visit)
+    assert plan_i2i(run, 4, strategy="global").partition is None
+
+
+def test_a_run_without_clusters_refuses_divide_and_conquer(tmp_path: Path) -> None:
+    import shutil
+
+    run_dir = make_serving_run(tmp_path / "run", seed=5)
+    shutil.rmtree(run_dir / "clusters")
+    run = ServingRun.open(run_dir)
+    assert run.num_clusters == 0 and ".cl-" not in run.version
+    with pytest.raises(RequestError, match="has no clusters"):
+        plan_i2i(run, 4, strategy="uniform")
 
 
 # The catalog endpoint and the pages a person opens.
@@ -458,12 +490,28 @@ def test_explore_page_in_a_real_browser(url: str, browser: Any, tmp_path: Path, 
     assert set(_set_alpha(page, 100)) == {"engagement"}
     mixed = _set_alpha(page, 50)
     assert set(mixed) == {"engagement", "relevance"}
+    assert page.locator("#list-merged li .cluster").count() == len(mixed)  # coloured chips
     page.screenshot(path=str(tmp_path / f"explore-{mode}.png"), full_page=True)
     # The same item in the merged list and a head's list reads the same (one catalog lookup).
     first = page.locator("#list-merged li").first
     item = first.get_attribute("data-item-id")
     same = page.locator(f"#list-{mixed[0]} li[data-item-id='{item}']")
     assert same.count() == 1 and same.inner_text() == first.inner_text()
+
+    # Divide and conquer, uniform quotas over 2 clusters: the engagement head's list holds
+    # exactly two clusters, half each.
+    page.locator("#strategy").select_option("uniform")
+    page.locator("#visit").fill("2")
+    page.locator("#visit").dispatch_event("change")
+    page.wait_for_function(
+        "new Set([...document.querySelectorAll('#list-engagement .cluster')]"
+        ".map(e => e.dataset.cluster)).size === 2"
+    )
+    chips = page.locator("#list-engagement .cluster").evaluate_all(
+        "els => els.map(e => e.dataset.cluster)"
+    )
+    assert sorted(Counter(chips).values()) == [15, 15]
+    page.screenshot(path=str(tmp_path / f"explore-dat-{mode}.png"), full_page=True)
 
     page.goto(url + "/report")
     assert page.locator("#report table td", has_text="ItemKNN").count() == 1

@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mtmh.clusters.artifact import save_clusters
+from mtmh.clusters.kmeans import spherical_kmeans
 from mtmh.config import load_config, save_config
 from mtmh.index.build import build_head_index
 from mtmh.preranker.features import feature_names
@@ -26,6 +28,7 @@ from tests.tiny_data import TINY_SYNTHETIC
 
 NUM_ITEMS = 600  # K_ann = 10% of the catalog = 60; K = 30
 DIM = 16
+NUM_CLUSTERS = 6
 
 
 def tiny_topic(item_id: int) -> str:
@@ -68,6 +71,9 @@ def make_serving_run(run_dir: Path, seed: int) -> Path:
             run_dir / "models" / "mtmh" / "embeddings" / f"{head}.parquet",
             vectors.astype(np.float32),
         )
+    # The catalog's clusters (divide-and-conquer requests), from the last head's vectors.
+    clustering = spherical_kmeans(vectors.astype(np.float32), NUM_CLUSTERS, seed=seed)
+    save_clusters(run_dir, clustering, {"source": "mtmh", "head": RELEVANCE})
     for head in (ENGAGEMENT, RELEVANCE):  # after both: the version hashes every head's file
         build_head_index(run_dir, "mtmh", head, cfg)
 

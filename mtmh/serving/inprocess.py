@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from mtmh.retrieval.heads import HeadIndex
 from mtmh.retrieval.merge import Candidate, Kept
 from mtmh.retrieval.retriever import Retriever
 from mtmh.serving.plan import RetrievalPlan, merge_and_pool
@@ -19,11 +20,18 @@ class InProcessRetrieval:
     def __init__(self, run: ServingRun) -> None:
         self.run = run
         self.heads = {head: run.load_head(head) for head in SERVED_HEADS}
+        self.partitions = {head: run.load_partition(head) for head in SERVED_HEADS}
         self.preranker = run.load_preranker()
 
     def answer(self, plan: RetrievalPlan) -> list[Candidate]:
+        heads: dict[str, HeadIndex] = dict(self.heads)
+        if plan.partition is not None:  # divide and conquer (planning checked the clusters)
+            heads = {}
+            for head, part in self.partitions.items():
+                assert part is not None
+                heads[head] = part.searcher(plan.partition)
         retriever = Retriever(
-            self.heads, self.run.k_ann, plan.keep, self.preranker, self.run.relevance_k_ann
+            heads, self.run.k_ann, plan.keep, self.preranker, self.run.relevance_k_ann
         )
         kept: Kept
         if plan.ranking == "ann":

@@ -8,11 +8,12 @@ code path, and the same inputs give the same candidates on both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mtmh.retrieval.merge import POOLING, Candidate, Kept, merge_order, pool_candidates
+from mtmh.serving.partition import GLOBAL, SEARCH_STRATEGIES, PartitionSetting
 from mtmh.serving.run import ServingRun
 
 
@@ -33,6 +34,7 @@ class RetrievalPlan:
     alpha: float
     pool_top_k: int | None  # None: one trigger, return its merged list
     ranking: str = "preranker"  # the run's order: "preranker" or "ann" (similarity)
+    partition: PartitionSetting | None = None  # divide and conquer; None: the global search
 
     @property
     def k(self) -> int:
@@ -45,15 +47,19 @@ def plan_i2i(
     k: int | None = None,
     alpha: float | None = None,
     history: Sequence[int] | None = None,
+    strategy: str | None = None,
+    visit: int | None = None,
 ) -> RetrievalPlan:
-    """K candidates for one trigger; the history defaults to the trigger alone."""
+    """K candidates for one trigger; the history defaults to the trigger alone. `strategy`
+    and `visit`: a divide-and-conquer search (`partition_setting`)."""
     keep = run.keep if k is None else k
     if not 1 <= keep <= run.k_ann:
         raise RequestError(
             f"k={keep} is outside 1..{run.k_ann} (this model's K_ann ANN candidates per head)"
         )
     hist = [item_id] if history is None else list(history)
-    return _plan(run, [item_id], hist, keep, alpha, None)
+    plan = _plan(run, [item_id], hist, keep, alpha, None)
+    return replace(plan, partition=partition_setting(run, strategy, visit))
 
 
 def plan_retrieve(
@@ -62,6 +68,8 @@ def plan_retrieve(
     k: int | None = None,
     alpha: float | None = None,
     history: Sequence[int] | None = None,
+    strategy: str | None = None,
+    visit: int | None = None,
 ) -> RetrievalPlan:
     """The evaluation protocol for one user: every trigger merged to the run's K, pooled to
     the top k (default the run's top_k). Triggers come most recent first, repeats dropped; the
@@ -73,7 +81,30 @@ def plan_retrieve(
     if top_k < 1:
         raise RequestError(f"k={top_k} must be at least 1")
     hist = distinct[::-1] if history is None else list(history)
-    return _plan(run, distinct, hist, run.keep, alpha, top_k)
+    plan = _plan(run, distinct, hist, run.keep, alpha, top_k)
+    return replace(plan, partition=partition_setting(run, strategy, visit))
+
+
+def partition_setting(
+    run: ServingRun, strategy: str | None, visit: int | None
+) -> PartitionSetting | None:
+    """A request's search: None for the global one (no strategy, or "global"), else its
+    merge strategy and clusters per trigger (default: the run's clusters.visit)."""
+    if strategy is None or strategy == GLOBAL:
+        if visit is not None:
+            raise RequestError("visit applies to a divide-and-conquer strategy, not 'global'")
+        return None
+    if strategy not in SEARCH_STRATEGIES:
+        raise RequestError(f"strategy={strategy!r}: expected one of {SEARCH_STRATEGIES}")
+    if not run.num_clusters:
+        raise RequestError(
+            f"strategy={strategy!r}: model {run.version} has no clusters "
+            "(ray_jobs/cluster_catalog.py makes them)"
+        )
+    visit = run.visit if visit is None else visit
+    if not 1 <= visit <= run.num_clusters:
+        raise RequestError(f"visit={visit} is outside 1..{run.num_clusters} (the run's clusters)")
+    return PartitionSetting(strategy, visit)
 
 
 def _plan(

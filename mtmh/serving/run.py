@@ -5,6 +5,8 @@ run directory, the model's two heads, the catalog size and the evaluation's retr
 (K_ann, K, exclude-seen), so the Serve app answers with the same candidates as the in-process
 evaluation. Its `version` hashes the embedding files (which the indexes are checked against)
 and the preranker's weights: a retrained model, index set or preranker is a new version.
+A run with clusters (RUN/clusters) also serves divide-and-conquer requests
+(mtmh/serving/partition.py); its version then holds the clusters' digest too.
 
 Deployments that hold per-version state (ANN heads, preranker) load it from a `model_id`,
 "<version>@<run dir>", and refuse a run directory whose artifacts have changed since the id
@@ -21,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtmh.clusters.artifact import has_clusters, load_clusters
+from mtmh.clusters.query_table import clusters_digest
 from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import MtmhError
@@ -36,6 +40,7 @@ from mtmh.preranker.train import catalog_size
 from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead, cover_k_ann, load_heads
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.ranking import resolved_ranking
+from mtmh.serving.partition import ServedPartition
 
 SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
 
@@ -57,6 +62,9 @@ class ServingRun:
     alpha: float  # default engagement quota, percent
     exclude_seen: bool  # a user's history is never recommended back
     ranking: str  # "preranker" or "ann": how each head's candidates are cut to K (eval/)
+    num_clusters: int = 0  # the run's clusters (0: none; divide-and-conquer requests refused)
+    visit: int = 8  # clusters per trigger when a divide-and-conquer request names none
+    temperature: float = 0.1  # the affinity strategy's softmax temperature
 
     @classmethod
     def open(cls, run_dir: str | Path, model: str = "mtmh") -> ServingRun:
@@ -83,10 +91,16 @@ class ServingRun:
             raise ServingArtifactError(f"{weights} not found: run ray_jobs/train_preranker.py")
         num_items = catalog_size(run_dir)
         ec = cfg.eval
+        version = f"{source.version}.pr-{preranker_digest(run_dir, model)}"
+        num_clusters = 0
+        if has_clusters(run_dir):
+            clustering, _ = load_clusters(run_dir, num_items)
+            num_clusters = clustering.num_clusters
+            version += f".cl-{clusters_digest(clustering.assignments)[:8]}"
         return cls(
             run_dir=run_dir,
             model=model,
-            version=f"{source.version}.pr-{preranker_digest(run_dir, model)}",
+            version=version,
             num_items=num_items,
             k_ann=ec.k_ann_for(num_items),
             keep=ec.keep_per_head,
@@ -95,6 +109,9 @@ class ServingRun:
             alpha=ec.alpha,
             exclude_seen=ec.exclude_seen,
             ranking=resolved_ranking(cfg, run_dir),
+            num_clusters=num_clusters,
+            visit=min(cfg.clusters.visit, num_clusters) if num_clusters else cfg.clusters.visit,
+            temperature=cfg.clusters.temperature,
         )
 
     @property
@@ -107,7 +124,8 @@ class ServingRun:
         version, sep, run_dir = model_id.partition("@")
         if not sep:
             raise ServingArtifactError(f"malformed model id {model_id!r}")
-        # "<model>-<embedding hash>.pr-<preranker hash>"; model names may hold "-".
+        # "<model>-<embedding hash>.pr-<preranker hash>[.cl-<clusters hash>]"; model names
+        # may hold "-".
         model = version.rsplit(".pr-", 1)[0].rsplit("-", 1)[0]
         run = cls.open(run_dir, model)
         if run.version != version:
@@ -127,3 +145,19 @@ class ServingRun:
 
     def load_preranker(self) -> Preranker:
         return load_preranker(self.run_dir, self.model)
+
+    def load_partition(self, head: str) -> ServedPartition | None:
+        """One head split by the run's clusters, for divide-and-conquer requests (None when
+        the run has none). Exact per-cluster search, on the CPU."""
+        if not self.num_clusters:
+            return None
+        (index,) = load_heads(self.run_dir, self.model, (head,)).values()
+        clustering, _ = load_clusters(self.run_dir, self.num_items)
+        return ServedPartition(index, clustering.assignments, self.temperature)
+
+    def cluster_of_items(self) -> list[int] | None:
+        """Every item's cluster (the explore page colours candidates by it), or None."""
+        if not self.num_clusters:
+            return None
+        clustering, _ = load_clusters(self.run_dir, self.num_items)
+        return [int(c) for c in clustering.assignments]

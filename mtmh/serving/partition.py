@@ -1,0 +1,68 @@
+"""Divide-and-conquer requests: a served head searched cluster by cluster, with the merge
+strategy and the number of clusters visited chosen per request, as alpha is.
+
+A request's `strategy` is "global" (the one nearest-neighbour search, the default) or a merge
+strategy of mtmh/retrieval/partitioned.py ("score", "affinity", "uniform"), with `visit`
+clusters per trigger (default: the run's `clusters.visit`). A partitioned head returns its K
+per trigger with the user's seen items already left out, so the strategy's quotas hold on
+what the user gets; the preranker (or ANN order), the alpha merge and the pool are the same
+as for a global search.
+
+The per-cluster indexes live inside each head's deployment, beside its global index: one
+hop per head either way (a deployment of its own would add a hop per request), and
+docs/benchmarks.md has the latency of both searches measured side by side. A replica holding
+a partitioned head keeps the head's vectors (its trigger queries) and a copy per cluster
+index: 2 x N x D floats beyond the global index (ml-1m: 4 MB).
+
+Example:
+    part = run.load_partition("engagement")          # None when the run has no clusters
+    setting = PartitionSetting("uniform", visit=8)
+    sims, ids = part.search(triggers, keep=30, seen=history, setting=setting)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.partitioned import MERGE_STRATEGIES, ClusterIndex, PartitionedHead
+from mtmh.retrieval.ranking import blocked_items
+
+GLOBAL = "global"
+SEARCH_STRATEGIES: tuple[str, ...] = (GLOBAL, *MERGE_STRATEGIES)
+
+
+@dataclass(frozen=True)
+class PartitionSetting:
+    """How one request searches cluster by cluster."""
+
+    strategy: str  # one of MERGE_STRATEGIES
+    visit: int  # clusters per trigger
+
+
+class ServedPartition:
+    """One head of one version, split by the run's clusters."""
+
+    def __init__(self, head: HeadIndex, assignments: np.ndarray, temperature: float) -> None:
+        self.head = head  # with its vectors: the triggers' queries
+        self.clusters = ClusterIndex.build(head.vectors, assignments)
+        self.temperature = temperature
+
+    @property
+    def num_clusters(self) -> int:
+        return self.clusters.num_clusters
+
+    def searcher(self, setting: PartitionSetting) -> PartitionedHead:
+        """The head as `setting` searches it (a view: the indexes are shared)."""
+        return PartitionedHead.of(
+            self.head, self.clusters, setting.visit, setting.strategy, self.temperature
+        )
+
+    def search(
+        self, triggers: np.ndarray, keep: int, seen: np.ndarray, setting: PartitionSetting
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """([T, keep] similarities, [T, keep] item ids) per trigger, `seen` left out."""
+        blocked = blocked_items(len(self.head.vectors), seen)
+        return self.searcher(setting).search(triggers, keep, blocked)
