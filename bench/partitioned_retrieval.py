@@ -21,6 +21,7 @@ RUN/partitioned_<split>.png (distinct L2 topics per user and catalog coverage ag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -40,8 +41,9 @@ from mtmh.eval.protocol import (
     source_retriever,
 )
 from mtmh.preranker.train import fit_split
-from mtmh.retrieval.partitioned import MERGE_STRATEGIES, ClusterIndex, PartitionedHead
+from mtmh.retrieval.partitioned import MERGE_STRATEGIES
 from mtmh.retrieval.retriever import Retriever
+from mtmh.retrieval.served import partition
 
 COLUMNS = ("recall@100", "recall@500", "topics_l1", "topics_l2", "clusters", "ils")
 
@@ -61,17 +63,10 @@ def measure(
     strategy, visit = setting
     ret, heads = source_retriever(run, specs, cfg)
     if strategy != "global":
-        clustering, _ = load_clusters(run, ret.num_items)
-        heads = {
-            name: PartitionedHead.of(
-                head,
-                ClusterIndex.build(head.vectors, clustering.assignments),
-                visit,
-                strategy,
-                temperature,
-            )
-            for name, head in heads.items()
-        }
+        cc = dataclasses.replace(
+            cfg.clusters, visit=visit, strategy=strategy, temperature=temperature
+        )
+        heads = partition(run, specs[0].source, heads, cc)
         ret = Retriever(heads, ret.k_ann, ret.keep, ret.preranker, ret.relevance_k_ann)
     alpha = cfg.eval.alpha
     acc = accumulate(

@@ -23,10 +23,15 @@ deployment answering in process) and per Serve setting in `--settings`:
   straight to the ingress replicas' own HTTP servers instead of the Python proxy actor).
 Each combination gets a fresh local Ray, so all are measured side by side in one run.
 
+Every load runs once per search in `--searches`: "global" (one nearest-neighbour search per
+head) and, for a run with clusters, divide and conquer with a merge strategy (the run's
+clusters.visit clusters per trigger), side by side in the same app.
+
 The last phase of each is a mixed load at the highest concurrency with `--bad-fraction` bad
 requests (unknown items, alpha or k out of range, empty or oversized trigger lists,
-malformed JSON): it must show zero 5xx and zero dropped connections, every bad request a
-4xx and every good one a 200; the script exits 1 otherwise.
+malformed JSON, unknown strategies, visit out of range): it must show zero 5xx and zero
+dropped connections, every bad request a 4xx and every good one a 200; the script exits 1
+otherwise.
 
     python bench/serve_load.py                          # runs/ml-100k, concurrency 1 4 16
     python bench/serve_load.py --modes fused --settings fast
@@ -63,6 +68,7 @@ from rich.table import Table
 from mtmh.config import load_config
 from mtmh.eval.protocol import sample_users
 from mtmh.serving.inprocess import InProcessRetrieval
+from mtmh.serving.partition import GLOBAL, SEARCH_STRATEGIES
 from mtmh.serving.plan import plan_i2i
 from mtmh.serving.run import ServingRun
 
@@ -135,7 +141,15 @@ def bad_requests(num_items: int) -> list[tuple[str, bytes]]:
         ("/i2i", b'{"item_id": 1'),
         ("/retrieve", body({"trigger_item_ids": []})),
         ("/retrieve", body({"trigger_item_ids": list(range(500))})),
+        ("/i2i", body({"item_id": 1, "strategy": "nearest"})),
+        ("/i2i", body({"item_id": 1, "strategy": "uniform", "visit": 0})),
+        ("/i2i", body({"item_id": 1, "strategy": "uniform", "visit": 100_000})),
     ]
+
+
+def with_search(bodies: list[dict[str, Any]], search: str) -> list[dict[str, Any]]:
+    """The bodies with `search` as their strategy (global: as they are)."""
+    return bodies if search == GLOBAL else [{**b, "strategy": search} for b in bodies]
 
 
 async def drive(base: str, calls: list[Call], concurrency: int) -> Outcome:
@@ -173,7 +187,10 @@ async def drive(base: str, calls: list[Call], concurrency: int) -> Outcome:
 
 def in_process_p50(run: ServingRun, bodies: list[dict[str, Any]]) -> tuple[float, float]:
     ref = InProcessRetrieval(run)
-    plans = [plan_i2i(run, b["item_id"], None, b["alpha"], b["user_history"]) for b in bodies]
+    plans = [
+        plan_i2i(run, b["item_id"], None, b["alpha"], b["user_history"], b.get("strategy"))
+        for b in bodies
+    ]
     ref.answer(plans[0])  # warm-up
     lat = []
     for plan in plans:
@@ -230,17 +247,23 @@ def local_serve(setting: str, cpus: int) -> Iterator[str]:
 
 def serve_rows(
     run: ServingRun,
-    good: list[Call],
+    bodies: list[dict[str, Any]],
     args: argparse.Namespace,
     mode: str,
     setting: str,
     console: Console,
 ) -> list[dict[str, Any]]:
-    """Start a local Ray + the app in `mode` with `setting`, drive every load, shut down."""
+    """Start a local Ray + the app in `mode` with `setting`, drive every load of every
+    search, shut down."""
     from ray import serve
 
     from serve_app import build
 
+    searches = {
+        search: [Call("/i2i", json.dumps(b).encode(), False) for b in with_search(bodies, search)]
+        for search in args.searches
+    }
+    good = searches[args.searches[0]]
     with local_serve(setting, args.cpus) as base:
         started = time.perf_counter()
         serve.run(
@@ -259,31 +282,22 @@ def serve_rows(
         )
         MEMORY[f"{mode}/{setting}"] = memory
         rows: list[dict[str, Any]] = []
-        for c in args.concurrency:
-            rows.append(
-                {
-                    "mode": mode,
-                    "setting": setting,
-                    "load": "good",
-                    "concurrency": c,
-                    **asyncio.run(drive(base, good, c)).row(),
-                }
-            )
-        rng = random.Random(args.seed + 1)
-        bad = bad_requests(run.num_items)
-        n_bad = round(args.bad_fraction * args.requests)
-        mixed = good[: args.requests - n_bad]
-        mixed += [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
-        rng.shuffle(mixed)
-        rows.append(
-            {
-                "mode": mode,
-                "setting": setting,
-                "load": f"mixed ({n_bad} bad)",
-                "concurrency": max(args.concurrency),
-                **asyncio.run(drive(base, mixed, max(args.concurrency))).row(),
-            }
-        )
+        for search, calls in searches.items():
+            asyncio.run(drive(base, calls[:20], 2))  # the partitioned indexes load: untimed
+            key = {"mode": mode, "setting": setting, "search": search}
+            for c in args.concurrency:
+                outcome = asyncio.run(drive(base, calls, c))
+                rows.append({**key, "load": "good", "concurrency": c, **outcome.row()})
+            rng = random.Random(args.seed + 1)
+            bad = bad_requests(run.num_items)
+            n_bad = round(args.bad_fraction * args.requests)
+            mixed = calls[: args.requests - n_bad]
+            mixed += [Call(*rng.choice(bad), bad=True) for _ in range(n_bad)]
+            rng.shuffle(mixed)
+            top = max(args.concurrency)
+            outcome = asyncio.run(drive(base, mixed, top))
+            load = f"mixed ({n_bad} bad)"
+            rows.append({**key, "load": load, "concurrency": top, **outcome.row()})
     return rows
 
 
@@ -392,26 +406,40 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--searches",
+        nargs="+",
+        choices=SEARCH_STRATEGIES,
+        default=None,
+        help="default: global, and the run's clusters.strategy when it has clusters",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = p.parse_args()
 
     console = Console(width=160)
     run = ServingRun.open(args.run)
+    if args.searches is None:
+        strategy = load_config(run.run_dir / "pipeline.yaml").clusters.strategy
+        args.searches = [GLOBAL, strategy] if run.num_clusters else [GLOBAL]
     bodies = good_requests(run.run_dir, args.requests, args.seed)
     console.print(
         f"run {run.run_dir} (version {run.version}, {run.num_items} items, K_ann {run.k_ann}, "
         f"K {run.keep}); {args.requests} requests per level"
     )
-    base_p50, base_p99 = in_process_p50(run, bodies)
-    console.print(f"in-process pipeline: p50 {1e3 * base_p50:.2f} ms, p99 {1e3 * base_p99:.2f} ms")
+    base: dict[str, float] = {}
+    for search in args.searches:
+        p50, p99 = in_process_p50(run, with_search(bodies, search))
+        base[search] = p50
+        console.print(
+            f"in-process pipeline, {search}: p50 {1e3 * p50:.2f} ms, p99 {1e3 * p99:.2f} ms"
+        )
 
-    good = [Call("/i2i", json.dumps(b).encode(), bad=False) for b in bodies]
     floors = [row for setting in args.settings for row in floor_rows(setting, args, console)]
     rows = [
         row
         for mode in args.modes
         for setting in args.settings
-        for row in serve_rows(run, good, args, mode, setting, console)
+        for row in serve_rows(run, bodies, args, mode, setting, console)
     ]
 
     table = Table(title=f"Serve app under load ({args.run})")
@@ -422,18 +450,24 @@ def main() -> None:
     console.print(table)
     low = min(args.concurrency)
     ratios = {}
-    for mode in args.modes:
-        for setting in args.settings:
-            p50 = next(
-                r["p50_ms"]
-                for r in rows
-                if r["mode"] == mode and r["setting"] == setting and r["concurrency"] == low
-            )
-            ratios[f"{mode}/{setting}"] = p50 / (1e3 * base_p50)
+    p50s = {
+        (r["mode"], r["setting"], r["search"]): r["p50_ms"]
+        for r in rows
+        if r["load"] == "good" and r["concurrency"] == low
+    }
+    for (mode, setting, search), p50 in p50s.items():
+        ref = 1e3 * base[search]
+        ratios[f"{mode}/{setting}/{search}"] = p50 / ref
+        console.print(
+            f"{mode}/{setting}/{search}: p50 at concurrency {low} / in-process p50: "
+            f"{p50:.2f} ms / {ref:.2f} ms = [bold]{p50 / ref:.1f}x[/] (in-process + "
+            f"{p50 - ref:.2f} ms)"
+        )
+        if search != GLOBAL:
+            glob = p50s[(mode, setting, GLOBAL)] if GLOBAL in args.searches else float("nan")
             console.print(
-                f"{mode}/{setting}: p50 at concurrency {low} / in-process p50: {p50:.2f} ms / "
-                f"{1e3 * base_p50:.2f} ms = [bold]{p50 / (1e3 * base_p50):.1f}x[/] "
-                f"(in-process + {p50 - 1e3 * base_p50:.2f} ms)"
+                f"{mode}/{setting}: {search} p50 / global p50 at concurrency {low}: "
+                f"{p50:.2f} / {glob:.2f} ms = [bold]{p50 / glob:.2f}x[/]"
             )
     mixed = [r for r in rows if r["load"].startswith("mixed")]
     ok = all(r["5xx"] == 0 and r["dropped"] == 0 and r["wrong_status"] == 0 for r in mixed)
@@ -448,8 +482,7 @@ def main() -> None:
                     "run": str(run.run_dir),
                     "version": run.version,
                     "rows": rows,
-                    "in_process_p50_ms": 1e3 * base_p50,
-                    "in_process_p99_ms": 1e3 * base_p99,
+                    "in_process_p50_ms": {k: 1e3 * v for k, v in base.items()},
                     "p50_ratio": ratios,
                     "serve_floor": floors,
                     "replica_rss_mib": MEMORY,

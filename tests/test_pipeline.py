@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     *TINY_SYNTHETIC,
     "train.fresh_snapshot_every=2",
-    "pipeline.variants=[itemcf, mtmh]",
+    "pipeline.variants=[itemcf, mtmh, dat]",
 ]
 
 
@@ -68,6 +68,9 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "MTMH-H1",
         "MTMH-H2",
         "MTMH",
+        "DAT",
+        "MTMH-H1 (DAT serving)",
+        "MTMH (DAT serving)",
     }
     # Both orders for every model; the headline rows are the order chosen on validation.
     chosen = report["ranking"]["chosen"]
@@ -80,7 +83,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert set(rows) == set(report["models"])
         assert all(m["unique_candidates"] > 0 for m in rows.values())
     # Early stopping kept a validated epoch of every trained model.
-    assert set(report["validation_curves"]) == {"itemcf", "mtmh"}
+    assert set(report["validation_curves"]) == {"itemcf", "mtmh", "dat"}
+    assert (run / "models" / "dat" / "queries" / "engagement.npy").is_file()
     assert report["peers"]["ease"]["lambda"] in load_config().peers.ease_lambdas
     for metrics in report["models"].values():
         assert set(METRICS) <= set(metrics)
@@ -95,7 +99,12 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     # The sweep is the same evaluation at other quotas: its alpha-50 row is MTMH's.
     row = next(r for r in report["alpha_sweep"] if r["alpha"] == 50)
     assert {k: row[k] for k in METRICS} == {k: report["models"]["MTMH"][k] for k in METRICS}
-    assert set(report["ann_recall"]) >= {"mtmh/engagement", "mtmh/relevance", "content/content"}
+    assert set(report["ann_recall"]) >= {
+        "mtmh/engagement",
+        "mtmh/relevance",
+        "content/content",
+        "dat/engagement",
+    }
     assert set(report["fresh_convergence"]) == {
         "MTMH (engagement head)",
         "MTMH (relevance head)",
@@ -119,7 +128,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     again = _pipeline_job(run)
     assert again.returncode == 0 and "✓" not in again.stdout
     assert (
-        "current, skipped: prepare, encode, clusters, peers, train (2), index (3), "
+        "current, skipped: prepare, encode, clusters, peers, train (3), index (4), "
         "preranker, evaluate" in again.stdout
     )
     assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
@@ -127,16 +136,27 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     changed = load_config(overrides=[*TINY, "eval.top_k=100"])
     stale = [s.name for s in plan(changed, run) if not s.current()]
     assert stale == ["evaluate"]
-    # Other clusters redo the clusters and what measures with them.
+    # Other clusters redo the clusters, dat (trained against them) and what measures with
+    # them; another way of searching them redoes only the prerankers and the evaluation.
     reclustered = load_config(overrides=[*TINY, "clusters.num_clusters=5"])
-    assert [s.name for s in plan(reclustered, run) if not s.current()] == ["clusters", "evaluate"]
+    assert [s.name for s in plan(reclustered, run) if not s.current()] == [
+        "clusters",
+        "train:dat",
+        "index:dat",
+        "preranker",
+        "evaluate",
+    ]
+    researched = load_config(overrides=[*TINY, "clusters.strategy=uniform"])
+    assert [s.name for s in plan(researched, run) if not s.current()] == ["preranker", "evaluate"]
     # A retrained model is searched anew by its preranker, so that is refitted too.
     retrained = load_config(overrides=[*TINY, "train.lr=0.01"])
     assert [s.name for s in plan(retrained, run) if not s.current()] == [
         "train:itemcf",
         "train:mtmh",
+        "train:dat",
         "index:itemcf",
         "index:mtmh",
+        "index:dat",
         "preranker",
         "evaluate",
     ]
