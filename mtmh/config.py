@@ -235,8 +235,9 @@ class ModelConfig:
     teacher_temperature: Annotated[float, Field(gt=0.0)] = 0.05  # teacher logits t_ij / it
     w_r: Annotated[float, Field(ge=0.0)] = 0.5  # weight of L_r in L_mt (the paper's default)
     num_random_negatives: Annotated[int, Field(ge=0)] = 256  # L, shared by a batch
-    # Prompted variants (dat): hard negatives per pair, drawn from the target's own cluster.
-    num_cluster_negatives: Annotated[int, Field(ge=1)] = 64
+    # Prompted variants (dat): hard negatives per cluster and batch, shared by the batch's
+    # rows of that cluster (each row sees its own cluster's, beside the L random ones).
+    num_cluster_negatives: Annotated[int, Field(ge=1)] = 32
     log_q_correction: bool = True  # subtract log sampling probability from logits
     # SIM-style pair weights (spec section 2): "sim" weighs a positive pair by
     # 1 + sim_strength * max(0, cos) of its two items' teacher embeddings; "none": all equal.

@@ -17,12 +17,11 @@ student logits (no logQ: it compares similarity structures, not sampled probabil
 `Q` is the softmax of teacher logits from the frozen content embeddings. The loss is
 KL(Q || P), per row.
 
-Row negatives (divide and conquer): each row may add H candidates of its own, hard negatives
-from its positive's cluster (`CandidateSet.with_row_negatives`, `row_logits`). Their columns
-follow the shared ones, with their own log_q and the same accidental-hit mask.
+A caller may mask more columns per row (`CandidateSet.build(..., foreign=...)`): divide and
+conquer's in-cluster hard negatives are shared columns that count only for the rows of their
+own cluster.
 
-Shapes: anchors, positives [B, D]; negatives [L, D]; ids [B] and [L]; log_q [B + L] (with row
-negatives: ids and log_q [B, B + L + H]).
+Shapes: anchors, positives [B, D]; negatives [L, D]; ids [B] and [L]; log_q [B + L].
 
 Example:
     cands = CandidateSet.build(pos_ids, neg_ids, log_q)
@@ -45,38 +44,13 @@ NEG_INF = -1e9  # a large finite negative: keeps softmax and KL free of NaN on m
 class CandidateSet:
     """Which item sits in each candidate column, its log sampling probability, and the mask."""
 
-    ids: torch.Tensor  # [B + L] item id per column ([B, B + L + H] with row negatives)
-    log_q: torch.Tensor  # [B + L] log sampling probability per column (likewise)
-    invalid: torch.Tensor  # [B, B + L] bool: True where the column is an accidental hit
+    ids: torch.Tensor  # [B + L] item id per column
+    log_q: torch.Tensor  # [B + L] log sampling probability per column
+    invalid: torch.Tensor  # [B, B + L] bool: True where the column is no candidate of the row
 
     @property
     def valid(self) -> torch.Tensor:
         return ~self.invalid
-
-    @property
-    def row_log_q(self) -> torch.Tensor:
-        """log_q shaped to subtract from [B, columns] logits."""
-        return self.log_q if self.log_q.dim() == 2 else self.log_q.unsqueeze(0)
-
-    def with_row_negatives(
-        self,
-        row_ids: torch.Tensor,
-        row_log_q: torch.Tensor,
-        pos_ids: torch.Tensor,
-        trigger_ids: torch.Tensor | None = None,
-    ) -> CandidateSet:
-        """This set with H more columns per row, row i's own ([B, H] ids and log_q): a row
-        negative that is the row's positive or trigger is masked like any accidental hit."""
-        b = len(row_ids)
-        hit = row_ids == pos_ids.unsqueeze(1)
-        if trigger_ids is not None:
-            hit |= row_ids == trigger_ids.unsqueeze(1)
-        shared_ids = self.ids if self.ids.dim() == 2 else self.ids.unsqueeze(0).expand(b, -1)
-        return CandidateSet(
-            torch.cat([shared_ids, row_ids], dim=1),
-            torch.cat([self.row_log_q.expand(b, -1), row_log_q], dim=1),
-            torch.cat([self.invalid, hit], dim=1),
-        )
 
     @classmethod
     def build(
@@ -85,13 +59,17 @@ class CandidateSet:
         neg_ids: torch.Tensor,
         log_q: torch.Tensor | None = None,
         trigger_ids: torch.Tensor | None = None,
+        foreign: torch.Tensor | None = None,
     ) -> CandidateSet:
+        """foreign: [B, B + L] bool, more columns that are no candidates of a row."""
         ids = torch.cat([pos_ids, neg_ids])
         b = len(pos_ids)
         same_item = pos_ids.unsqueeze(1) == ids.unsqueeze(0)  # [B, B + L]
         if trigger_ids is not None:
             same_item |= trigger_ids.unsqueeze(1) == ids.unsqueeze(0)
         same_item[torch.arange(b), torch.arange(b)] = False  # a row's own positive
+        if foreign is not None:
+            same_item |= foreign
         if log_q is None:
             log_q = torch.zeros(len(ids), device=ids.device)
         return cls(ids, log_q, same_item)
@@ -103,13 +81,6 @@ def candidate_logits(
     """[B, D], [B, D], [L, D] -> [B, B + L] inner products / temperature (the temperature
     divides the [B, D] anchors, not the larger [B, B + L] product)."""
     return (anchors / temperature) @ torch.cat([positives, negatives]).T
-
-
-def row_logits(
-    anchors: torch.Tensor, row_negatives: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """[B, D], [B, H, D] -> [B, H]: each anchor against its own row's negatives."""
-    return torch.einsum("bd,bhd->bh", anchors / temperature, row_negatives)
 
 
 def weighted_mean(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -128,7 +99,7 @@ def info_nce(
     """Eq. 1, (weighted) mean over rows: -log softmax(logits - log_q)[i, i] with accidental
     hits masked. `weights` [B] weigh each positive pair (None: all equal)."""
     if log_q_correction:  # a new tensor, so the mask can go in place
-        logits = (logits - cands.row_log_q).masked_fill_(cands.invalid, NEG_INF)
+        logits = (logits - cands.log_q.unsqueeze(0)).masked_fill_(cands.invalid, NEG_INF)
     else:
         logits = logits.masked_fill(cands.invalid, NEG_INF)
     target = torch.arange(len(logits), device=logits.device)

@@ -222,7 +222,8 @@ def _train_keys(
 ) -> dict[VariantName, str]:
     """Each variant's training key. Trainings validate on the holdout split with the
     evaluation's trigger count; a prompted variant (dat) trains against the clusters, which
-    must exist before the trainings (clustered from the content embeddings)."""
+    must exist before the trainings (clustered from the content embeddings), and validates
+    on its clusters.visit nearest ones."""
     keys: dict[VariantName, str] = {}
     for v, c in configs.items():
         parts: list[Any] = [k_enc, c.model, c.train, cfg.holdout, cfg.eval.max_triggers]
@@ -233,7 +234,7 @@ def _train_keys(
                     f"from the content embeddings (clusters.source=content), not from "
                     f"{cfg.clusters.source!r} trained beside it"
                 )
-            parts.append(k_clusters)
+            parts += [k_clusters, cfg.clusters.visit]  # it validates as it serves
         keys[v] = stage_key("train", *parts)
     return keys
 

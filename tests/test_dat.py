@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mtmh.clusters.artifact import save_clusters
 from mtmh.clusters.kmeans import Clustering
 from mtmh.clusters.query_table import clusters_digest, load_queries, save_queries
 from mtmh.config import ModelConfig, build_config
 from mtmh.errors import ArtifactError
-from mtmh.losses import NEG_INF, CandidateSet, candidate_logits, info_nce, row_logits
+from mtmh.losses import NEG_INF
 from mtmh.model.negatives import ClusterNegatives, MixedNegatives
 from mtmh.model.prompted import prompted_queries, prompted_scores
 from mtmh.model.task import RetrievalTask
@@ -42,35 +41,35 @@ def _cfg(**kw: object) -> ModelConfig:
     return ModelConfig(**{**base, "pair_weighting": "none", **kw})  # type: ignore[arg-type]
 
 
-def _task(per_row: int = 3, **kw: object) -> RetrievalTask:
+def _task(per_cluster: int = 3, **kw: object) -> RetrievalTask:
     torch.manual_seed(0)
-    hard = ClusterNegatives(CLUSTERS, per_row, seed=0)
+    hard = ClusterNegatives(CLUSTERS, per_cluster, seed=0)
     tower = ItemTower(get_variant("dat"), _tables(), _cfg(**kw), hard.num_clusters)
     uniform = MixedNegatives(np.full(N, -np.log(N), np.float32), 4, seed=0)
     return RetrievalTask(tower, _cfg(**kw), uniform, cluster_negatives=hard)
 
 
-def test_in_cluster_negatives_come_from_the_positives_cluster_with_their_own_log_q() -> None:
+def test_in_cluster_negatives_come_from_each_cluster_with_their_own_log_q() -> None:
     sizes = np.array([1, 5, 10])
     assignments = np.repeat(np.arange(3), sizes)
     np.random.default_rng(0).shuffle(assignments)
-    hard = ClusterNegatives(assignments, per_row=50, seed=7)
-    targets = torch.tensor([3, 9, 14, 0, 15])
-    clusters = hard.cluster_of(targets)
-    ids = hard.sample(clusters, rank=0, step=4)
-    assert ids.shape == (5, 50)
-    assert (torch.as_tensor(assignments)[ids] == clusters.unsqueeze(1)).all()
+    hard = ClusterNegatives(assignments, per_cluster=50, seed=7)
+    ids = hard.sample(rank=0, step=4)
+    assert ids.shape == (150,)
+    drawn = torch.as_tensor(assignments)[ids].view(3, 50)
+    assert (drawn == torch.arange(3).unsqueeze(1)).all()  # cluster 0's, then 1's, then 2's
     # Every member of a cluster can be drawn; a one-item cluster draws only itself.
-    big = int(np.argmax(sizes))
-    row = int(np.flatnonzero(clusters.numpy() == big)[0]) if big in clusters else None
-    if row is not None:
-        assert set(ids[row].tolist()) == set(np.flatnonzero(assignments == big).tolist())
-    log_q = hard.log_q(clusters)
-    expected = torch.tensor([math.log(50 / sizes[c]) for c in clusters.tolist()])
-    torch.testing.assert_close(log_q, expected.unsqueeze(1).expand(-1, 50))
+    assert set(ids[100:].tolist()) == set(np.flatnonzero(assignments == 2).tolist())
+    assert set(ids[:50].tolist()) == set(np.flatnonzero(assignments == 0).tolist())
+    expected = torch.tensor([math.log(50 / n) for n in sizes]).repeat_interleave(50)
+    torch.testing.assert_close(hard.log_q(), expected)
+    # A row sees only its own cluster's draws.
+    foreign = hard.foreign(torch.tensor([2, 0]))
+    assert (~foreign[0]).nonzero().squeeze(1).tolist() == list(range(100, 150))
+    assert (~foreign[1]).nonzero().squeeze(1).tolist() == list(range(50))
     # Draws are a function of (seed, rank, step): a resumed worker draws the same.
-    assert torch.equal(ids, hard.sample(clusters, rank=0, step=4))
-    assert not torch.equal(ids, hard.sample(clusters, rank=1, step=4))
+    assert torch.equal(ids, hard.sample(rank=0, step=4))
+    assert not torch.equal(ids, hard.sample(rank=1, step=4))
 
 
 def test_a_cluster_with_no_items_is_refused() -> None:
@@ -101,32 +100,34 @@ def test_the_prompt_changes_only_the_query_side() -> None:
     # The training loss does reach them (through the queries).
     trig = torch.arange(0, N, 2)
     tgt = trig + 1
-    rows = task.cluster_negatives.sample(task.cluster_negatives.cluster_of(tgt), 0, 0)
-    task(trig, tgt, torch.tensor([5, 17]), None, rows)["loss"].backward()
+    hard = task.cluster_negatives.sample(0, 0)
+    task(trig, tgt, torch.tensor([5, 17]), None, hard)["loss"].backward()
     assert tower.prompts.grad is not None and tower.prompts.grad.abs().sum() > 0
 
 
-def test_row_negatives_join_the_softmax_with_their_log_q_and_the_hit_mask() -> None:
-    torch.manual_seed(0)
-    a, p, neg = F.normalize(torch.randn(2, 4), dim=1), torch.randn(2, 4), torch.randn(1, 4)
-    rows = torch.randn(2, 2, 4)
-    pos_ids, neg_ids, trig_ids = torch.tensor([10, 11]), torch.tensor([12]), torch.tensor([1, 2])
-    row_ids = torch.tensor([[13, 10], [14, 15]])  # row 0's second is its own positive: a hit
-    shared_q, row_q = torch.tensor([-1.0, -2.0, -3.0]), torch.tensor([[-0.5, -0.5], [0.2, 0.3]])
-    cands = CandidateSet.build(pos_ids, neg_ids, shared_q, trig_ids)
-    cands = cands.with_row_negatives(row_ids, row_q, pos_ids, trig_ids)
-    logits = torch.cat([candidate_logits(a, p, neg, 0.5), row_logits(a, rows, 0.5)], dim=1)
-    loss = info_nce(logits, cands)
-    # By hand: row i's softmax over its 3 shared and 2 own columns, logQ subtracted.
+def test_in_cluster_negatives_join_only_their_clusters_rows_with_their_log_q() -> None:
+    task = _task(per_cluster=2)
+    hard = task.cluster_negatives
+    assert hard is not None
+    trig, tgt = torch.tensor([0, 8]), torch.tensor([1, 9])  # targets in clusters 0 and 2
+    random_ids = torch.tensor([20])
+    cluster_ids = hard.sample(0, 3)  # 6 clusters x 2
+    loss = task(trig, tgt, random_ids, None, cluster_ids)["loss"]
+    # By hand: row i's softmax over the 2 in-batch, 1 random and its own cluster's 2 columns.
+    with torch.no_grad():
+        emb = task.tower(torch.arange(N))["engagement"]
+        q = task.tower(trig, prompt=hard.cluster_of(tgt))["engagement"]
+    log_q = task.negatives.log_q(tgt, 1)
     expected = []
-    for i in range(2):
-        cols = [a[i] @ p[0], a[i] @ p[1], a[i] @ neg[0], a[i] @ rows[i, 0], a[i] @ rows[i, 1]]
-        z = torch.stack(cols) / 0.5 - torch.cat([shared_q, row_q[i]])
-        if i == 0:
-            z[4] = NEG_INF
+    for i, c in enumerate(hard.cluster_of(tgt).tolist()):
+        own = cluster_ids[2 * c : 2 * c + 2]
+        cols = torch.cat([tgt, random_ids, own])
+        z = q[i] @ emb[cols].T / task.cfg.temperature
+        z = z - torch.cat([log_q, torch.full((2,), math.log(2 / 4))])
+        z[(cols == tgt[i]) | (cols == trig[i])] = NEG_INF
+        z[i] = q[i] @ emb[tgt[i]] / task.cfg.temperature - log_q[i]  # its own positive
         expected.append(-(z[i] - torch.logsumexp(z, 0)))
-    torch.testing.assert_close(loss, torch.stack(expected).mean())
-    assert cands.ids.shape == (2, 5) and cands.invalid.shape == (2, 5)
+    torch.testing.assert_close(loss.detach(), torch.stack(expected).mean(), rtol=1e-5, atol=1e-5)
 
 
 def test_prompted_scores_score_each_item_with_its_clusters_query() -> None:
@@ -137,6 +138,14 @@ def test_prompted_scores_score_each_item_with_its_clusters_query() -> None:
     for row, trigger in enumerate([3, 17]):
         for j in range(N):
             assert got[row, j] == pytest.approx(queries[trigger, CLUSTERS[j]] @ emb[j], rel=1e-5)
+    # With `visit`, only the trigger's nearest clusters (by its plain vector) are searched.
+    near = prompted_scores(torch.as_tensor(queries), torch.as_tensor(emb).float(), CLUSTERS, 2)
+    got = near(np.array([3])).numpy()[0]
+    centroids = np.stack([emb[np.equal(CLUSTERS, c)].sum(0) for c in range(6)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    nearest = set(np.argsort(-(centroids @ emb[3]))[:2].tolist())
+    searched = np.isfinite(got)
+    assert set(CLUSTERS[searched].tolist()) == nearest and searched.sum() == 8
 
 
 def test_queries_are_every_item_times_every_prompt_and_load_only_with_their_clusters(
@@ -158,7 +167,7 @@ def test_queries_are_every_item_times_every_prompt_and_load_only_with_their_clus
 def test_a_tiny_dat_tells_apart_items_of_one_cluster() -> None:
     """Pairs (0,1), (2,3), ... share a cluster with another pair: only hard negatives and
     the prompts separate a positive from its cluster mates."""
-    task = _task(per_row=3, temperature=0.1)
+    task = _task(per_cluster=3, temperature=0.1)
     opt = torch.optim.Adam(task.parameters(), lr=0.02)
     trig = torch.arange(N)
     tgt = trig ^ 1
@@ -166,8 +175,7 @@ def test_a_tiny_dat_tells_apart_items_of_one_cluster() -> None:
     assert hard is not None
     first = None
     for step in range(300):
-        rows = hard.sample(hard.cluster_of(tgt), 0, step)
-        loss = task(trig, tgt, torch.randint(0, N, (4,)), None, rows)["loss"]
+        loss = task(trig, tgt, torch.randint(0, N, (4,)), None, hard.sample(0, step))["loss"]
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()

@@ -57,8 +57,9 @@ def test_every_variant_embeds_and_trains_one_step(name: str) -> None:
     tower = ItemTower(variant, tables, _cfg(), hard.num_clusters if hard else 0)
     task = RetrievalTask(tower, _cfg(), _uniform(), tables.teacher, hard)
     trig, tgt = _pairs()
-    rows = hard.sample(hard.cluster_of(tgt[:8]), 0, 0) if hard else None
-    out = task(trig[:8], tgt[:8], torch.tensor([5, 9, 17]), None, rows)
+    out = task(
+        trig[:8], tgt[:8], torch.tensor([5, 9, 17]), None, hard.sample(0, 0) if hard else None
+    )
     out["loss"].backward()
     emb = tower(torch.arange(4))
     assert set(emb) == set(get_variant(name).heads)

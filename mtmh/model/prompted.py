@@ -41,16 +41,32 @@ def prompted_queries(tower: ItemTower, batch_size: int = 8192) -> dict[str, np.n
     return {head: np.stack(per_cluster, axis=1) for head, per_cluster in parts.items()}
 
 
-def prompted_scores(queries: torch.Tensor, emb: torch.Tensor, assignments: np.ndarray) -> ScoreFn:
+def prompted_scores(
+    queries: torch.Tensor, emb: torch.Tensor, assignments: np.ndarray, visit: int | None = None
+) -> ScoreFn:
     """[N, K, D] queries, [N, D] candidates -> scores where item j is scored by the trigger's
-    query for j's cluster: every cluster searched with its own query, merged by score."""
-    members = [torch.as_tensor(np.flatnonzero(assignments == c)) for c in range(queries.shape[1])]
+    query for j's cluster: each cluster searched with its own query, merged by score. With
+    `visit`, only the trigger's `visit` nearest clusters are searched (cosine of its plain
+    vector to each cluster's normalised mean, as the partitioned search serves); the others'
+    items score -inf."""
+    k = queries.shape[1]
+    assign = torch.as_tensor(np.asarray(assignments, np.int64))
+    members = [torch.nonzero(assign == c).squeeze(1) for c in range(k)]
+    sums = torch.zeros((k, emb.shape[1])).index_add_(0, assign, emb.float())
+    centroids = torch.nn.functional.normalize(sums, dim=1)
 
     def scores(triggers: np.ndarray) -> torch.Tensor:
-        q = queries[torch.as_tensor(triggers)].float()  # [T, K, D]
-        out = torch.empty((len(triggers), len(emb)))
+        t = torch.as_tensor(triggers)
+        q = queries[t].float()  # [T, K, D]
+        out = torch.full((len(triggers), len(emb)), -torch.inf)
+        near = torch.ones((len(triggers), k), dtype=torch.bool)
+        if visit is not None and visit < k:
+            nearest = (emb[t].float() @ centroids.T).topk(visit, dim=1).indices
+            near = torch.zeros_like(near).scatter_(1, nearest, True)
         for c, idx in enumerate(members):
-            out[:, idx] = q[:, c] @ emb[idx].T
+            rows = torch.nonzero(near[:, c]).squeeze(1)
+            if len(rows):
+                out[rows.unsqueeze(1), idx.unsqueeze(0)] = q[rows, c] @ emb[idx].T
         return out
 
     return scores

@@ -14,7 +14,7 @@ def train_step(
     negative_ids: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """One step on a batch of pairs ({"trigger_id": [B], "target_id": [B]}, "count": [B] for
-    deduplicated pairs, "cluster_negative_id": [B, H] for a prompted variant) with negatives
+    deduplicated pairs, "cluster_negative_id": [K * H] for a prompted variant) with negatives
     [L]; returns the losses ({"loss": total, "<head>/l_e": ...}). `task` is a RetrievalTask,
     possibly wrapped in DDP."""
     losses: dict[str, torch.Tensor] = task(

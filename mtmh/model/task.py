@@ -19,8 +19,9 @@ many items on small catalogs), and the rows are gathered back.
 
 A prompted variant (dat, divide and conquer) scores each pair from the query side: the tower
 on the trigger prompted with the target's cluster. Its candidates are the same in-batch and
-random ones plus H hard negatives per row from the target's cluster (`ClusterNegatives`),
-each kind with its own logQ correction. Candidates are always embedded without a prompt.
+random ones plus H hard negatives from the target's cluster (`ClusterNegatives`: H per
+cluster, shared by the batch's rows of that cluster), each kind with its own logQ
+correction. Candidates are always embedded without a prompt.
 
 Example:
     task = RetrievalTask(tower, cfg, MixedNegatives(log_p, 256, 0), teacher=teacher_emb)
@@ -35,14 +36,7 @@ from torch import nn
 
 from mtmh.config import ModelConfig
 from mtmh.errors import ArtifactError
-from mtmh.losses import (
-    CandidateSet,
-    candidate_logits,
-    info_nce,
-    kl_distillation,
-    multi_task,
-    row_logits,
-)
+from mtmh.losses import CandidateSet, candidate_logits, info_nce, kl_distillation, multi_task
 from mtmh.model.negatives import ClusterNegatives, MixedNegatives
 from mtmh.model.tower import ItemTower
 
@@ -106,6 +100,30 @@ class RetrievalTask(nn.Module):
         unique, inverse = torch.unique(ids, return_inverse=True)
         return {head: e[inverse] for head, e in self.tower(unique).items()}
 
+    def _prompted(
+        self,
+        trigger_ids: torch.Tensor,
+        target_ids: torch.Tensor,
+        negative_ids: torch.Tensor,
+        log_q: torch.Tensor,
+        cluster_negative_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """A prompted variant's negatives with the in-cluster ones appended, their log_q, the
+        mask of other clusters' draws ([B, B + L + K * H]) and the prompted queries."""
+        hard = self.cluster_negatives
+        assert hard is not None
+        if cluster_negative_ids is None:
+            raise ValueError("a prompted variant needs its in-cluster negatives per batch")
+        clusters = hard.cluster_of(target_ids)
+        b, shared = len(target_ids), len(target_ids) + len(negative_ids)
+        own = torch.zeros((b, shared), dtype=torch.bool, device=log_q.device)
+        return (
+            torch.cat([negative_ids, cluster_negative_ids]),
+            torch.cat([log_q, hard.log_q(log_q.device)]),
+            torch.cat([own, hard.foreign(clusters)], dim=1),
+            self.tower(trigger_ids, prompt=clusters),
+        )
+
     def forward(
         self,
         trigger_ids: torch.Tensor,
@@ -115,24 +133,19 @@ class RetrievalTask(nn.Module):
         cluster_negative_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """pair_weights: [B] per-pair weights from the data (counts of deduplicated pairs),
-        multiplied with the SIM weights; cluster_negative_ids: [B, H] hard negatives of a
-        prompted variant (`ClusterNegatives.sample` on the targets' clusters)."""
+        multiplied with the SIM weights; cluster_negative_ids: [K * H] hard negatives of a
+        prompted variant (`ClusterNegatives.sample`)."""
         cfg = self.cfg
-        b, n_neg = len(trigger_ids), len(negative_ids)
-        hard = cluster_negative_ids
-        extra = [] if hard is None else [hard.reshape(-1)]
-        ids = torch.cat([trigger_ids, target_ids, negative_ids, *extra])
-        emb = self.embed(ids)  # one forward for triggers, positives and negatives
-        log_q = self.negatives.log_q(target_ids, n_neg)
-        cands = CandidateSet.build(target_ids, negative_ids, log_q, trigger_ids)
-        queries = None
+        b = len(trigger_ids)
+        log_q = self.negatives.log_q(target_ids, len(negative_ids))
+        foreign, queries = None, None
         if self.cluster_negatives is not None:
-            if hard is None:
-                raise ValueError("a prompted variant needs its in-cluster negatives per batch")
-            clusters = self.cluster_negatives.cluster_of(target_ids)
-            hard_log_q = self.cluster_negatives.log_q(clusters)
-            cands = cands.with_row_negatives(hard, hard_log_q, target_ids, trigger_ids)
-            queries = self.tower(trigger_ids, prompt=clusters)
+            negative_ids, log_q, foreign, queries = self._prompted(
+                trigger_ids, target_ids, negative_ids, log_q, cluster_negative_ids
+            )
+        ids = torch.cat([trigger_ids, target_ids, negative_ids])
+        emb = self.embed(ids)  # one forward for triggers, positives and negatives
+        cands = CandidateSet.build(target_ids, negative_ids, log_q, trigger_ids, foreign)
         weights = self.pair_weights(trigger_ids, target_ids)
         if pair_weights is not None:
             pair_weights = pair_weights.float()
@@ -141,17 +154,14 @@ class RetrievalTask(nn.Module):
         if self.tower.variant.needs_teacher_logits:
             f = self.teacher[ids.long()]
             teacher_logits = candidate_logits(
-                f[:b], f[b : 2 * b], f[2 * b : 2 * b + n_neg], cfg.teacher_temperature
+                f[:b], f[b : 2 * b], f[2 * b :], cfg.teacher_temperature
             )
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=emb[next(iter(emb))].device)
         for head, objective in self.tower.variant.heads.items():
             e = emb[head]
             anchors = e[:b] if queries is None else queries[head]
-            s = candidate_logits(anchors, e[b : 2 * b], e[2 * b : 2 * b + n_neg], cfg.temperature)
-            if hard is not None:
-                rows = e[2 * b + n_neg :].view(b, -1, e.shape[1])
-                s = torch.cat([s, row_logits(anchors, rows, cfg.temperature)], dim=1)
+            s = candidate_logits(anchors, e[b : 2 * b], e[2 * b :], cfg.temperature)
             l_e = info_nce(s, cands, cfg.log_q_correction, weights)
             out[f"{head}/l_e"] = l_e.detach()
             if objective == "e":

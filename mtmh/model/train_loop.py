@@ -108,9 +108,12 @@ def batch_options(cfg: RunConfig, epoch: int) -> dict[str, Any]:
     }
 
 
-def validate(task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig) -> dict[str, float]:
+def validate(
+    task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig, visit: int | None = None
+) -> dict[str, float]:
     """Validation recall (ANN order, exact search, the evaluation's keep and top_k) of every
-    head, and the mean of the heads' validation scores as "val/score"."""
+    head, and the mean of the heads' validation scores as "val/score". A prompted variant is
+    searched as it serves: its `visit` nearest clusters, each with its own query."""
     emb = {h: torch.as_tensor(e) for h, e in embed_all(task.tower).items()}
     task.tower.train()
     hard = task.cluster_negatives
@@ -121,7 +124,7 @@ def validate(task: RetrievalTask, split: HoldoutSplit, ec: EvalConfig) -> dict[s
         score_fn = embedding_scores(e)
         if hard is not None:  # each cluster searched with its own query, merged by score
             assignments = hard.assignments.numpy()
-            score_fn = prompted_scores(torch.as_tensor(queries[head]), e, assignments)
+            score_fn = prompted_scores(torch.as_tensor(queries[head]), e, assignments, visit)
         recall = ann_order_recall(score_fn, split, keep=ec.keep_per_head, top_k=ec.top_k)
         out.update({f"val/{head}/recall@{k}": v for k, v in recall.items()})
         scores.append(validation_score(recall))
@@ -210,9 +213,9 @@ def train_epoch(
         negatives = task.negatives.sample(rank, progress.step, device)
         batch = {k: v.to(device) for k, v in batch.items()}
         if task.cluster_negatives is not None:
-            hard = task.cluster_negatives
-            clusters = hard.cluster_of(batch["target_id"])
-            batch["cluster_negative_id"] = hard.sample(clusters, rank, progress.step)
+            batch["cluster_negative_id"] = task.cluster_negatives.sample(
+                rank, progress.step, device
+            )
         if "count" in batch:
             batch["count"] = batch["count"].float() ** tc.count_power
         losses = train_step(model, opt, batch, negatives)
@@ -259,7 +262,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if not train_epoch(model, task, opt, batches, progress, cfg, reporter, hooks):
             break
         progress.epoch, progress.step_in_epoch, progress.skip = epoch + 1, 0, 0
-        if split and end_of_epoch(task, split, cfg.eval, epoch, progress, reporter):
+        if split and end_of_epoch(task, split, cfg, epoch, progress, reporter):
             break
     progress.epoch, progress.step_in_epoch = tc.epochs, 0  # a restart now trains nothing
     reporter.final(progress, min(epoch, tc.epochs - 1))
@@ -273,7 +276,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 def end_of_epoch(
     task: RetrievalTask,
     split: HoldoutSplit,
-    ec: EvalConfig,
+    cfg: RunConfig,
     epoch: int,
     progress: Progress,
     reporter: Reporter,
@@ -281,7 +284,7 @@ def end_of_epoch(
     """Validate, report the epoch's row with its checkpoint; True when training should stop.
     Every rank validates the same (DDP-synchronised) weights, so all agree on when to stop."""
     started = time.perf_counter()
-    val = validate(task, split, ec)
+    val = validate(task, split, cfg.eval, cfg.clusters.visit)
     reporter.seconds["validation"] += time.perf_counter() - started
     stopper = progress.stopper
     stop = stopper.update(val["val/score"], epoch, task)
