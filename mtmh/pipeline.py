@@ -226,7 +226,10 @@ def _train_keys(
     on its clusters.visit nearest ones."""
     keys: dict[VariantName, str] = {}
     for v, c in configs.items():
-        parts: list[Any] = [k_enc, c.model, c.train, cfg.holdout, cfg.eval.max_triggers]
+        model = artifact_fields(c.model)
+        if not get_variant(v).prompted:
+            model.pop("num_cluster_negatives")  # a prompted variant's knob only
+        parts: list[Any] = [k_enc, model, c.train, cfg.holdout, cfg.eval.max_triggers]
         if get_variant(v).prompted:
             if k_clusters is None:
                 raise ConfigError(

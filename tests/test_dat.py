@@ -238,6 +238,13 @@ def test_the_pipeline_trains_dat_after_the_clusters_and_retrains_it_when_they_ch
     assert names.index("clusters") < names.index("train:dat")
     more = keys("clusters.num_clusters=16")
     assert more["train:dat"] != base["train:dat"] and more["train:mtmh"] == base["train:mtmh"]
+    hard = keys("model.num_cluster_negatives=8")  # dat's own knob retrains dat alone
+    assert {k for k in base if hard[k] != base[k]} == {
+        "train:dat",
+        "index:dat",
+        "preranker",
+        "evaluate",
+    }
     search = keys("clusters.strategy=uniform")  # how clusters are searched, not what they are
     assert {k for k in base if search[k] != base[k]} == {"preranker", "evaluate"}
     with pytest.raises(ConfigError, match="trains against the catalog's clusters"):
