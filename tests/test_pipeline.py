@@ -122,6 +122,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     ):
         assert (run / name).stat().st_size > 0
     assert "ItemKNN" in (run / "report.md").read_text()
+    assert report["clusters"]["search"] == {"visit": 8, "strategy": "affinity", "temperature": 0.1}
+    assert "its 8 nearest clusters, merged by affinity" in (run / "report.md").read_text()
 
     # Everything is current now: a second run redoes nothing and says so in one line.
     assert all(stage.current() for stage in plan(cfg, run))

@@ -140,6 +140,15 @@ def peer_metas(run_dir: Path) -> dict[str, Any]:
     return {name: json.loads(path.read_text()) for name, path in metas.items() if path.is_file()}
 
 
+def _clusters_meta(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The clusters' meta, with how the partitioned rows (DAT, "(DAT serving)") searched."""
+    if not has_clusters(run_dir):
+        return None
+    cc = cfg.clusters
+    search = {"visit": cc.visit, "strategy": cc.strategy, "temperature": cc.temperature}
+    return {**load_clusters(run_dir)[1], "search": search}
+
+
 def topic_levels(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per level: items with a label, and the random-pair match rate over the catalog."""
     out = {}
@@ -274,7 +283,7 @@ def build_report(
         "ann_recall": ann,
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
-        "clusters": load_clusters(run_dir)[1] if has_clusters(run_dir) else None,
+        "clusters": _clusters_meta(cfg, run_dir),
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

@@ -214,7 +214,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         "",
         "## Diversity and fairness of the served lists",
         "",
-        *_diversity_lines(report),
+        *_diversity_lines(report, out_dir),
         "",
         "## Alpha sweep (MTMH; alpha = engagement share of K, percent)",
         "",
@@ -306,7 +306,7 @@ def diversity_table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def _diversity_lines(report: dict[str, Any]) -> list[str]:
+def _diversity_lines(report: dict[str, Any], run_dir: Path | None = None) -> list[str]:
     return [
         f"Per user, over the top {report['protocol']['top_k']} in the served order: distinct "
         "L1 and L2 topics (± one standard error over users) and the intra-list similarity "
@@ -317,19 +317,39 @@ def _diversity_lines(report: dict[str, Any]) -> list[str]:
         "interactions).",
         "",
         *diversity_table(report["models"]),
-        *_clusters_line(report.get("clusters")),
+        *_clusters_line(report.get("clusters"), run_dir),
     ]
 
 
-def _clusters_line(meta: dict[str, Any] | None) -> list[str]:
+# bench/partitioned_retrieval.py's plot: diversity against recall over every merge strategy
+# and number of clusters visited (too many evaluations for every pipeline run).
+CURVE = "partitioned_test.png"
+
+
+def _clusters_line(meta: dict[str, Any] | None, run_dir: Path | None = None) -> list[str]:
     if not meta:
         return ["", "No clusters in this run (ray_jobs/cluster_catalog.py makes them)."]
     sizes = meta["sizes"]
-    return [
+    lines = [
         "",
         f"Clusters: {meta['num_clusters']} by spherical k-means of {meta['source']}/"
         f"{meta['head']} ({meta['model_version']}), {min(sizes)} to {max(sizes)} items each.",
     ]
+    search = meta.get("search")
+    if search:
+        lines[-1] += (
+            f' DAT and the "(DAT serving)" rows search them partitioned: each trigger visits '
+            f"its {search['visit']} nearest clusters, merged by {search['strategy']} "
+            f"(clusters.visit, clusters.strategy). A partitioned head hands the preranker its K "
+            "candidates only, so in preranker order those rows are ranked, not chosen."
+        )
+    drawn = run_dir is not None and (run_dir / CURVE).is_file()
+    lines += [
+        "",
+        "Diversity against recall over every merge strategy and number of clusters visited: "
+        + (f"{CURVE}." if drawn else f"`bench/partitioned_retrieval.py --run RUN` draws {CURVE}."),
+    ]
+    return lines
 
 
 def _alpha_lines(report: dict[str, Any]) -> list[str]:
