@@ -21,100 +21,20 @@ RUN/partitioned_<split>.png (distinct L2 topics per user and catalog coverage ag
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from mtmh.clusters.artifact import load_clusters
-from mtmh.config import RunConfig, load_config
-from mtmh.eval.diversity import EvalCatalog
-from mtmh.eval.protocol import (
-    EvalUser,
-    ModelSpec,
-    accumulate,
-    holdout_users,
-    sample_users,
-    source_retriever,
-)
+from mtmh.config import load_config
+from mtmh.eval.diversity_curve import curve_point, plot_curve
+from mtmh.eval.protocol import ModelSpec, holdout_users, sample_users
 from mtmh.preranker.train import fit_split
 from mtmh.retrieval.partitioned import MERGE_STRATEGIES
-from mtmh.retrieval.retriever import Retriever
-from mtmh.retrieval.served import partition
 
 COLUMNS = ("recall@100", "recall@500", "topics_l1", "topics_l2", "clusters", "ils")
-
-
-def measure(
-    run: Path,
-    cfg: RunConfig,
-    specs: list[ModelSpec],
-    users: list[EvalUser],
-    setting: tuple[str, int],
-    temperature: float,
-) -> dict[str, Any]:
-    """One setting's metrics: {order: {spec: metrics}} at the config's alpha."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    strategy, visit = setting
-    ret, heads = source_retriever(run, specs, cfg)
-    if strategy != "global":
-        cc = dataclasses.replace(
-            cfg.clusters, visit=visit, strategy=strategy, temperature=temperature
-        )
-        heads = partition(run, specs[0].source, heads, cc)
-        ret = Retriever(heads, ret.k_ann, ret.keep, ret.preranker, ret.relevance_k_ann)
-    alpha = cfg.eval.alpha
-    acc = accumulate(
-        ret,
-        specs,
-        {s.name: [alpha] for s in specs},
-        users,
-        cfg.eval,
-        EvalCatalog.load(run),
-    )
-    out: dict[str, Any] = {}
-    for (order, name, _), metrics in acc.items():
-        out.setdefault(order, {})[name] = metrics.result()
-    return {"strategy": strategy, "visit": visit, "metrics": out}
-
-
-def plot(rows: list[dict[str, Any]], row: str, order: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in (
-        (axes[0], "topics_l2", "distinct L2 topics per user (top 500)"),
-        (axes[1], "coverage", "catalog coverage"),
-    ):
-        for strategy in [s for s in MERGE_STRATEGIES if any(r["strategy"] == s for r in rows)]:
-            pts = sorted(
-                (r["visit"], r["metrics"][order][row]) for r in rows if r["strategy"] == strategy
-            )
-            ax.plot(
-                [100 * m["recall@500"] for _, m in pts],
-                [m[key] for _, m in pts],
-                marker="o",
-                label=strategy,
-            )
-            for visit, m in pts:
-                ax.annotate(str(visit), (100 * m["recall@500"], m[key]), fontsize=7)
-        g = next(r["metrics"][order][row] for r in rows if r["strategy"] == "global")
-        ax.scatter([100 * g["recall@500"]], [g[key]], marker="*", s=150, c="k", label="global")
-        ax.set_xlabel("R@500 (%)")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{row}, {order} order: partitioned retrieval (labels: clusters visited)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -148,7 +68,7 @@ def main() -> None:
         flush=True,
     )
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    task = ray.remote(measure).options(num_cpus=1)
+    task = ray.remote(curve_point).options(num_cpus=1)
     users_ref = ray.put(users)
     rows = ray.get(
         [task.remote(args.run, cfg, specs, users_ref, s, args.temperature) for s in settings]
@@ -170,7 +90,7 @@ def main() -> None:
     out.write_text(
         json.dumps({"clusters": meta, "users": len(users), "rows": rows}, indent=1) + "\n"
     )
-    plot(rows, name, "ann", args.run / f"partitioned_{args.split}.png")
+    plot_curve(rows, name, "ann", args.run / f"partitioned_{args.split}.png")
     print(f"\nwrote {out} and {args.run / f'partitioned_{args.split}.png'}")
 
 

@@ -451,6 +451,10 @@ class EvalConfig:
     # reported either way.
     ranking: Literal["auto", "preranker", "ann"] = "auto"
     ann_recall_queries: Annotated[int, Field(ge=1)] = 1_000  # queries for IVF-vs-exact recall
+    # Users of the diversity-recall curve (MTMH-H1 searched cluster by cluster with every
+    # strategy and visit, mtmh/eval/diversity_curve.py); 0: no curve. Nine evaluations of a
+    # two-head search: a sample keeps the stage's time in bounds.
+    diversity_curve_users: Annotated[int, Field(ge=0)] = 200
     seed: int = 0
 
     def k_ann_for(self, num_items: int) -> int:

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from mtmh.config import load_config
+from mtmh.eval.diversity_curve import report_settings
 from mtmh.eval.report import METRICS
 from mtmh.index.artifact import IndexMismatchError, index_dir
 from mtmh.pipeline import plan, run_pipeline
@@ -119,10 +120,17 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "alpha_curve.png",
         "fresh_convergence.png",
         "validation_curves.png",
+        "diversity_curve.png",
     ):
         assert (run / name).stat().st_size > 0
     assert "ItemKNN" in (run / "report.md").read_text()
     assert report["clusters"]["search"] == {"visit": 8, "strategy": "affinity", "temperature": 0.1}
+    # The diversity-recall curve: MTMH-H1 searched globally and with every report setting.
+    curve = report["diversity_curve"]
+    settings = report_settings(report["clusters"]["num_clusters"])
+    assert [(r["strategy"], r["visit"]) for r in curve["rows"]] == settings
+    assert all("topics_l2" in r["metrics"]["ann"]["MTMH-H1"] for r in curve["rows"])
+    assert "## Diversity against recall" in (run / "report.md").read_text()
     assert "its 8 nearest clusters, merged by affinity" in (run / "report.md").read_text()
 
     # Everything is current now: a second run redoes nothing and says so in one line.

@@ -28,6 +28,7 @@ from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import ArtifactError
 from mtmh.eval.content_quality import neighbour_lifts
+from mtmh.eval.diversity_curve import curve_point, report_settings
 from mtmh.eval.fresh import fresh_convergence
 from mtmh.eval.protocol import (
     REPORT_MODELS,
@@ -48,6 +49,7 @@ from mtmh.retrieval.ranking import RANKING_FILE, RANKINGS
 from mtmh.retrieval.served import is_prompted
 
 MTMH_SPEC = ModelSpec("MTMH", "mtmh", ("engagement", "relevance"))
+CURVE_SPEC = ModelSpec("MTMH-H1", "mtmh", ("engagement",))  # the diversity-recall curve's
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +183,39 @@ def evaluate_run(
     gpus = 1 if cfg.index.use_gpu else 0
     choice = ray.remote(choose_ranking).options(num_cpus=1, num_gpus=gpus)
     ranking_ref = choice.remote(cfg, run_dir.resolve(), models)
+    curve_refs = _start_curve(cfg, run_dir, models, users)
     results = _evaluate_sources(cfg, run_dir, models, users, alphas)
     ranking = ray.get(ranking_ref)
     log.info("serving order: %s (%s)", ranking["chosen"], ranking["how"])
     for res in results.values():
         res["by_alpha"] = res["by_ranking"][ranking["chosen"]]
     report = build_report(cfg, run_dir, models, results, ranking, len(users))
+    if curve_refs:
+        rows = ray.get(curve_refs)
+        report["diversity_curve"] = {"model": CURVE_SPEC.name, "order": "ann", "rows": rows}
+        report["diversity_curve"]["users"] = min(len(users), ec.diversity_curve_users)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_report(report, run_dir)
     return report
+
+
+def _start_curve(
+    cfg: RunConfig, run_dir: Path, models: list[ModelSpec], users: list[Any]
+) -> list[Any]:
+    """The diversity-recall curve's Ray tasks (MTMH's engagement head, every report setting,
+    on the first eval.diversity_curve_users users); none without clusters, MTMH or users."""
+    import ray
+
+    n = cfg.eval.diversity_curve_users
+    if not (n and has_clusters(run_dir) and CURVE_SPEC in models):
+        return []
+    clustering, _ = load_clusters(run_dir)
+    task = ray.remote(curve_point).options(num_cpus=1)
+    users_ref = ray.put(users[:n])
+    return [
+        task.remote(run_dir.resolve(), cfg, [CURVE_SPEC], users_ref, setting)
+        for setting in report_settings(clustering.num_clusters)
+    ]
 
 
 def _evaluate_sources(

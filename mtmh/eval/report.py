@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mtmh.eval.diversity_curve import CURVE_FILE, plot_curve
+
 METRICS = ("recall@5", "recall@20", "ndcg@20", "recall@100", "recall@500", "l1_match", "l2_match")
 HEADERS = ("R@5", "R@20", "NDCG@20", "R@100", "R@500", "L1", "L2")
 
@@ -214,7 +216,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         "",
         "## Diversity and fairness of the served lists",
         "",
-        *_diversity_lines(report, out_dir),
+        *_diversity_lines(report),
+        "",
+        "## Diversity against recall: partitioned search (divide and conquer)",
+        "",
+        *_curve_lines(report),
         "",
         "## Alpha sweep (MTMH; alpha = engagement share of K, percent)",
         "",
@@ -233,7 +239,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         *_fresh_lines(report),
         "",
         "Plots: recall_relevance.png (Fig. 6a), alpha_curve.png (6b), "
-        "fresh_convergence.png (7), validation_curves.png.",
+        "fresh_convergence.png (7), validation_curves.png"
+        + (f", {CURVE_FILE}." if report.get("diversity_curve") else "."),
         "",
     ]
     (out_dir / "report.md").write_text("\n".join(md))
@@ -306,7 +313,7 @@ def diversity_table(rows: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def _diversity_lines(report: dict[str, Any], run_dir: Path | None = None) -> list[str]:
+def _diversity_lines(report: dict[str, Any]) -> list[str]:
     return [
         f"Per user, over the top {report['protocol']['top_k']} in the served order: distinct "
         "L1 and L2 topics (± one standard error over users) and the intra-list similarity "
@@ -317,16 +324,11 @@ def _diversity_lines(report: dict[str, Any], run_dir: Path | None = None) -> lis
         "interactions).",
         "",
         *diversity_table(report["models"]),
-        *_clusters_line(report.get("clusters"), run_dir),
+        *_clusters_line(report.get("clusters")),
     ]
 
 
-# bench/partitioned_retrieval.py's plot: diversity against recall over every merge strategy
-# and number of clusters visited (too many evaluations for every pipeline run).
-CURVE = "partitioned_test.png"
-
-
-def _clusters_line(meta: dict[str, Any] | None, run_dir: Path | None = None) -> list[str]:
+def _clusters_line(meta: dict[str, Any] | None) -> list[str]:
     if not meta:
         return ["", "No clusters in this run (ray_jobs/cluster_catalog.py makes them)."]
     sizes = meta["sizes"]
@@ -343,12 +345,32 @@ def _clusters_line(meta: dict[str, Any] | None, run_dir: Path | None = None) -> 
             f"(clusters.visit, clusters.strategy). A partitioned head hands the preranker its K "
             "candidates only, so in preranker order those rows are ranked, not chosen."
         )
-    drawn = run_dir is not None and (run_dir / CURVE).is_file()
-    lines += [
+    return lines
+
+
+def _curve_lines(report: dict[str, Any]) -> list[str]:
+    curve = report.get("diversity_curve")
+    if not curve:
+        return [
+            "No curve: it needs the run's clusters, MTMH and eval.diversity_curve_users > 0.",
+        ]
+    names = ["R@100", "R@500", "L1 topics", "L2 topics", "clusters", "ILS", "coverage", "Gini"]
+    lines = [
+        f"{curve['model']} in {ORDER_NAMES.get(curve['order'], curve['order'])}, on the first "
+        f"{curve['users']} test users: the global search, then each strategy with the trigger's "
+        f"nearest 2 to 16 clusters (the plot: {CURVE_FILE}; bench/partitioned_retrieval.py "
+        "draws it for any model and every user).",
         "",
-        "Diversity against recall over every merge strategy and number of clusters visited: "
-        + (f"{CURVE}." if drawn else f"`bench/partitioned_retrieval.py --run RUN` draws {CURVE}."),
+        "| setting | " + " | ".join(names) + " |",
+        "|" + "---|" * (len(names) + 1),
     ]
+    for row in curve["rows"]:
+        m = row["metrics"][curve["order"]][curve["model"]]
+        label = row["strategy"] + (f", {row['visit']}" if row["visit"] else "")
+        cells = [pct(m["recall@100"]), pct(m["recall@500"]), _num(m, "topics_l1")]
+        cells += [_num(m, "topics_l2"), _num(m, "clusters"), _num(m, "ils", 3)]
+        cells += [pct(m["coverage"]), _num(m, "exposure_gini", 3)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -414,6 +436,9 @@ def plot_report(report: dict[str, Any], out_dir: Path) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / name, dpi=120)
         plt.close(fig)
+    curve = report.get("diversity_curve")
+    if curve:
+        plot_curve(curve["rows"], curve["model"], curve["order"], out_dir / CURVE_FILE)
 
 
 def _plot_recall_relevance(ax: Any, report: dict[str, Any]) -> None:
