@@ -45,7 +45,13 @@ class AnnHead:
     async def index(self, model_id: str) -> VersionHead:
         run = ServingRun.from_model_id(model_id)
         head = await asyncio.to_thread(run.load_head, self.head, self.use_gpu)
-        return VersionHead(head, await asyncio.to_thread(run.load_partition, self.head))
+        return VersionHead(run, self.head, head)
+
+    async def _loaded(self, setting: PartitionSetting | None) -> VersionHead:
+        loaded = await self.index(serve.get_multiplexed_model_id())
+        if setting is not None:  # the per-cluster indexes, built off the event loop once
+            await asyncio.to_thread(loaded.partition)
+        return loaded
 
     async def search(
         self,
@@ -57,7 +63,7 @@ class AnnHead:
     ) -> tuple[np.ndarray, np.ndarray]:
         """([T, k] similarities, [T, k] candidate item ids) per trigger (faiss's -1 where a row
         ran short); with a divide-and-conquer `setting`, [T, keep] with `seen` left out."""
-        loaded = await self.index(serve.get_multiplexed_model_id())
+        loaded = await self._loaded(setting)
         return loaded.search(triggers, k, setting, seen, keep)
 
     async def top(
@@ -70,19 +76,30 @@ class AnnHead:
     ) -> list[Ranked]:
         """Per trigger, its `keep` most similar of the `k` searched candidates; the trigger,
         `seen` items and faiss's -1 excluded (the evaluation's ANN order and scores)."""
-        loaded = await self.index(serve.get_multiplexed_model_id())
+        loaded = await self._loaded(setting)
         sims, cands = loaded.search(triggers, k, setting, seen, keep)
         blocked = blocked_items(len(loaded.head.vectors), seen)
         return ann_order(sims, cands, triggers, blocked, keep)
 
 
-@dataclass(frozen=True)
+@dataclass
 class VersionHead:
-    """One version's head in a replica: its global index and, where the run has clusters,
-    its per-cluster indexes."""
+    """One version's head in a replica: its global index and, from the first
+    divide-and-conquer request on, its per-cluster indexes. A replica that never gets one
+    never holds them (they copy the head's vectors twice: 1 GB at 1M x 128)."""
 
+    run: ServingRun
+    name: str
     head: HeadIndex
-    partition: ServedPartition | None
+    _partition: ServedPartition | None = None
+
+    def partition(self) -> ServedPartition:
+        if self._partition is None:
+            part = self.run.load_partition(self.name)
+            if part is None:  # the ingress plans against the run: it has clusters
+                raise ValueError(f"{self.run.version} has no clusters to search")
+            self._partition = part
+        return self._partition
 
     def search(
         self,
@@ -94,7 +111,7 @@ class VersionHead:
     ) -> tuple[np.ndarray, np.ndarray]:
         if setting is None:
             return self.head.search(triggers, k)
-        if self.partition is None or keep is None:  # the ingress plans against the run
-            raise ValueError("a divide-and-conquer search needs the run's clusters and a keep")
+        if keep is None:
+            raise ValueError("a divide-and-conquer search returns `keep` per trigger: give it")
         seen = seen if seen is not None else np.zeros(0, np.int64)
-        return self.partition.search(triggers, keep, seen, setting)
+        return self.partition().search(triggers, keep, seen, setting)

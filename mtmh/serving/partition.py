@@ -10,9 +10,10 @@ as for a global search.
 
 The per-cluster indexes live inside each head's deployment, beside its global index: one
 hop per head either way (a deployment of its own would add a hop per request), and
-docs/benchmarks.md has the latency of both searches measured side by side. A replica holding
-a partitioned head keeps the head's vectors (its trigger queries) and a copy per cluster
-index: 2 x N x D floats beyond the global index (ml-1m: 4 MB).
+docs/benchmarks.md has the latency of both searches measured side by side. A replica builds
+a head's per-cluster indexes on its first divide-and-conquer request and keeps them with the
+head's vectors (the trigger queries): 2 x N x D floats beyond the global index (ml-1m: 4 MB;
+1 GB at 1M x 128, which a replica that never gets such a request never holds).
 
 Example:
     part = run.load_partition("engagement")          # None when the run has no clusters
