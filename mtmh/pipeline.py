@@ -231,7 +231,7 @@ def _train_keys(
             model.pop("num_cluster_negatives")  # a prompted variant's knob only
         parts: list[Any] = [k_enc, model, c.train, cfg.holdout, cfg.eval.max_triggers]
         if get_variant(v).prompted:
-            if k_clusters is None:
+            if k_clusters is None and cfg.clusters.source in configs:
                 raise ConfigError(
                     f"variant {v!r} trains against the catalog's clusters, which must come "
                     f"from the content embeddings (clusters.source=content), not from "

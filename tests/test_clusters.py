@@ -63,7 +63,13 @@ def test_the_artifact_round_trips_and_refuses_another_catalog(tmp_path: Path) ->
 def test_the_pipeline_clusters_after_encode_or_after_the_trained_source(tmp_path: Path) -> None:
     names = [s.name for s in plan(load_config(), tmp_path)]
     assert names.index("clusters") == names.index("encode") + 1
-    trained = load_config(overrides=["clusters.source=mtmh", "clusters.head=relevance"])
+    trained = load_config(
+        overrides=[
+            "clusters.source=mtmh",
+            "clusters.head=relevance",
+            "pipeline.variants=[mtmh, itemcf]",  # dat needs its clusters before it trains
+        ]
+    )
     names = [s.name for s in plan(trained, tmp_path)]
     assert names.index("clusters") > names.index("train:mtmh")
     assert names.index("clusters") < names.index("evaluate")
