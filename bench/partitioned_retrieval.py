@@ -12,6 +12,9 @@ partitioned head's K; ANN order keeps them). Each setting is one Ray task.
     .venv/bin/python bench/partitioned_retrieval.py --run runs/synthetic --split validation \
         --visits 1 2 4 8 --strategies uniform score
 
+A prompted model (--model dat) has no global search: its "global" row is every cluster
+searched with its own query, merged by score.
+
 --split test (the default) measures on the report's T2 users, for the report's comparison;
 --split validation on the validation users the preranker did not learn on, where a default
 may be chosen. Prints one row per setting, writes RUN/eval/partitioned_<split>.json and

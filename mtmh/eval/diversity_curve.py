@@ -18,12 +18,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from mtmh.clusters.artifact import load_clusters
 from mtmh.config import RunConfig
 from mtmh.eval.diversity import EvalCatalog
 from mtmh.eval.protocol import EvalUser, ModelSpec, accumulate, source_retriever
 from mtmh.retrieval.partitioned import MERGE_STRATEGIES
 from mtmh.retrieval.retriever import Retriever
-from mtmh.retrieval.served import partition
+from mtmh.retrieval.served import is_prompted, partition
 
 GLOBAL = "global"
 CURVE_FILE = "diversity_curve.png"
@@ -41,12 +42,15 @@ def curve_point(
     temperature: float | None = None,
 ) -> dict[str, Any]:
     """One setting's metrics at the config's alpha: {"strategy", "visit", "metrics": {order:
-    {row: metrics}}}. ("global", 0) is the global search."""
+    {row: metrics}}}. ("global", 0) is the global search; a prompted model (dat) has none,
+    so there it is every cluster searched with its own query, merged by score."""
     import faiss
 
     faiss.omp_set_num_threads(1)
     strategy, visit = setting
     ret, heads = source_retriever(run_dir, specs, cfg)
+    if strategy == GLOBAL and is_prompted(run_dir, specs[0].source):
+        strategy, visit = "score", load_clusters(run_dir)[0].num_clusters
     if strategy != GLOBAL:
         cc = dataclasses.replace(
             cfg.clusters,
@@ -62,7 +66,13 @@ def curve_point(
     out: dict[str, Any] = {}
     for (order, name, _), metrics in acc.items():
         out.setdefault(order, {})[name] = metrics.result()
-    return {"strategy": strategy, "visit": visit, "metrics": out}
+    # Labelled as asked ("global" for a prompted model too); "searched" says what ran.
+    return {
+        "strategy": setting[0],
+        "visit": setting[1],
+        "searched": [strategy, visit],
+        "metrics": out,
+    }
 
 
 def report_settings(num_clusters: int) -> list[tuple[str, int]]:
