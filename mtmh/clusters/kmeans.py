@@ -37,6 +37,16 @@ class Clustering:
         return np.flatnonzero(self.assignments == cluster)
 
 
+def member_centroids(vectors: np.ndarray, assignments: np.ndarray) -> np.ndarray:
+    """[K, D] float32: each cluster's normalised mean of its members' vectors, in whatever
+    space `vectors` live (one set of clusters serves every head and model)."""
+    k = int(assignments.max()) + 1
+    sums = np.zeros((k, vectors.shape[1]), np.float64)
+    np.add.at(sums, assignments, vectors)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
 def spherical_kmeans(
     vectors: np.ndarray, k: int, seed: int, iterations: int = 25, restarts: int = 1
 ) -> Clustering:

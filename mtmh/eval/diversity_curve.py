@@ -22,11 +22,10 @@ from mtmh.clusters.artifact import load_clusters
 from mtmh.config import RunConfig
 from mtmh.eval.diversity import EvalCatalog
 from mtmh.eval.protocol import EvalUser, ModelSpec, accumulate, source_retriever
-from mtmh.retrieval.partitioned import MERGE_STRATEGIES
+from mtmh.retrieval.partitioned import GLOBAL, MERGE_STRATEGIES
 from mtmh.retrieval.retriever import Retriever
 from mtmh.retrieval.served import is_prompted, partition
 
-GLOBAL = "global"
 CURVE_FILE = "diversity_curve.png"
 # The evaluation's curve: the spreading strategies ("score" stays close to the global search).
 REPORT_STRATEGIES = ("affinity", "uniform")

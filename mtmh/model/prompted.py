@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mtmh.clusters.kmeans import member_centroids
 from mtmh.holdout import ScoreFn
 from mtmh.model.tower import ItemTower
 
@@ -50,10 +51,9 @@ def prompted_scores(
     vector to each cluster's normalised mean, as the partitioned search serves); the others'
     items score -inf."""
     k = queries.shape[1]
-    assign = torch.as_tensor(np.asarray(assignments, np.int64))
-    members = [torch.nonzero(assign == c).squeeze(1) for c in range(k)]
-    sums = torch.zeros((k, emb.shape[1])).index_add_(0, assign, emb.float())
-    centroids = torch.nn.functional.normalize(sums, dim=1)
+    assign = np.asarray(assignments, np.int64)
+    members = [torch.as_tensor(np.flatnonzero(assign == c)) for c in range(k)]
+    centroids = torch.as_tensor(member_centroids(emb.float().numpy(), assign))
 
     def scores(triggers: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(triggers)

@@ -40,12 +40,14 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from mtmh.clusters.kmeans import member_centroids
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.retrieval.heads import HeadIndex
 from mtmh.retrieval.ranking import blocked_items, valid_mask
 
 MergeStrategy = Literal["score", "affinity", "uniform"]
 MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
+GLOBAL = "global"  # no partitioning: one nearest-neighbour search (requests, reports, benches)
 
 
 def cluster_quotas(weights: np.ndarray, k: int) -> np.ndarray:
@@ -105,12 +107,9 @@ class ClusterIndex:
             raise ValueError(
                 f"clusters cover {len(assignments)} items, the head has {len(vectors)}"
             )
-        k = int(assignments.max()) + 1
+        centroids = member_centroids(vectors, assignments)
+        k = len(centroids)
         sizes = np.bincount(assignments, minlength=k)
-        sums = np.zeros((k, vectors.shape[1]), np.float64)
-        np.add.at(sums, assignments, vectors)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         indexes = []
         for c in range(k):
             members = np.flatnonzero(assignments == c)

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtmh.retrieval.heads import HeadIndex
-from mtmh.retrieval.partitioned import MERGE_STRATEGIES, ClusterIndex, PartitionedHead
+from mtmh.retrieval.partitioned import GLOBAL, MERGE_STRATEGIES, ClusterIndex, PartitionedHead
 from mtmh.retrieval.ranking import blocked_items
 
-GLOBAL = "global"
 SEARCH_STRATEGIES: tuple[str, ...] = (GLOBAL, *MERGE_STRATEGIES)
 
 
