@@ -142,25 +142,26 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "preranker, evaluate" in again.stdout
     )
     assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
+
+    def stale(*overrides: str) -> list[str]:
+        """The stages a pipeline with these overrides would redo on this run."""
+        changed = load_config(overrides=[*TINY, *overrides])
+        return [s.name for s in plan(changed, run) if not s.current()]
+
     # A changed eval knob redoes only the evaluation.
-    changed = load_config(overrides=[*TINY, "eval.top_k=100"])
-    stale = [s.name for s in plan(changed, run) if not s.current()]
-    assert stale == ["evaluate"]
+    assert stale("eval.top_k=100") == ["evaluate"]
     # Other clusters redo the clusters, dat (trained against them) and what measures with
     # them; another way of searching them redoes only the prerankers and the evaluation.
-    reclustered = load_config(overrides=[*TINY, "clusters.num_clusters=5"])
-    assert [s.name for s in plan(reclustered, run) if not s.current()] == [
+    assert stale("clusters.num_clusters=5") == [
         "clusters",
         "train:dat",
         "index:dat",
         "preranker",
         "evaluate",
     ]
-    researched = load_config(overrides=[*TINY, "clusters.strategy=uniform"])
-    assert [s.name for s in plan(researched, run) if not s.current()] == ["preranker", "evaluate"]
+    assert stale("clusters.strategy=uniform") == ["preranker", "evaluate"]
     # A retrained model is searched anew by its preranker, so that is refitted too.
-    retrained = load_config(overrides=[*TINY, "train.lr=0.01"])
-    assert [s.name for s in plan(retrained, run) if not s.current()] == [
+    assert stale("train.lr=0.01") == [
         "train:itemcf",
         "train:mtmh",
         "train:dat",
@@ -171,8 +172,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "evaluate",
     ]
     # Resource knobs (CPUs, threads, reporting) never make an artifact stale.
-    resized = load_config(overrides=[*TINY, "train.cpus_per_worker=1.0", "train.report_every=7"])
-    assert all(stage.current() for stage in plan(resized, run))
+    assert stale("train.cpus_per_worker=1.0", "train.report_every=7") == []
 
     # An index is bound to its model version: another model's index under itemcf's name is
     # refused when the serving path loads it.
