@@ -11,8 +11,9 @@ Two calls, one per ranking order of the run (mtmh/retrieval/ranking.py):
   to K by similarity and returns only those: one hop, and K rather than K_ann per trigger.
 
 A divide-and-conquer request (`setting`, mtmh/serving/partition.py) searches the head's
-per-cluster indexes, held in the same replica beside the global one, and gets K per trigger
-with the seen items left out, for either order.
+per-cluster indexes, held in the same replica beside the global one: the same K_ann per
+trigger, with the seen items left out and the cut that shares each trigger's K among its
+clusters, for either order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from ray import serve
 
-from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.heads import HeadIndex, HeadSearch
 from mtmh.retrieval.merge import Ranked
 from mtmh.retrieval.ranking import ann_order, blocked_items
 from mtmh.serving.partition import PartitionSetting, ServedPartition
@@ -56,30 +57,30 @@ class AnnHead:
     async def search(
         self,
         triggers: np.ndarray,
-        k: int,
+        k_ann: int,
+        seen: np.ndarray,
+        keep: int,
         setting: PartitionSetting | None = None,
-        seen: np.ndarray | None = None,
-        keep: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """([T, k] similarities, [T, k] candidate item ids) per trigger (faiss's -1 where a row
-        ran short); with a divide-and-conquer `setting`, [T, keep] with `seen` left out."""
+    ) -> HeadSearch:
+        """The head's K_ann candidates per trigger (`HeadIndex.candidates`), for the
+        preranker to score."""
         loaded = await self._loaded(setting)
-        return loaded.search(triggers, k, setting, seen, keep)
+        return loaded.search(triggers, k_ann, seen, keep, setting)
 
     async def top(
         self,
         triggers: np.ndarray,
-        k: int,
+        k_ann: int,
         seen: np.ndarray,
         keep: int,
         setting: PartitionSetting | None = None,
     ) -> list[Ranked]:
-        """Per trigger, its `keep` most similar of the `k` searched candidates; the trigger,
+        """Per trigger, its `keep` most similar of the K_ann searched candidates; the trigger,
         `seen` items and faiss's -1 excluded (the evaluation's ANN order and scores)."""
         loaded = await self._loaded(setting)
-        sims, cands = loaded.search(triggers, k, setting, seen, keep)
+        found = loaded.search(triggers, k_ann, seen, keep, setting)
         blocked = blocked_items(len(loaded.head.vectors), seen)
-        return ann_order(sims, cands, triggers, blocked, keep)
+        return ann_order(found.sims, found.ids, triggers, blocked, keep, found.cut)
 
 
 @dataclass
@@ -104,14 +105,11 @@ class VersionHead:
     def search(
         self,
         triggers: np.ndarray,
-        k: int,
+        k_ann: int,
+        seen: np.ndarray,
+        keep: int,
         setting: PartitionSetting | None,
-        seen: np.ndarray | None,
-        keep: int | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if setting is None:
-            return self.head.search(triggers, k)
-        if keep is None:
-            raise ValueError("a divide-and-conquer search returns `keep` per trigger: give it")
-        seen = seen if seen is not None else np.zeros(0, np.int64)
-        return self.partition().search(triggers, keep, seen, setting)
+    ) -> HeadSearch:
+        head = self.head if setting is None else self.partition().searcher(setting)
+        blocked = blocked_items(len(self.head.vectors), seen)
+        return head.candidates(triggers, k_ann, keep, blocked)

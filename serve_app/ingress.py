@@ -36,7 +36,6 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from mtmh.index.faiss_index import search_k
 from mtmh.retrieval.merge import Candidate
 from mtmh.serving.catalog import ItemCatalog, UnknownRawIdError
 from mtmh.serving.inprocess import InProcessRetrieval
@@ -308,18 +307,17 @@ class Ingress:
             head: handle.options(multiplexed_model_id=run.model_id)
             for head, handle in graph.heads.items()
         }
-        k_search = search_k(run.k_ann, run.num_items)
         part = plan.partition  # divide and conquer: each head searches its clusters
         # Both heads are asked before either is awaited: they search concurrently.
         if plan.ranking == "ann":  # each head cuts its own candidates: no preranker hop
             tops = [
-                h.top.remote(plan.triggers, k_search, plan.seen, plan.keep, part)
+                h.top.remote(plan.triggers, run.k_ann, plan.seen, plan.keep, part)
                 for h in pinned.values()
             ]
             kept = dict(zip(pinned, await asyncio.gather(*tops), strict=True))
             return merge_and_pool(kept, plan)
         searches = [
-            h.search.remote(plan.triggers, k_search, part, plan.seen, plan.keep)
+            h.search.remote(plan.triggers, run.k_ann, plan.seen, plan.keep, part)
             for h in pinned.values()
         ]
         found = dict(zip(pinned, await asyncio.gather(*searches), strict=True))

@@ -21,6 +21,7 @@ import torch
 from ray import serve
 
 from mtmh.preranker.ranker import Preranker as TrainedPreranker
+from mtmh.retrieval.heads import HeadSearch
 from mtmh.retrieval.merge import Ordered
 from mtmh.retrieval.ranking import blocked_items, preranker_order, preranker_reach
 from mtmh.serving.run import ServingRun
@@ -31,7 +32,7 @@ from serve_app.ann import VERSIONS_PER_REPLICA
 class PrerankJob:
     model_id: str  # the version the request is pinned to
     triggers: np.ndarray  # [T], most recent first
-    searched: dict[str, tuple[np.ndarray, np.ndarray]]  # head -> ([T, C] sims, [T, C] ids)
+    searched: dict[str, HeadSearch]  # head -> its K_ann candidates per trigger
     seen: np.ndarray  # items never to return
     keep: int
     relevance_k_ann: int  # the relevance head's reach (`preranker_reach`)
@@ -78,7 +79,12 @@ class Preranker:
                 job = jobs[i]
                 out[i] = {
                     head: preranker_order(
-                        job.searched[head][1], s, job.triggers, blocked[i], reach[i][head]
+                        job.searched[head].ids,
+                        s,
+                        job.triggers,
+                        blocked[i],
+                        reach[i][head],
+                        job.searched[head].cut,
                     )
                     for head, s in by_head.items()
                 }

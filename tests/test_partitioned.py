@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytest
 
 from mtmh.clusters.kmeans import spherical_kmeans
 from mtmh.index.faiss_index import build_exact, search
-from mtmh.retrieval.heads import HeadIndex
-from mtmh.retrieval.partitioned import (
-    ClusterIndex,
-    PartitionedHead,
-    cluster_quotas,
-    fill_quotas,
-)
+from mtmh.retrieval.cluster_index import ClusterIndex
+from mtmh.retrieval.heads import HeadIndex, Searched
+from mtmh.retrieval.partitioned import PartitionedHead
+from mtmh.retrieval.quotas import QuotaCut, cluster_quotas, fill_quotas
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
 
@@ -96,16 +95,77 @@ def test_affinity_quotas_follow_the_triggers_closeness_to_each_cluster() -> None
     assert counts.tolist() == want.tolist()
 
 
-def test_the_retriever_takes_k_per_trigger_from_a_partitioned_head() -> None:
+class FarthestFirst:
+    """A preranker that prefers each trigger's least similar candidates."""
+
+    heads = ("engagement",)
+
+    def score(
+        self,
+        searched: Searched,
+        triggers: np.ndarray,
+        blocked: np.ndarray,
+        reach: Mapping[str, int | None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        return {h: -found.sims for h, found in searched.items()}
+
+
+def test_the_preranker_chooses_among_k_ann_and_the_quotas_hold_on_the_k_kept() -> None:
     head, part, assign = _head()
     ph = PartitionedHead.of(head, part, visit=5, strategy="uniform")
-    ret = Retriever({"engagement": ph}, k_ann=60, keep=10)
+    ret = Retriever({"engagement": ph}, k_ann=60, keep=10, preranker=FarthestFirst())
     triggers, seen = np.array([3, 50]), [4, 5]
-    _, cands = ret.search(triggers, seen)["engagement"]
-    assert cands.shape == (2, 10)
-    kept = ret.ann_ordered(triggers, seen)["engagement"]
-    assert [[i for i, _ in row] for row in kept] == cands.tolist()  # ANN order keeps all K
-    assert all(len(np.unique(assign[row])) == 5 for row in cands)
+    searched = ret.search(triggers, seen)
+    found = searched["engagement"]
+    assert found.ids.shape == (2, 60) and not np.isin(found.ids, [*seen, 3, 50]).any()
+    for row in found.ids:  # K_ann shared too: 12 from each visited cluster
+        assert sorted(np.bincount(assign[row])[np.unique(assign[row])]) == [12] * 5
+    per_order = {
+        "ann": [
+            np.array([i for i, _ in r])
+            for r in ret.ann_ordered(triggers, seen, searched)["engagement"]
+        ],
+        "preranker": [ids for ids, _ in ret.preranked(triggers, seen, searched)["engagement"]],
+    }
+    for order, rows in per_order.items():
+        for ids in rows:
+            kept = ids[:10]
+            assert np.bincount(assign[kept], minlength=part.num_clusters).max() == 2, order
+            assert len(np.unique(assign[kept])) == 5, order
+    # The preranker's K are each cluster's least similar of its K_ann: a choice ANN order
+    # does not make.
+    assert not set(per_order["ann"][0].tolist()) & set(per_order["preranker"][0][:10].tolist())
+
+
+def test_a_quota_cut_puts_each_clusters_share_first_and_the_rest_after() -> None:
+    ids = np.array([[10, 11, 12, 13, 14, 15]])
+    clusters = np.array([[0, 0, 0, 1, 1, 2]])
+    quotas = np.array([[2, 1, 1]])  # K = 4
+    cut = QuotaCut(ids, clusters, quotas, keep=4)
+    ordered = [(np.array([10, 11, 12, 13, 14]), np.array([0.9, 0.8, 0.7, 0.6, 0.5]))]
+    ((got_ids, _),) = cut.apply(ordered)
+    # Cluster 0 keeps 10, 11; cluster 1 keeps 13; cluster 2 has nothing ordered, so its place
+    # goes to the best leftover, 12; then 14 follows.
+    assert got_ids.tolist() == [10, 11, 12, 13, 14]
+    ordered = [(np.array([10, 11, 12, 15, 13]), np.array([0.9, 0.8, 0.7, 0.6, 0.5]))]
+    ((got_ids, _),) = cut.apply(ordered)
+    assert got_ids.tolist() == [10, 11, 15, 13, 12]  # 12 is past cluster 0's quota
+    assert QuotaCut(ids, clusters, None, 4).apply(ordered) is ordered  # "score": no quotas
+
+
+def test_both_cluster_layouts_return_the_same_neighbours() -> None:
+    head, _, assign = _head()
+    lists = ClusterIndex.build(head.vectors, assign, layout="lists")
+    indexes = ClusterIndex.build(head.vectors, assign, layout="indexes")
+    queries, clusters = head.vectors[[3, 50, 120, 7]], np.array([0, 2, 2, 5])
+    (s1, i1), (s2, i2) = lists.search(queries, clusters, 40), indexes.search(queries, clusters, 40)
+    assert np.array_equal(i1, i2)
+    np.testing.assert_allclose(s1[i1 >= 0], s2[i2 >= 0], rtol=1e-5)
+    for row, c in zip(i1, clusters, strict=True):
+        assert set(assign[row[row >= 0]]) == {c}
+        assert (row >= 0).sum() == min(40, int(np.sum(assign == c)))
+    with pytest.raises(ValueError, match="cluster layout"):
+        ClusterIndex.build(head.vectors, assign, layout="hnsw")
 
 
 def test_a_prompted_head_searches_each_cluster_with_the_triggers_query_for_it() -> None:

@@ -14,21 +14,21 @@ from mtmh.preranker.item_stats import DAY, ItemLog, ItemStats
 from mtmh.preranker.model import PrerankerModel
 from mtmh.preranker.ranker import Preranker
 from mtmh.preranker.train import train_model
-from mtmh.retrieval.heads import NeighborHead
+from mtmh.retrieval.heads import HeadSearch, NeighborHead
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
 
 HEADS = ("engagement", "relevance")
 
 
-def _searched() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _searched() -> dict[str, HeadSearch]:
     # Two triggers (0 most recent), K = 3, catalog of 10; faiss's -1 where a row ran short.
     return {
-        "engagement": (
+        "engagement": HeadSearch(
             np.array([[0.9, 0.5, 0.1], [0.8, 0.7, 0.0]]),
             np.array([[4, 5, 6], [5, 7, -1]]),
         ),
-        "relevance": (
+        "relevance": HeadSearch(
             np.array([[0.6, 0.3, 0.2], [0.9, 0.4, 0.1]]),
             np.array([[6, 4, 8], [1, 5, 9]]),
         ),
@@ -102,7 +102,7 @@ def test_an_untrained_preranker_is_ann_order_and_depends_on_the_trigger() -> Non
     pre = Preranker(model, HEADS, ItemStats(np.zeros(10, np.int64), np.zeros(10, np.float32)))
     searched = _searched()
     scores = pre.score(searched, np.array([2, 3]), blocked_items(10, [9]))
-    for head, (sims, _) in searched.items():
+    for head, (sims, _, _) in searched.items():
         s = scores[head]
         valid = np.isfinite(s)
         for row in range(2):

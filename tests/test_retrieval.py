@@ -463,7 +463,7 @@ def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -
             reach: Mapping[str, int | None] | None = None,
         ) -> dict[str, np.ndarray]:
             # Scores every candidate, the reach ignored: the order must still apply it.
-            return {h: -sims for h, (sims, _) in searched.items()}
+            return {h: -found.sims for h, found in searched.items()}
 
     x = clustered(400, 16, 8, seed=4)
     exact = build_exact(x, np.arange(len(x)))
@@ -486,7 +486,7 @@ def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -
 
     assert preranker_reach("relevance", 5, keep=10) == 10
     assert preranker_reach("engagement", 5, keep=10) is None
-    sims, cands = ret.search(triggers)["relevance"]
+    sims, cands, _ = ret.search(triggers)["relevance"]
     blocked = np.zeros(len(x) + 1, bool)
     blocked[-1] = True
     assert all(len(ids) == 5 for ids, _ in preranker_order(cands, -sims, triggers, blocked, 5))

@@ -110,11 +110,11 @@ def candidate_features(
         raise ValueError(f"the preranker reads heads {list(heads)}; the search lacks {missing}")
     triggers = np.asarray(triggers, np.int64)
     n = len(blocked) - 1
-    valid = {h: valid_mask(searched[h][1], triggers, blocked) for h in heads}
-    lists = {h: _index_lists(*searched[h], valid[h], n) for h in heads}
+    valid = {h: valid_mask(searched[h].ids, triggers, blocked) for h in heads}
+    lists = {h: _index_lists(searched[h].sims, searched[h].ids, valid[h], n) for h in heads}
     out = {}
     for hi, h in enumerate(heads):
-        sims, cands = searched[h]
+        sims, cands = searched[h].sims, searched[h].ids
         t_pos, col = np.nonzero(within_reach(valid[h], (reach or {}).get(h)))
         items = cands[t_pos, col].astype(np.int64)
         cross = [lists[g].lookup(t_pos, items, n) for g in heads]  # per g: [R, 4]

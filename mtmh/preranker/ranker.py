@@ -71,7 +71,7 @@ class Preranker:
             scores = {}
             for h in self.heads:
                 r = user_rows[h]
-                full = np.full(searched[h][1].shape, -np.inf)
+                full = np.full(searched[h].ids.shape, -np.inf)
                 full[r.trigger_pos, r.column] = probs[start : start + len(r.items)]
                 start += len(r.items)
                 scores[h] = full

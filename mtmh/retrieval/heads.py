@@ -12,20 +12,28 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import ArtifactError
 from mtmh.index.artifact import index_dir, load_index
-from mtmh.index.faiss_index import ivf_part, search, set_nprobe, to_device
+from mtmh.index.faiss_index import ivf_part, search, search_k, set_nprobe, to_device
+from mtmh.retrieval.quotas import QuotaCut
 
 log = logging.getLogger(__name__)
 
-# What the ANN stage returns for a user's triggers: head -> ([T, K] similarities, [T, K] item
-# ids), best first, faiss's -1 where a row ran short.
-Searched = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+class HeadSearch(NamedTuple):
+    """One head's ANN stage for a user's triggers."""
+
+    sims: np.ndarray  # [T, K] similarities, best first
+    ids: np.ndarray  # [T, K] item ids, faiss's -1 where a row ran short
+    cut: QuotaCut | None = None  # a partitioned head's share of each trigger's K by cluster
+
+
+Searched = Mapping[str, HeadSearch]  # what the ANN stage returns, per head
 
 
 @dataclass
@@ -41,6 +49,15 @@ class HeadIndex:
 
     def search(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return search(self.index, self.vectors[items], k)
+
+    def candidates(
+        self, triggers: np.ndarray, k_ann: int, keep: int, blocked: np.ndarray | None = None
+    ) -> HeadSearch:
+        """The ANN stage for [T] triggers: K_ann candidates each, and one more, since the
+        trigger itself usually comes first. Every head answers this one call; a global head
+        leaves `keep` and the `blocked` (seen) items to the ranking, a partitioned one
+        (mtmh/retrieval/partitioned.py) uses them to share its places among clusters."""
+        return HeadSearch(*self.search(triggers, search_k(k_ann, len(self.vectors))))
 
 
 @dataclass

@@ -14,14 +14,12 @@ of the K places each visited cluster gets:
   the fourth.
 - "uniform": equal places for every visited cluster: the most spread.
 
-Quotas are whole numbers by largest remainder (ties to the closer cluster), so they add up
-to K exactly. A cluster that has fewer valid items than its quota leaves its places to the
-others, most similar first, so K come out whenever the visited clusters hold K valid items.
-The trigger itself and the user's seen items are excluded before the quotas are filled (each
-cluster is searched deep enough for that), so the quotas hold on what is returned.
-
-The head's centroids are the normalised means of its own vectors over each cluster, so the
-clusters (made once, from one embedding: RUN/clusters) serve every head and model.
+Quotas are whole numbers by largest remainder (ties to the closer cluster), shared twice
+(mtmh/retrieval/quotas.py): the head's K_ann candidates per trigger, so the preranker chooses
+inside every visited cluster, and the K each trigger keeps once the candidates are ordered
+(by the preranker or by similarity), so the strategy's quotas hold on what the user gets. A
+cluster with fewer valid items than its quota leaves its places to the others, best first.
+The trigger itself and the user's seen items are excluded before either share is filled.
 
 A prompted model (dat) has a query per cluster (mtmh/clusters/query_table.py): a visited
 cluster is searched with the trigger's query for that cluster, not with its plain vector.
@@ -30,95 +28,25 @@ Which clusters a trigger visits, and their affinities, come from its plain vecto
 Example:
     part = ClusterIndex.build(head.vectors, clustering.assignments)
     ph = PartitionedHead.of(head, part, visit=8, strategy="uniform")
-    sims, ids = ph.search(triggers, k=30, blocked=blocked_items(n, seen))
+    found = ph.candidates(triggers, k_ann=168, keep=30, blocked=blocked_items(n, seen))
+    found.cut.apply(ordered)   # per trigger: the strategy's K first
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 
-from mtmh.clusters.kmeans import member_centroids
-from mtmh.index.faiss_index import build_exact, search
-from mtmh.retrieval.heads import HeadIndex
+from mtmh.retrieval.cluster_index import ClusterIndex
+from mtmh.retrieval.heads import HeadIndex, HeadSearch
+from mtmh.retrieval.quotas import QuotaCut, cluster_quotas, fill_quotas
 from mtmh.retrieval.ranking import blocked_items, valid_mask
 
 MergeStrategy = Literal["score", "affinity", "uniform"]
 MERGE_STRATEGIES: tuple[str, ...] = get_args(MergeStrategy)
 GLOBAL = "global"  # no partitioning: one nearest-neighbour search (requests, reports, benches)
-
-
-def cluster_quotas(weights: np.ndarray, k: int) -> np.ndarray:
-    """[C] non-negative weights -> [C] whole places adding up to k, in proportion to the
-    weights (all zero: equal). Largest remainder; ties go to the earlier cluster (callers
-    list clusters closest first)."""
-    w = np.asarray(weights, np.float64)
-    if len(w) == 0:
-        return np.zeros(0, np.int64)
-    if (w < 0).any():
-        raise ValueError("cluster weights must be >= 0")
-    w = w if w.sum() > 0 else np.ones_like(w)
-    exact = k * w / w.sum()
-    quotas = np.floor(exact).astype(np.int64)
-    short = k - int(quotas.sum())
-    order = np.lexsort((np.arange(len(w)), -(exact - quotas)))
-    quotas[order[:short]] += 1
-    return quotas
-
-
-def fill_quotas(
-    lists: list[tuple[np.ndarray, np.ndarray]], quotas: np.ndarray | None, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per visited cluster, its valid candidates (similarities, ids; best first) -> the K
-    taken: each cluster's first `quota` (all of them by similarity when `quotas` is None),
-    then the places a short cluster left to the most similar leftovers. Returned best first."""
-    sims = np.concatenate([s for s, _ in lists]) if lists else np.zeros(0, np.float32)
-    ids = np.concatenate([i for _, i in lists]) if lists else np.zeros(0, np.int64)
-    if quotas is None:
-        taken = np.zeros(len(ids), bool)
-    else:
-        rank_in_cluster = np.concatenate([np.arange(len(i)) for _, i in lists])
-        quota_of_row = np.repeat(quotas, [len(i) for _, i in lists])
-        taken = rank_in_cluster < quota_of_row
-    free = k - int(taken.sum())
-    if free > 0:
-        rest = np.flatnonzero(~taken)
-        best = rest[np.lexsort((ids[rest], -sims[rest]))][:free]
-        taken[best] = True
-    chosen = np.flatnonzero(taken)
-    chosen = chosen[np.lexsort((ids[chosen], -sims[chosen]))]
-    return sims[chosen], ids[chosen]
-
-
-@dataclass
-class ClusterIndex:
-    """One head's catalog split by cluster: its centroids in the head's space and one exact
-    inner-product index per cluster (ids are item ids)."""
-
-    centroids: np.ndarray  # [K, D] float32, unit norm (normalised mean of the members)
-    sizes: np.ndarray  # [K] items per cluster
-    indexes: list[Any]  # per cluster: a FAISS index over its members
-
-    @classmethod
-    def build(cls, vectors: np.ndarray, assignments: np.ndarray) -> ClusterIndex:
-        if len(assignments) != len(vectors):
-            raise ValueError(
-                f"clusters cover {len(assignments)} items, the head has {len(vectors)}"
-            )
-        centroids = member_centroids(vectors, assignments)
-        k = len(centroids)
-        sizes = np.bincount(assignments, minlength=k)
-        indexes = []
-        for c in range(k):
-            members = np.flatnonzero(assignments == c)
-            indexes.append(build_exact(vectors[members], members))
-        return cls(centroids, sizes, indexes)
-
-    @property
-    def num_clusters(self) -> int:
-        return len(self.centroids)
 
 
 @dataclass
@@ -166,58 +94,60 @@ class PartitionedHead(HeadIndex):
             queries,
         )
 
+    def candidates(
+        self, triggers: np.ndarray, k_ann: int, keep: int, blocked: np.ndarray | None = None
+    ) -> HeadSearch:
+        """[T] trigger ids -> ([T, k_ann] similarities, [T, k_ann] item ids) best first, -1
+        where the visited clusters ran out, none of them the trigger or `blocked` ([N + 1],
+        the user's seen items); and the cut that shares each trigger's `keep` among them."""
+        part = self.partition
+        assert part is not None
+        triggers = np.asarray(triggers, np.int64)
+        blocked = blocked if blocked is not None else blocked_items(len(self.vectors), ())
+        plain = self.vectors[triggers]
+        affinity = plain @ part.centroids.T  # [T, K]
+        visited = np.argsort(-affinity, axis=1, kind="stable")[:, : self.visit]  # [T, V]
+        pair_trigger = np.repeat(np.arange(len(triggers)), self.visit)
+        pair_cluster = visited.ravel()
+        if self.queries is None:
+            queries = plain[pair_trigger]
+        else:
+            queries = self.queries[triggers[pair_trigger], pair_cluster]
+        # Deep enough that excluding the trigger and every blocked item still leaves k_ann.
+        depth = k_ann + 1 + int(blocked[:-1].sum())
+        sims, ids = part.search(queries, pair_cluster, depth)  # [T * V, depth]
+        ok = valid_mask(ids, triggers[pair_trigger], blocked)
+        out_sims = np.full((len(triggers), k_ann), -np.inf, np.float32)
+        out_ids = np.full((len(triggers), k_ann), -1, np.int64)
+        keep_quotas = np.zeros((len(triggers), part.num_clusters), np.int64)
+        for t in range(len(triggers)):
+            pairs = range(t * self.visit, (t + 1) * self.visit)
+            lists = [(sims[p][ok[p]], ids[p][ok[p]]) for p in pairs]
+            weights = self._weights(affinity[t, visited[t]])
+            s, i = fill_quotas(lists, _quotas(weights, k_ann), k_ann)
+            out_sims[t, : len(i)], out_ids[t, : len(i)] = s, i
+            if weights is not None:
+                keep_quotas[t, visited[t]] = cluster_quotas(weights, keep)
+        clusters = np.where(out_ids >= 0, part.assignments[out_ids], -1)
+        cut = QuotaCut(out_ids, clusters, None if self.strategy == "score" else keep_quotas, keep)
+        return HeadSearch(out_sims, out_ids, cut)
+
     def search(
         self, items: np.ndarray, k: int, blocked: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """[T] trigger ids -> ([T, k] similarities, [T, k] item ids), best first, -1 where
-        the visited clusters ran out. `blocked`: [N + 1] items never returned (seen)."""
-        part = self.partition
-        assert part is not None
-        items = np.asarray(items, np.int64)
-        blocked = blocked if blocked is not None else blocked_items(len(self.vectors), ())
-        queries = self.vectors[items]
-        affinity = queries @ part.centroids.T  # [T, K]
-        visited = np.argsort(-affinity, axis=1, kind="stable")[:, : self.visit]
-        sims_out = np.full((len(items), k), -np.inf, np.float32)
-        ids_out = np.full((len(items), k), -1, np.int64)
-        # Deep enough that excluding the trigger and every blocked item still leaves k.
-        depth = k + 1 + int(blocked[:-1].sum())
-        for t, (trigger, q) in enumerate(zip(items, queries, strict=True)):
-            lists = [
-                self._valid(c, self._query(trigger, c, q), trigger, k, depth, blocked)
-                for c in visited[t]
-            ]
-            quotas = self._quotas(affinity[t, visited[t]], k)
-            s, i = fill_quotas(lists, quotas, k)
-            sims_out[t, : len(i)], ids_out[t, : len(i)] = s, i
-        return sims_out, ids_out
+        """The K a trigger keeps in similarity order (ANN order's): `candidates` with k of
+        them, shared by the strategy's quotas at k."""
+        found = self.candidates(items, k, k, blocked)
+        return found.sims, found.ids
 
-    def _query(self, trigger: int, cluster: int, plain: np.ndarray) -> np.ndarray:
-        """What searches `cluster` for `trigger`: its prompted query, or its plain vector."""
-        return plain if self.queries is None else self.queries[trigger, cluster]
-
-    def _quotas(self, affinity: np.ndarray, k: int) -> np.ndarray | None:
+    def _weights(self, affinity: np.ndarray) -> np.ndarray | None:
+        """The visited clusters' shares of a trigger's places (None: "score", no quotas)."""
         if self.strategy == "score":
             return None
         if self.strategy == "uniform":
-            return cluster_quotas(np.ones(len(affinity)), k)
-        z = (affinity - affinity.max()) / self.temperature
-        return cluster_quotas(np.exp(z), k)
+            return np.ones(len(affinity))
+        return np.exp((affinity - affinity.max()) / self.temperature)
 
-    def _valid(
-        self,
-        cluster: int,
-        query: np.ndarray,
-        trigger: int,
-        k: int,
-        depth: int,
-        blocked: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One cluster's k best valid candidates (not the trigger, not blocked), best first."""
-        part = self.partition
-        assert part is not None
-        depth = min(int(part.sizes[cluster]), depth)
-        sims, ids = search(part.indexes[cluster], query[None, :], depth)
-        sims, ids = sims[0], ids[0]
-        ok = valid_mask(ids[None, :], np.array([trigger]), blocked)[0]
-        return sims[ok][:k], ids[ok][:k]
+
+def _quotas(weights: np.ndarray | None, k: int) -> np.ndarray | None:
+    return None if weights is None else cluster_quotas(weights, k)

@@ -25,6 +25,7 @@ import numpy as np
 
 from mtmh.config import RunConfig
 from mtmh.retrieval.merge import RELEVANCE, Ordered, Ranked
+from mtmh.retrieval.quotas import QuotaCut
 
 RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
 RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
@@ -89,33 +90,50 @@ def within_reach(valid: np.ndarray, reach: int | None) -> np.ndarray:
     return valid if reach is None else valid & (np.cumsum(valid, axis=1) <= reach)
 
 
+def score_order(cands: np.ndarray, scores: np.ndarray, valid: np.ndarray) -> Ordered:
+    """Per row, its `valid` candidates by score, best first (ties by item id)."""
+    out: Ordered = []
+    for row_ids, row_s, ok in zip(cands, scores, valid, strict=True):
+        ids, s = row_ids[ok].astype(np.int64), row_s[ok].astype(np.float64)
+        order = np.lexsort((ids, -s))
+        out.append((ids[order], s[order]))
+    return out
+
+
 def preranker_order(
     cands: np.ndarray,
     probs: np.ndarray,
     triggers: np.ndarray,
     blocked: np.ndarray,
     reach: int | None = None,
+    cut: QuotaCut | None = None,
 ) -> Ordered:
     """Per trigger, every valid candidate by preranker probability, best first (ties by item
     id); with `reach`, only the trigger's `reach` nearest valid candidates (the list is in
     similarity order). The cut to K happens in the merge (`merge_distinct`): each trigger
-    takes its K best that no more recent trigger's merged list holds."""
+    takes its K best that no more recent trigger's merged list holds. A partitioned head's
+    `cut` puts each cluster's quota of the K first."""
     valid = within_reach(valid_mask(cands, triggers, blocked), reach)
-    valid &= np.isfinite(probs)
-    out: Ordered = []
-    for row_ids, row_p, ok in zip(cands, probs, valid, strict=True):
-        ids, p = row_ids[ok].astype(np.int64), row_p[ok].astype(np.float64)
-        order = np.lexsort((ids, -p))
-        out.append((ids[order], p[order]))
-    return out
+    ordered = score_order(cands, probs, valid & np.isfinite(probs))
+    return cut.apply(ordered) if cut is not None else ordered
 
 
 def ann_order(
-    sims: np.ndarray, cands: np.ndarray, triggers: np.ndarray, blocked: np.ndarray, keep: int
+    sims: np.ndarray,
+    cands: np.ndarray,
+    triggers: np.ndarray,
+    blocked: np.ndarray,
+    keep: int,
+    cut: QuotaCut | None = None,
 ) -> list[Ranked]:
-    """Per trigger, its `keep` most similar valid candidates, each scored by its similarity as
-    a share of the list's best, clipped at zero (the scale-free score ANN order pools)."""
-    ranked = rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
+    """Per trigger, its `keep` most similar valid candidates (a partitioned head's `cut`:
+    each cluster's quota of them), each scored by its similarity as a share of the list's
+    best, clipped at zero (the scale-free score ANN order pools)."""
+    if cut is None:
+        ranked = rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
+    else:
+        ordered = preranker_order(cands, sims, triggers, blocked, cut=cut)
+        ranked = [list(zip(i[:keep].tolist(), s[:keep].tolist(), strict=True)) for i, s in ordered]
     out = []
     for row in ranked:
         best = row[0][1] if row and row[0][1] > 0 else 1.0

@@ -9,10 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mtmh.index.faiss_index import search_k
 from mtmh.retrieval.heads import HeadIndex, Searched, cover_k_ann
 from mtmh.retrieval.merge import Candidate, Kept, Ordered, merge_order
-from mtmh.retrieval.partitioned import PartitionedHead
 from mtmh.retrieval.ranking import (
     Ranked,
     ann_order,
@@ -66,20 +64,15 @@ class Retriever:
             cover_k_ann(head.index, self.k_ann, self.num_items)
 
     def search(self, triggers: np.ndarray, seen: Iterable[int] = ()) -> Searched:
-        """{head: (similarities [T, K], candidates [T, K])} of the ANN stage. A
-        cluster-partitioned head returns its K (`keep`) per trigger, the `seen` items already
-        left out, so its merge strategy's quotas hold on what the user gets."""
+        """{head: its K_ann candidates per trigger} of the ANN stage (`HeadIndex.candidates`;
+        a cluster-partitioned head leaves `seen` out and says how each trigger's K are
+        shared among its clusters)."""
         triggers = np.asarray(triggers, np.int64)
-        out = {}
-        blocked = None
-        for name, head in self.heads.items():
-            if isinstance(head, PartitionedHead):
-                if blocked is None:
-                    blocked = blocked_items(self.num_items, seen)
-                out[name] = head.search(triggers, self.keep, blocked)
-            else:
-                out[name] = head.search(triggers, search_k(self.k_ann, self.num_items))
-        return out
+        blocked = blocked_items(self.num_items, seen)
+        return {
+            name: head.candidates(triggers, self.k_ann, self.keep, blocked)
+            for name, head in self.heads.items()
+        }
 
     def preranked(
         self, triggers: np.ndarray, seen: Iterable[int] = (), searched: Searched | None = None
@@ -96,7 +89,9 @@ class Retriever:
         reach = {h: preranker_reach(h, self.relevance_k_ann, self.keep) for h in searched}
         scores = self.preranker.score(searched, triggers, blocked, reach)
         return {
-            name: preranker_order(searched[name][1], scores[name], triggers, blocked, reach[name])
+            name: preranker_order(
+                searched[name].ids, scores[name], triggers, blocked, reach[name], searched[name].cut
+            )
             for name in self.preranker.heads
         }
 
@@ -109,8 +104,8 @@ class Retriever:
         searched = searched if searched is not None else self.search(triggers, seen)
         blocked = blocked_items(self.num_items, seen)
         return {
-            name: ann_order(sims, cands, triggers, blocked, self.keep)
-            for name, (sims, cands) in searched.items()
+            name: ann_order(found.sims, found.ids, triggers, blocked, self.keep, found.cut)
+            for name, found in searched.items()
         }
 
     def merge(self, kept: Kept, alpha: float, order: str = "ann") -> list[list[Candidate]]:

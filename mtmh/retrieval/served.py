@@ -20,8 +20,9 @@ from pathlib import Path
 from mtmh.clusters.artifact import load_clusters
 from mtmh.clusters.query_table import has_queries, load_queries
 from mtmh.config import ClusterConfig
+from mtmh.retrieval.cluster_index import ClusterIndex
 from mtmh.retrieval.heads import HeadIndex, NeighborHead, load_model_heads
-from mtmh.retrieval.partitioned import ClusterIndex, PartitionedHead
+from mtmh.retrieval.partitioned import PartitionedHead
 
 
 def is_prompted(run_dir: Path, source: str) -> bool:

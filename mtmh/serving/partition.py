@@ -3,10 +3,11 @@ strategy and the number of clusters visited chosen per request, as alpha is.
 
 A request's `strategy` is "global" (the one nearest-neighbour search, the default) or a merge
 strategy of mtmh/retrieval/partitioned.py ("score", "affinity", "uniform"), with `visit`
-clusters per trigger (default: the run's `clusters.visit`). A partitioned head returns its K
-per trigger with the user's seen items already left out, so the strategy's quotas hold on
-what the user gets; the preranker (or ANN order), the alpha merge and the pool are the same
-as for a global search.
+clusters per trigger (default: the run's `clusters.visit`). A partitioned head returns its
+K_ann per trigger shared among the visited clusters, the user's seen items already left out,
+with the cut that shares each trigger's K the same way once the preranker (or ANN order) has
+ordered them, so the strategy's quotas hold on what the user gets; the alpha merge and the
+pool are the same as for a global search.
 
 The per-cluster indexes live inside each head's deployment, beside its global index: one
 hop per head either way (a deployment of its own would add a hop per request), and
@@ -18,7 +19,7 @@ head's vectors (the trigger queries): 2 x N x D floats beyond the global index (
 Example:
     part = run.load_partition("engagement")          # None when the run has no clusters
     setting = PartitionSetting("uniform", visit=8)
-    sims, ids = part.search(triggers, keep=30, seen=history, setting=setting)
+    found = part.searcher(setting).candidates(triggers, k_ann=168, keep=30, blocked=blocked)
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtmh.retrieval.cluster_index import ClusterIndex
 from mtmh.retrieval.heads import HeadIndex
-from mtmh.retrieval.partitioned import GLOBAL, MERGE_STRATEGIES, ClusterIndex, PartitionedHead
-from mtmh.retrieval.ranking import blocked_items
+from mtmh.retrieval.partitioned import GLOBAL, MERGE_STRATEGIES, PartitionedHead
 
 SEARCH_STRATEGIES: tuple[str, ...] = (GLOBAL, *MERGE_STRATEGIES)
 
@@ -59,10 +60,3 @@ class ServedPartition:
         return PartitionedHead.of(
             self.head, self.clusters, setting.visit, setting.strategy, self.temperature
         )
-
-    def search(
-        self, triggers: np.ndarray, keep: int, seen: np.ndarray, setting: PartitionSetting
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """([T, keep] similarities, [T, keep] item ids) per trigger, `seen` left out."""
-        blocked = blocked_items(len(self.head.vectors), seen)
-        return self.searcher(setting).search(triggers, keep, blocked)
