@@ -342,8 +342,8 @@ def _clusters_line(meta: dict[str, Any] | None) -> list[str]:
         lines[-1] += (
             f' DAT and the "(DAT serving)" rows search them partitioned: each trigger visits '
             f"its {search['visit']} nearest clusters, merged by {search['strategy']} "
-            f"(clusters.visit, clusters.strategy). A partitioned head hands the preranker its K "
-            "candidates only, so in preranker order those rows are ranked, not chosen."
+            f"(clusters.visit, clusters.strategy). Each visited cluster offers its share of "
+            "K_ann, and the strategy's quotas hold on the K each trigger keeps in either order."
         )
     return lines
 

@@ -11,6 +11,9 @@ inputs because they run the same functions.
 - `ranking`: cutting a head's K_ann candidates to K, by preranker score or by similarity.
 - `merge`: the alpha quota merge of the two heads, and pooling over triggers.
 - `retriever`: the chain for one user, in process.
+- `partitioned`, `cluster_index`, `quotas`: a head searched cluster by cluster (divide and
+  conquer), its per-cluster indexes, and how a trigger's places are shared among clusters.
+- `served`: a model's heads the way it serves (globally, or partitioned).
 
 Example:
     heads = load_heads(run_dir, "mtmh", ("engagement", "relevance"), use_gpu=False)
