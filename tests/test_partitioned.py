@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import pytest
 
 from mtmh.clusters.kmeans import spherical_kmeans
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.retrieval.cluster_index import ClusterIndex
-from mtmh.retrieval.heads import HeadIndex, Searched
+from mtmh.retrieval.heads import HeadIndex
 from mtmh.retrieval.partitioned import PartitionedHead
 from mtmh.retrieval.quotas import QuotaCut, cluster_quotas, fill_quotas
 from mtmh.retrieval.ranking import blocked_items
 from mtmh.retrieval.retriever import Retriever
+from tests.scorers import FarthestFirst
 
 
 def test_quotas_add_up_to_k_in_proportion_with_largest_remainders() -> None:
@@ -95,25 +94,10 @@ def test_affinity_quotas_follow_the_triggers_closeness_to_each_cluster() -> None
     assert counts.tolist() == want.tolist()
 
 
-class FarthestFirst:
-    """A preranker that prefers each trigger's least similar candidates."""
-
-    heads = ("engagement",)
-
-    def score(
-        self,
-        searched: Searched,
-        triggers: np.ndarray,
-        blocked: np.ndarray,
-        reach: Mapping[str, int | None] | None = None,
-    ) -> dict[str, np.ndarray]:
-        return {h: -found.sims for h, found in searched.items()}
-
-
 def test_the_preranker_chooses_among_k_ann_and_the_quotas_hold_on_the_k_kept() -> None:
     head, part, assign = _head()
     ph = PartitionedHead.of(head, part, visit=5, strategy="uniform")
-    ret = Retriever({"engagement": ph}, k_ann=60, keep=10, preranker=FarthestFirst())
+    ret = Retriever({"engagement": ph}, k_ann=60, keep=10, preranker=FarthestFirst(("engagement",)))
     triggers, seen = np.array([3, 50]), [4, 5]
     searched = ret.search(triggers, seen)
     found = searched["engagement"]

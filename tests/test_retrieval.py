@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -448,26 +447,14 @@ def test_the_relevance_head_offers_its_preranker_only_its_nearest_candidates() -
     """A preranker that prefers the farthest candidates still picks the relevance head's
     from its `relevance_k_ann` nearest valid ones (seen items do not count), while the
     engagement head's come from its whole K_ann."""
-    from mtmh.retrieval.heads import HeadIndex, Searched
+    from mtmh.retrieval.heads import HeadIndex
     from mtmh.retrieval.ranking import preranker_order
     from mtmh.retrieval.retriever import Retriever
-
-    class FarthestFirst:
-        heads = ("engagement", "relevance")
-
-        def score(
-            self,
-            searched: Searched,
-            triggers: np.ndarray,
-            blocked: np.ndarray,
-            reach: Mapping[str, int | None] | None = None,
-        ) -> dict[str, np.ndarray]:
-            # Scores every candidate, the reach ignored: the order must still apply it.
-            return {h: -found.sims for h, found in searched.items()}
+    from tests.scorers import FarthestFirst
 
     x = clustered(400, 16, 8, seed=4)
     exact = build_exact(x, np.arange(len(x)))
-    heads = {h: HeadIndex("m", h, "v", x, exact) for h in FarthestFirst.heads}
+    heads = {h: HeadIndex("m", h, "v", x, exact) for h in FarthestFirst().heads}
     ret = Retriever(heads, 50, 10, FarthestFirst(), relevance_k_ann=20)
     triggers, seen = np.array([7, 90]), [7, 90, 11, 12, 13]
     kept = ret.preranked(triggers, seen)
