@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from mtmh.clusters.artifact import has_clusters, load_clusters
 from mtmh.embeddings import EmbeddingSource
+from mtmh.eval.cold_start import new_items
 from mtmh.eval.metrics import UserMeans
 from mtmh.eval.topic_match import TopicLevel, label_sets
 
@@ -47,6 +48,7 @@ class EvalCatalog:
     tail: np.ndarray  # [N] bool: the least popular half by T1 interactions
     content: np.ndarray | None  # [N, D] unit-norm content embeddings (None: no ILS)
     clusters: np.ndarray | None  # [N] cluster id (None: the run has no clusters)
+    new: np.ndarray | None = None  # [N] bool: no T1 interactions (mtmh/eval/cold_start.py)
 
     @property
     def num_items(self) -> int:
@@ -62,11 +64,12 @@ class EvalCatalog:
         content = None
         with contextlib.suppress(FileNotFoundError):  # no content stage: no ILS column
             _, content = EmbeddingSource.content(run_dir).load("content")
-        tail = least_popular_half(items["t1_interactions"].to_numpy())
+        t1 = items["t1_interactions"].to_numpy()
+        tail = least_popular_half(t1)
         clusters = None
         if has_clusters(run_dir):
             clusters = load_clusters(run_dir, len(tail))[0].assignments
-        return cls(label_sets(run_dir), tail, content, clusters)
+        return cls(label_sets(run_dir), tail, content, clusters, new_items(t1))
 
 
 def least_popular_half(counts: np.ndarray) -> np.ndarray:

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from mtmh.clusters.artifact import has_clusters, load_clusters
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.embeddings import EmbeddingSource
 from mtmh.errors import ArtifactError
+from mtmh.eval.cold_start import new_items
 from mtmh.eval.content_quality import neighbour_lifts
 from mtmh.eval.diversity_curve import curve_point, report_settings
 from mtmh.eval.fresh import fresh_convergence
@@ -258,6 +260,12 @@ def _evaluate_sources(
     return results
 
 
+def _new_items_count(run_dir: Path) -> int:
+    """How many catalog items had no T1 interactions (mtmh/eval/cold_start.py)."""
+    counts = pq.read_table(run_dir / "data" / "items.parquet", columns=["t1_interactions"])
+    return int(new_items(counts["t1_interactions"].to_numpy()).sum())
+
+
 def build_report(
     cfg: RunConfig,
     run_dir: Path,
@@ -310,6 +318,7 @@ def build_report(
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
         "clusters": _clusters_meta(cfg, run_dir),
+        "new_items": _new_items_count(run_dir),
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from mtmh.config import EvalConfig, RunConfig
 from mtmh.data.histories import load_histories
+from mtmh.eval.cold_start import ColdStartMeter
 from mtmh.eval.diversity import DiversityMeter, EvalCatalog
 from mtmh.eval.metrics import MatchCounter, RecallMean
 from mtmh.eval.topic_match import lift
@@ -253,6 +254,7 @@ class OrderMetrics:
             lv: MatchCounter(t.labels, t.random_probability) for lv, t in catalog.levels.items()
         }
         self.diversity = DiversityMeter(catalog)
+        self.cold = None if catalog.new is None else ColdStartMeter(catalog.new, ec.recall_at)
         self.unique = 0
 
     def add(self, user: EvalUser, per_trigger: list[list[Candidate]], order: str) -> None:
@@ -264,6 +266,8 @@ class OrderMetrics:
         pooled = [item for item, _ in pool(per_trigger, self.top_k, POOLING[order])]
         self.recall.add(pooled, set(user.truth))
         self.diversity.add(pooled)
+        if self.cold is not None:
+            self.cold.add(pooled, user.truth)
 
     def result(self) -> dict[str, float]:
         users = self.recall.users
@@ -282,6 +286,7 @@ class OrderMetrics:
             },
             "unique_candidates": self.unique / users if users else float("nan"),
             **self.diversity.result(),
+            **(self.cold.result() if self.cold is not None else {}),
         }
 
 

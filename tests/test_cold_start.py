@@ -1,0 +1,40 @@
+"""New items (cold start): the figures match hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mtmh.eval.cold_start import ColdStartMeter, new_items
+
+
+def test_new_items_are_those_nobody_touched_in_t1() -> None:
+    assert new_items(np.array([3, 0, 1, 0])).tolist() == [False, True, False, True]
+
+
+def test_recall_of_new_items_counts_only_users_who_engaged_with_one() -> None:
+    new = new_items(np.array([5, 0, 2, 0, 0, 1]))  # items 1, 3, 4 are new
+    meter = ColdStartMeter(new, ks=(2, 4))
+    meter.add([1, 0, 2, 3], truth={1, 4, 5})  # new wanted: 1, 4; 1 at rank 1
+    meter.add([0, 2, 5, 3], truth={0, 3})  # new wanted: 3, at rank 4
+    meter.add([0, 2], truth={2, 5})  # no new item wanted: not counted for recall
+    got = meter.result()
+    assert got["cold_users"] == 2
+    assert got["cold_recall@2"] == pytest.approx((0.5 + 0.0) / 2)
+    assert got["cold_recall@4"] == pytest.approx((0.5 + 1.0) / 2)
+    # Standard error over the two users: sample sd of (0.5, 1.0) / sqrt(2) = 0.25.
+    assert got["cold_recall@4_se"] == pytest.approx(0.25)
+    # Slots: 10 served, of which new: 1, 3 (first list) and 3 (second): 3.
+    assert got["cold_share"] == pytest.approx(3 / 10)
+
+
+def test_a_model_that_never_serves_a_new_item_shows_zero_not_nothing() -> None:
+    meter = ColdStartMeter(new_items(np.array([0, 4, 4])), ks=(2,))
+    meter.add([1, 2], truth={0})
+    got = meter.result()
+    assert got["cold_users"] == 1 and got["cold_recall@2"] == 0.0
+    assert got["cold_share"] == 0.0
+    empty = ColdStartMeter(new_items(np.array([1, 1])), ks=(2,)).result()
+    assert empty["cold_users"] == 0 and math.isnan(empty["cold_recall@2"])
