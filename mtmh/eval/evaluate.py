@@ -260,10 +260,11 @@ def _evaluate_sources(
     return results
 
 
-def _new_items_count(run_dir: Path) -> int:
-    """How many catalog items had no T1 interactions (mtmh/eval/cold_start.py)."""
+def _new_items_meta(run_dir: Path) -> dict[str, int]:
+    """How many catalog items had no T1 interactions (mtmh/eval/cold_start.py), of how many."""
     counts = pq.read_table(run_dir / "data" / "items.parquet", columns=["t1_interactions"])
-    return int(new_items(counts["t1_interactions"].to_numpy()).sum())
+    new = new_items(counts["t1_interactions"].to_numpy())
+    return {"new": int(new.sum()), "catalog": len(new)}
 
 
 def build_report(
@@ -318,7 +319,7 @@ def build_report(
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
         "clusters": _clusters_meta(cfg, run_dir),
-        "new_items": _new_items_count(run_dir),
+        "new_items": _new_items_meta(run_dir),
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

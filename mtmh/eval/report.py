@@ -334,17 +334,20 @@ def _diversity_lines(report: dict[str, Any]) -> list[str]:
 
 def _cold_lines(report: dict[str, Any]) -> list[str]:
     rows = {n: m for n, m in report["models"].items() if "cold_users" in m}
-    if not rows:
+    meta = report.get("new_items")
+    if not rows or not meta:
         return ["Not measured in this report."]
     users = int(max(m["cold_users"] for m in rows.values()))
     top = report["protocol"]["top_k"]
     lines = [
-        f"{report.get('new_items', 'n/a')} catalog items had no interactions before the T2 "
-        f"cut: no model saw them engaged. {users} test users engaged with at least one of "
+        f"{meta['new']} of the {meta['catalog']} catalog items had no interactions before the "
+        f"T2 cut: no model saw them engaged. {users} test users engaged with at least one of "
         f"them in T2. Per model, in the served order: recall of those new items in the user's "
         f"top {top} (± one standard error over those users), and the share of all served "
         "slots that went to new items. A model that learns from co-engagement alone cannot "
-        "place an item nobody touched: its zero is shown, not left out.",
+        "place an item nobody touched: its zero is shown, not left out. For scale, a top "
+        f"{top} drawn at random from the catalog would hold about "
+        f"{pct(min(1.0, top / meta['catalog']))}% of any user's new items.",
         "",
         "| model | R@100 new | R@500 new | share of slots (new) |",
         "|---|---|---|---|",
