@@ -178,7 +178,7 @@ def _missing(text: pa.Array) -> np.ndarray:
     return np.asarray(pc.or_kleene(pc.is_null(text), empty).fill_null(True), dtype=bool)
 
 
-def _parse_number(col: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_number(col: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (float values, null mask, unparseable mask) for a text or numeric column."""
     if pa.types.is_timestamp(col.type):
         col = col.cast(pa.timestamp("s")).cast(pa.int64())
@@ -248,11 +248,11 @@ class LogValidator:
             flag(_missing(user), "missing_field", "user_id is empty")
         item = _as_text(col["item_id"])
         flag(_missing(item), "missing_field", "item_id is empty")
-        ts, ts_null, ts_bad = _parse_number(col["timestamp"])
+        ts, ts_null, ts_bad = parse_number(col["timestamp"])
         flag(ts_null, "missing_field", "timestamp is empty")
         flag(ts_bad, "unparseable_field", "timestamp is not a finite number")
         if "weight" in col:
-            weight, w_null, w_bad = _parse_number(col["weight"])
+            weight, w_null, w_bad = parse_number(col["weight"])
             weight[w_null] = 1.0  # weight is optional: absent means 1.0
             flag(w_bad, "unparseable_field", "weight is not a finite number")
         else:
