@@ -124,14 +124,10 @@ def slice_dataset(
     names = [BASE] + [slice_name(i) for i in range(1, slices + 1)]
     rows, items = {}, {}
     for p, name in enumerate(names):
-        folder = out / name
-        (folder / "interactions").mkdir(parents=True)
         part = log.filter(pa.array(row_period == p))
-        pq.write_table(part, folder / "interactions" / "part-0.parquet")
         own = source.items.filter(pa.array(item_period == p))
-        pq.write_table(item_layout(own, source.features), folder / "items.parquet")
+        write_folder(out / name, part, item_layout(own, source.features))
         rows[name], items[name] = part.num_rows, own.num_rows
-    malformed = sum(1 for f in (out / "malformed").glob("*.jsonl") for _ in f.open())
     meta = {
         "source": source.description,
         "period_seconds": period_seconds,
@@ -139,11 +135,26 @@ def slice_dataset(
         "bounds": [end - (slices - p) * period_seconds for p in range(slices + 1)],
         "rows": rows,
         "items": items,
-        "malformed_lines": malformed,
+        "malformed_lines": _count_lines(out / "malformed"),
         "rows_without_timestamp": int((~valid).sum()),  # or outside the bounds
     }
     (out / "slices.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def write_folder(folder: Path, interactions: pa.Table, items: pa.Table) -> None:
+    """One `parquet:PATH` dataset: items.parquet and interactions/part-0.parquet."""
+    (folder / "interactions").mkdir(parents=True)
+    pq.write_table(interactions, folder / "interactions" / "part-0.parquet")
+    pq.write_table(items, folder / "items.parquet")
+
+
+def _count_lines(folder: Path) -> int:
+    total = 0
+    for path in folder.glob("*.jsonl"):
+        with path.open(encoding="utf-8") as fh:
+            total += sum(1 for _ in fh)
+    return total
 
 
 def _arrivals(items: pa.Table, raw_ids: pa.Array, ts: np.ndarray, valid: np.ndarray) -> np.ndarray:
