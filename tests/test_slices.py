@@ -20,12 +20,12 @@ DAY = 86_400
 BOUNDS = (0, T0 + 30 * DAY)  # "-5" and "99999999999" are impossible, as prepare says
 
 
-def _cut(tmp_path: Path) -> tuple[Path, dict]:
+def _cut(tmp_path: Path, end_fraction: float = 1.0) -> tuple[Path, dict]:
     root = write_tiny_dataset(tmp_path / "src")
     cfg = build_config(overrides=[f"data.dataset=parquet:{root}"])
     source = get_source(cfg.data).load(tmp_path / "cache")
     out = tmp_path / "days"
-    return out, slice_dataset(source, out, slices=2, period_seconds=3 * DAY, bounds=BOUNDS)
+    return out, slice_dataset(source, out, 2, 3 * DAY, BOUNDS, end_fraction)
 
 
 def _rows(folder: Path) -> list[tuple[str, str]]:
@@ -37,6 +37,7 @@ def test_periods_end_at_the_newest_timestamp_and_include_their_end() -> None:
     end = 100
     got = period_of(np.array([0, 70, 71, 85, 86, 100]), end, 2, 15)
     assert got.tolist() == [0, 0, 1, 1, 2, 2]  # base <= 70 < slice 1 <= 85 < slice 2 <= 100
+    assert period_of(np.array([101]), end, 2, 15).tolist() == [3]  # after the slices
 
 
 def test_every_row_lands_in_one_folder_by_time_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -68,6 +69,16 @@ def test_an_item_is_listed_once_in_the_folder_it_arrives_in(tmp_path: Path) -> N
     base = pq.read_table(out / "base" / "items.parquet")
     # The item layout round-trips: side features and labels come back under their names.
     assert {"dense_score", "cat_kind", "concepts", "topic_l1"} <= set(base.column_names)
+
+
+def test_an_earlier_end_puts_what_follows_in_after_and_loses_nothing(tmp_path: Path) -> None:
+    # 14 rows have a plausible timestamp; the 10th (0.7 of them) is at T0 + 3 days.
+    out, meta = _cut(tmp_path, end_fraction=0.7)
+    assert meta["end"] == T0 + 3 * DAY
+    assert _rows(out / "after") == [("u1", "d"), ("u2", "e"), ("u3", "a")]
+    assert pq.read_table(out / "after" / "items.parquet")["item_id"].to_pylist() == ["d"]
+    assert sum(meta["rows"].values()) == len(GOOD_ROWS) + len(BAD_ROWS)
+    assert sum(meta["items"].values()) == 5
 
 
 @pytest.mark.usefixtures("ray_local")

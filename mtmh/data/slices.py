@@ -1,14 +1,16 @@
 """A dataset cut by time into a base and the slices that follow it: the days (or weeks) an
 update loop trains on (issue 28), from any source (synthetic, MovieLens, parquet:PATH).
 
-The last `slices` periods of `period_seconds` before the log's newest valid timestamp are the
-slices; everything before them is the base. Each folder is a `parquet:PATH` dataset of its
+The last `slices` periods of `period_seconds` before `end` (default: the log's newest valid
+timestamp) are the slices; everything before them is the base, and whatever comes after
+`end` goes to OUT/after, so nothing is lost. Each folder is a `parquet:PATH` dataset of its
 own (mtmh/data/sources/parquet.py), so `mtmh run --dataset parquet:OUT/base` trains the base
 and each slice holds what lands that period:
 
     OUT/base/       items.parquet, interactions/part-0.parquet
     OUT/slice-01/   the items that arrive in the first period, its interactions
     ...
+    OUT/after/      rows and items after the last slice (only when there are any)
     OUT/malformed/  log lines pyarrow could not split into fields (set aside, with line numbers)
     OUT/slices.json the bounds, and rows and items per folder
 
@@ -41,7 +43,7 @@ import pyarrow.parquet as pq
 from mtmh.data.sources.base import LogFiles, SourceData
 from mtmh.data.validate import csv_read_options, parse_number
 
-BASE = "base"
+BASE, AFTER = "base", "after"
 
 
 def slice_name(i: int) -> str:
@@ -62,10 +64,11 @@ def read_log(logs: LogFiles, malformed_dir: Path) -> pa.Table:
 
 
 def period_of(timestamps: np.ndarray, end: int, slices: int, period_seconds: int) -> np.ndarray:
-    """[R] -> 0 for the base, i for slice i (1..slices): slice i is the i-th of the last
-    `slices` periods ending at `end`, each (start, start + period_seconds]."""
+    """[R] -> 0 for the base, i for slice i (1..slices), slices + 1 after `end`: slice i is
+    the i-th of the last `slices` periods ending at `end`, each (start, start + period]."""
     first = end - slices * period_seconds  # the base ends here, inclusive
-    return np.clip(np.ceil((timestamps - first) / period_seconds), 0, slices).astype(np.int64)
+    periods = np.clip(np.ceil((timestamps - first) / period_seconds), 0, slices)
+    return np.where(timestamps > end, slices + 1, periods).astype(np.int64)
 
 
 def item_layout(items: pa.Table, features: Any) -> pa.Table:
@@ -95,15 +98,19 @@ def slice_dataset(
     slices: int,
     period_seconds: int,
     bounds: tuple[int, int] = (0, 2**62),
+    end_fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Write the base and `slices` slices of `source` under `out` (replacing an earlier cut's
     folders); returns what slices.json holds. `bounds`: the plausible timestamps, inclusive
-    (prepare's row bounds); rows outside them stay in the base."""
+    (prepare's row bounds); rows outside them stay in the base. `end_fraction`: the slices
+    end where that share of the plausible rows lies at or before (1: the newest row)."""
     if slices < 1 or period_seconds < 1:
         raise ValueError(
             f"need slices >= 1 and period_seconds >= 1, got {slices}, {period_seconds}"
         )
-    for old in [out / BASE, out / "malformed", *out.glob("slice-*")]:  # an earlier cut's
+    if not 0.0 < end_fraction <= 1.0:
+        raise ValueError(f"end_fraction must be in (0, 1], got {end_fraction}")
+    for old in [out / BASE, out / AFTER, out / "malformed", *out.glob("slice-*")]:
         shutil.rmtree(old, ignore_errors=True)
     log = read_log(source.logs, out / "malformed")
     for name in ("user_id", "item_id", "timestamp"):
@@ -113,7 +120,7 @@ def slice_dataset(
     valid = ~null & ~bad & (ts >= bounds[0]) & (ts <= bounds[1])
     if not valid.any():
         raise ValueError(f"{source.description}: no row has a plausible timestamp")
-    end = int(ts[valid].max())
+    end = int(np.quantile(ts[valid], end_fraction, method="inverted_cdf"))
     row_period = np.where(valid, period_of(ts, end, slices, period_seconds), 0)
 
     raw_ids = log["item_id"].combine_chunks().cast(pa.string())
@@ -122,6 +129,8 @@ def slice_dataset(
         np.isnan(arrival), 0, period_of(np.nan_to_num(arrival), end, slices, period_seconds)
     )
     names = [BASE] + [slice_name(i) for i in range(1, slices + 1)]
+    if (row_period > slices).any() or (item_period > slices).any():
+        names.append(AFTER)  # rows past `end`, or an item that arrives after every row
     rows, items = {}, {}
     for p, name in enumerate(names):
         part = log.filter(pa.array(row_period == p))

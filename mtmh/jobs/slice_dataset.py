@@ -2,7 +2,8 @@
 trains on; mtmh/data/slices.py). No Ray: one process reads the logs and writes the folders.
 
 python ray_jobs/slice_dataset.py --dataset synthetic --slices 3 --out data/synthetic-days
-python ray_jobs/slice_dataset.py --dataset ml-1m --slices 4 --period-days 7 --out data/ml-1m-weeks
+python ray_jobs/slice_dataset.py --dataset ml-1m --slices 4 --period-days 7 --end-fraction 0.8 \
+    --out data/ml-1m-weeks
 
 Then `mtmh run --dataset parquet:data/synthetic-days/base --out runs/days` trains the base;
 each OUT/slice-NN holds the items that arrive and the interactions that land in its period.
@@ -30,7 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", help="ml-100k, ml-1m, synthetic or parquet:PATH")
     parser.add_argument("--slices", type=int, default=3, help="how many periods at the end")
     parser.add_argument("--period-days", type=float, default=1.0, help="length of each slice")
-    parser.add_argument("--out", required=True, type=Path, help="folder to write (replaced)")
+    parser.add_argument(
+        "--end-fraction",
+        type=float,
+        default=1.0,
+        help="the slices end where this share of the rows lies before (1: the newest row); "
+        "what follows goes to OUT/after",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder to write")
     args = parser.parse_args(argv)
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
 
@@ -40,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         rb = cfg.data.row_bounds  # the validator's bounds: an impossible row moves no slice
         bounds = (rb.min_timestamp, rb.max_timestamp or int(time.time()) + rb.max_future_seconds)
-        meta = slice_dataset(source, args.out, args.slices, round(args.period_days * DAY), bounds)
+        period = round(args.period_days * DAY)
+        meta = slice_dataset(source, args.out, args.slices, period, bounds, args.end_fraction)
         table = Table(title=f"{meta['source']} -> {args.out}")
         for column in ("folder", "interactions", "items"):
             table.add_column(column)
