@@ -98,9 +98,9 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert 1 <= metrics["clusters"] <= report["clusters"]["num_clusters"]
         # New items: measured for every row, peers included (their zeros are shown).
         assert 0 <= metrics["cold_share"] <= 1 and metrics["cold_users"] >= 0
-    assert (
-        report["new_items"] >= 0 and "## New items (cold start)" in (run / "report.md").read_text()
-    )
+    new = report["new_items"]
+    assert 0 <= new["new"] < new["catalog"]
+    assert "## New items (cold start)" in (run / "report.md").read_text()
     assert [row["alpha"] for row in report["alpha_sweep"]] == [0, 30, 50, 70, 100]
     # The sweep is the same evaluation at other quotas: its alpha-50 row is MTMH's.
     row = next(r for r in report["alpha_sweep"] if r["alpha"] == 50)
