@@ -7,13 +7,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mtmh.config import build_config
 from mtmh.data.prepare import prepare
 from mtmh.data.slices import period_of, slice_dataset
-from mtmh.data.sources import get_source
+from mtmh.data.sources import SchemaError, get_source
+from mtmh.data.sources.parquet import ParquetSource
 from tests.tiny_data import BAD_ROWS, GOOD_ROWS, MALFORMED_LINES, T0, write_tiny_dataset
 
 DAY = 86_400
@@ -99,3 +101,49 @@ def test_prepare_reads_the_base_and_quarantines_its_bad_rows(tmp_path: Path) -> 
     assert {k: v for k, v in stats["quarantined"].items() if v} == dict(
         Counter(why for _, why in BAD_ROWS)
     )
+
+
+def test_a_base_and_its_slices_read_as_one_dataset_in_order(tmp_path: Path) -> None:
+    out, _ = _cut(tmp_path)
+    joined = ParquetSource(f"{out / 'base'}+{out / 'slice-01'}+{out / 'slice-02'}").load(
+        tmp_path / "cache"
+    )
+    # The base's catalog first, so its items keep their positions; then what arrived.
+    assert joined.items["raw_id"].to_pylist() == ["a", "b", "c", "e", "d"]
+    assert len(joined.logs.paths) == 3 and joined.logs.format == "parquet"
+    assert joined.features.dense_names == ["score"]
+    other = tmp_path / "other"
+    (other / "interactions").mkdir(parents=True)
+    pq.write_table(pa.table({"item_id": ["x"], "text": ["t"]}), other / "items.parquet")
+    pq.write_table(
+        pa.table({"user_id": ["u"], "item_id": ["x"], "timestamp": [T0]}),
+        other / "interactions" / "part-0.parquet",
+    )
+    with pytest.raises(SchemaError, match="feature columns differ"):
+        ParquetSource(f"{out / 'base'}+{other}").load(tmp_path / "cache")
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_preparing_base_plus_slice_keeps_every_base_item_id(tmp_path: Path) -> None:
+    out, meta = _cut(tmp_path)
+
+    def item_ids(dataset: str, run: Path) -> list[str]:
+        cfg = build_config(
+            overrides=[
+                f"data.dataset={dataset}",
+                "data.split.mode=timestamp",
+                f"data.split.cut_timestamp={meta['bounds'][0]}",  # the slices are T2
+                "data.pairs.window=2",
+                f"data.row_bounds.max_timestamp={BOUNDS[1]}",
+            ]
+        )
+        stats = prepare(cfg, run)
+        assert stats["quarantined"]["impossible_timestamp"] == 2
+        items = pq.read_table(run / "data" / "items.parquet").sort_by("item_id")
+        return items["raw_id"].to_pylist()
+
+    base = item_ids(f"parquet:{out / 'base'}", tmp_path / "base-run")
+    both = item_ids(
+        f"parquet:{out / 'base'}+{out / 'slice-01'}+{out / 'slice-02'}", tmp_path / "both-run"
+    )
+    assert both[: len(base)] == base and both[len(base) :] == ["d"]

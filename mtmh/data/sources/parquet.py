@@ -16,6 +16,11 @@ Layout under PATH:
 
 A missing required column or a column of the wrong type is a `SchemaError` naming the file and
 the column; bad values inside rows are the validator's business (they are quarantined).
+
+`parquet:A+B+...` reads several such folders as one dataset, in order: the catalogs one after
+the other (so an item keeps the id it had with A alone, and B's items come after) and every
+folder's logs. That is a base and the slices after it (mtmh/data/slices.py) trained as one.
+The folders must share their feature columns and log format.
 """
 
 from __future__ import annotations
@@ -138,18 +143,57 @@ def find_logs(root: Path) -> LogFiles:
 
 
 class ParquetSource:
-    """A dataset laid out as described in this module's docstring."""
+    """A dataset laid out as described in this module's docstring, or several ("A+B")."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
-        self.name = f"parquet:{self.root}"
+        self.roots = [Path(r).expanduser() for r in str(root).split("+")]
+        self.root = self.roots[0]
+        self.name = "parquet:" + "+".join(str(r) for r in self.roots)
 
     def load(self, cache_dir: Path) -> SourceData:
         del cache_dir  # the user's files are read in place
-        items_path = self.root / "items.parquet"
-        if not items_path.exists() and (self.root / "items").is_dir():
-            items_path = self.root / "items"
-        if not items_path.exists():
-            raise FileNotFoundError(f"{self.root}: no items.parquet (or items/) found")
-        items, spec = read_item_table(items_path)
-        return SourceData(items, spec, find_logs(self.root), f"parquet tables under {self.root}")
+        parts = [_load_folder(r) for r in self.roots]
+        if len(parts) == 1:
+            return parts[0]
+        return _joined(parts)
+
+
+def _load_folder(root: Path) -> SourceData:
+    items_path = root / "items.parquet"
+    if not items_path.exists() and (root / "items").is_dir():
+        items_path = root / "items"
+    if not items_path.exists():
+        raise FileNotFoundError(f"{root}: no items.parquet (or items/) found")
+    items, spec = read_item_table(items_path)
+    return SourceData(items, spec, find_logs(root), f"parquet tables under {root}")
+
+
+def _joined(parts: list[SourceData]) -> SourceData:
+    """Several folders as one dataset: catalogs and logs in order."""
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.features.dense_names, part.features.categorical_names) != (
+            first.features.dense_names,
+            first.features.categorical_names,
+        ):
+            raise SchemaError(
+                f"{part.description}: feature columns differ from {first.description}'s"
+            )
+        if part.logs.format != first.logs.format:
+            raise SchemaError(
+                f"{part.description}: {part.logs.format} logs, {first.description} has "
+                f"{first.logs.format}"
+            )
+    per_part = (p.features.categorical_cardinalities for p in parts)
+    cardinalities = [max(c) for c in zip(*per_part, strict=True)]
+    spec = ItemFeatureSpec(
+        dense_names=first.features.dense_names,
+        categorical_names=first.features.categorical_names,
+        categorical_cardinalities=cardinalities,
+    )
+    return SourceData(
+        pa.concat_tables([p.items for p in parts]),
+        spec,
+        LogFiles([f for p in parts for f in p.logs.paths], first.logs.format),
+        " + ".join(p.description for p in parts),
+    )
