@@ -284,6 +284,10 @@ class TrainConfig:
     dedup_pairs: bool = True
     count_power: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     max_steps: Annotated[int | None, Field(ge=1)] = None  # stop early (smoke runs, benches)
+    # An earlier run whose model of the same name (RUN/models/<name>) starts this training,
+    # its id table grown to this run's catalog (mtmh/model/warm_start.py). Set for a whole
+    # pipeline, every variant starts from its own earlier model.
+    init_from: str | None = None
     num_workers: Annotated[int, Field(ge=1)] = 1  # DDP workers
     use_gpu: bool = False
     # Two trainings side by side leave a CPU for the Ray Data tasks that feed them.

@@ -161,6 +161,29 @@ def test_two_worker_torch_trainer_finishes_on_tiny_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("ray_local")
+def test_a_training_can_start_from_an_earlier_runs_model_with_new_items(tmp_path: Path) -> None:
+    """train.init_from through Ray Train: one step at a learning rate too small to move
+    anything leaves the earlier model's rows in place and the new items' rows copied."""
+    from mtmh.model.inputs import load_item_tables
+    from mtmh.model.train_loop import fit
+    from mtmh.model.warm_start import ID_ROWS, content_nearest
+
+    base = write_tiny_run(tmp_path / "base", N_ITEMS - 4)
+    assert fit(_train_cfg("train.max_steps=4"), base).error is None
+    before = torch.load(base / "models" / "mtmh" / "model.pt")[ID_ROWS]
+    grown = write_tiny_run(tmp_path / "grown", N_ITEMS)
+    cfg = _train_cfg(f"train.init_from={base}", "train.max_steps=1", "train.lr=1e-12")
+    assert fit(cfg, grown).error is None
+    after = torch.load(grown / "models" / "mtmh" / "model.pt")[ID_ROWS]
+    assert after.shape == (N_ITEMS, 8)
+    torch.testing.assert_close(after[: N_ITEMS - 4], before, atol=1e-6, rtol=0)
+    content = load_item_tables(grown, teacher=True).teacher
+    assert content is not None
+    nearest = content_nearest(content, N_ITEMS - 4)
+    torch.testing.assert_close(after[N_ITEMS - 4 :], before[nearest], atol=1e-6, rtol=0)
+
+
+@pytest.mark.usefixtures("ray_local")
 def test_a_failed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from mtmh.model.train_loop import fit
 

@@ -100,6 +100,7 @@ def write_tiny_run(root: Path, n_items: int, n_pairs: int = 512, dim: int = 8) -
         pa.table(
             {
                 "item_id": pa.array(range(n_items), pa.int32()),
+                "raw_id": pa.array([f"item-{i}" for i in range(n_items)]),
                 "dense": pa.array(rng.random((n_items, 2)).tolist(), pa.list_(pa.float32())),
                 "categorical": pa.array(
                     rng.integers(0, 3, (n_items, 1)).tolist(), pa.list_(pa.int32())

@@ -54,6 +54,7 @@ from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
 from mtmh.model.training_pairs import ensure_training_pairs, training_pairs
 from mtmh.model.variants import get_variant
+from mtmh.model.warm_start import warm_start_from
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     task = build_task(cfg, run_dir)
+    if tc.init_from:  # a checkpoint of this training (restore, below) still comes first
+        earlier = model_dir(Path(tc.init_from), model_name(cfg))
+        grown = warm_start_from(task.tower, earlier, run_dir)
+        log.info("rank %d starts from %s (%d new id rows)", rank, earlier, grown)
     split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
     opt = make_optimizer(cfg, task.parameters())
     progress = restore(task, opt, tc.patience)
