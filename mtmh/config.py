@@ -285,8 +285,8 @@ class TrainConfig:
     count_power: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     max_steps: Annotated[int | None, Field(ge=1)] = None  # stop early (smoke runs, benches)
     # An earlier run whose model of the same name (RUN/models/<name>) starts this training,
-    # its id table grown to this run's catalog (mtmh/model/warm_start.py). Set for a whole
-    # pipeline, every variant starts from its own earlier model.
+    # or a trained model's folder itself; its id table grows to this run's catalog
+    # (mtmh/model/warm_start.py). Set for a pipeline, each variant starts from its own.
     init_from: str | None = None
     num_workers: Annotated[int, Field(ge=1)] = 1  # DDP workers
     use_gpu: bool = False

@@ -3,6 +3,8 @@ that gained items; the new rows copy their content-nearest trained item's row.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,13 @@ from mtmh.errors import ArtifactError
 from mtmh.model.tower import ItemFeatureTables, ItemTower
 from mtmh.model.train_loop import embed_all
 from mtmh.model.variants import get_variant
-from mtmh.model.warm_start import ID_ROWS, content_nearest, grow_id_rows, warm_start
+from mtmh.model.warm_start import (
+    ID_ROWS,
+    content_nearest,
+    grow_id_rows,
+    warm_start,
+    warm_start_source,
+)
 
 CFG = ModelConfig(dim=8, id_dim=8, cat_dim=4, dense_dim=4, hidden_dim=16)
 
@@ -80,3 +88,15 @@ def test_a_catalog_that_renumbers_old_items_or_another_variant_is_refused() -> N
     other = ItemTower(get_variant("itemcf"), _tables(12, content), CFG)
     with pytest.raises(ArtifactError, match="do not fit this itemcf tower"):
         warm_start(other, old.state_dict(), ids, [*ids, "n0", "n1"], content)
+
+
+def test_init_from_names_a_model_folder_or_a_run_with_a_model_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "base" / "models" / "mtmh"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"")
+    assert warm_start_source(tmp_path / "base", "mtmh") == folder
+    assert warm_start_source(folder, "mtmh-warm") == folder  # the folder itself, any name
+    with pytest.raises(FileNotFoundError, match="a run with a model 'dat'"):
+        warm_start_source(tmp_path / "base", "dat")

@@ -54,7 +54,7 @@ from mtmh.model.task import RetrievalTask
 from mtmh.model.tower import ItemTower
 from mtmh.model.training_pairs import ensure_training_pairs, training_pairs
 from mtmh.model.variants import get_variant
-from mtmh.model.warm_start import warm_start_from
+from mtmh.model.warm_start import warm_start_from, warm_start_source
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     task = build_task(cfg, run_dir)
     if tc.init_from:  # a checkpoint of this training (restore, below) still comes first
-        earlier = model_dir(Path(tc.init_from), model_name(cfg))
+        earlier = warm_start_source(tc.init_from, model_name(cfg))
         grown = warm_start_from(task.tower, earlier, run_dir)
         log.info("rank %d starts from %s (%d new id rows)", rank, earlier, grown)
     split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
@@ -360,6 +360,8 @@ def fit(
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
     if get_variant(cfg.model.variant).prompted:
         load_clusters(run_dir)  # before any worker starts: a clear error when there are none
+    if cfg.train.init_from:  # likewise for the model a warm start reads
+        warm_start_source(cfg.train.init_from, model_name(cfg))
     pairs = ensure_training_pairs(run_dir, cfg)
     # Read into the object store before the worker group starts: read lazily, inside each
     # trainer's own executor, trainings side by side wait forever for the CPUs their peers'

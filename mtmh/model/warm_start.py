@@ -72,11 +72,22 @@ def warm_start(
     return added
 
 
+def warm_start_source(init_from: str | Path, name: str) -> Path:
+    """The trained model's folder `train.init_from` names: a model folder itself (it holds
+    model.pt), or an earlier run, whose model of the same `name` it means."""
+    given = Path(init_from)
+    folder = given if (given / "model.pt").is_file() else given / "models" / name
+    if not (folder / "model.pt").is_file():
+        raise FileNotFoundError(
+            f"train.init_from={init_from}: neither a trained model's folder nor a run with a "
+            f"model {name!r} ({folder / 'model.pt'} not found)"
+        )
+    return folder
+
+
 def warm_start_from(tower: ItemTower, source: Path, run_dir: Path) -> int:
     """`warm_start` from a trained model's folder (RUN/models/<name>) of an earlier run."""
     path = source / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train.init_from's run has no such model")
     old_run = source.parent.parent
     content = None
     if (run_dir / "content").is_dir():
