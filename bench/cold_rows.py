@@ -23,12 +23,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import load_config
 from mtmh.embeddings import EmbeddingSource
-from mtmh.eval.cold_start import new_items
 from mtmh.eval.diversity import EvalCatalog
 from mtmh.eval.protocol import REPORT_MODELS, accumulate, sample_users, source_retriever
 from mtmh.index.faiss_index import build_exact, search
@@ -87,10 +85,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.run / "pipeline.yaml")
-    counts = pq.read_table(args.run / "data" / "items.parquet", columns=["t1_interactions"])
-    new = new_items(counts["t1_interactions"].to_numpy())
     users = sample_users(args.run, cfg.eval)
     catalog = EvalCatalog.load(args.run)
+    new = catalog.new  # the report's own definition: no T1 interactions
+    assert new is not None
     print(f"{args.run}: {int(new.sum())} new items of {len(new)}, {len(users)} test users")
     print(f"{'row':>10} {'order':>9} {'rows':>10} {'R@500':>7} {'new R@500':>10} {'new share':>10}")
     for model in args.models:

@@ -132,7 +132,8 @@ def ann_order(
     if cut is None:
         ranked = rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
     else:
-        ordered = preranker_order(cands, sims, triggers, blocked, cut=cut)
+        valid = valid_mask(cands, triggers, blocked) & np.isfinite(sims)
+        ordered = cut.apply(score_order(cands, sims, valid))
         ranked = [list(zip(i[:keep].tolist(), s[:keep].tolist(), strict=True)) for i, s in ordered]
     out = []
     for row in ranked:

@@ -147,7 +147,6 @@ class ParquetSource:
 
     def __init__(self, root: str | Path) -> None:
         self.roots = [Path(r).expanduser() for r in str(root).split("+")]
-        self.root = self.roots[0]
         self.name = "parquet:" + "+".join(str(r) for r in self.roots)
 
     def load(self, cache_dir: Path) -> SourceData:
