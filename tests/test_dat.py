@@ -249,3 +249,27 @@ def test_the_pipeline_trains_dat_after_the_clusters_and_retrains_it_when_they_ch
     assert {k for k in base if search[k] != base[k]} == {"preranker", "evaluate"}
     with pytest.raises(ConfigError, match="trains against the catalog's clusters"):
         keys("clusters.source=mtmh")
+
+
+def test_in_cluster_draws_repeat_across_processes() -> None:
+    """The draws are a function of (seed, rank, step) alone, whatever the process's string
+    hashing (PYTHONHASHSEED) is."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from mtmh.model.negatives import ClusterNegatives; "
+        "print(ClusterNegatives(np.arange(20) % 4, 8, 7).sample(0, 3).tolist())"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outs) == 1

@@ -95,7 +95,9 @@ class ClusterNegatives:
 
     def sample(self, rank: int, step: int, device: torch.device | None = None) -> torch.Tensor:
         """[K * per_cluster] item ids: cluster 0's draws, then cluster 1's, ..."""
-        gen = torch.Generator().manual_seed(hash((self.seed, rank, step, "cluster")) & 0x7FFF_FFFF)
+        # Integers only: a str in the tuple would hash differently in every process
+        # (PYTHONHASHSEED), and the draws would not repeat from run to run.
+        gen = torch.Generator().manual_seed(hash((self.seed, rank, step, 0xC1)) & 0x7FFF_FFFF)
         u = torch.rand((self.num_clusters, self.per_cluster), generator=gen)
         size = self.sizes.unsqueeze(1)
         offset = (u * size).long().clamp_max(size - 1)
