@@ -24,6 +24,9 @@ commands:
   report     print a finished run's report table and where its files are
   prepare, encode, train, index, preranker, evaluate
              one stage of a run (the jobs in ray_jobs/)
+  update     a new model version from a slice of new logs, gated, then served
+  versions   a run's versions and which one is served (--promote N serves another)
+  rollback   serve the version before the served one
 
 examples:
   mtmh run                                      # ml-100k into runs/ml-100k (= make run)
@@ -33,6 +36,8 @@ examples:
   mtmh serve runs/ml-100k --mode fused          # Ctrl-C stops it
   mtmh sweep runs/ml-100k --set "sweep.w_r_values=[0.0, 0.5, 5.0]"
   mtmh train --run runs/ml-100k --variant mtmh
+  mtmh update runs/days --logs data/days/slice-01
+  mtmh rollback runs/days
 """
 
 # command -> the job module whose main() it runs
@@ -45,6 +50,9 @@ JOBS = {
     "index": "mtmh.jobs.build_indexes",
     "preranker": "mtmh.jobs.train_preranker",
     "evaluate": "mtmh.jobs.evaluate",
+    "update": "mtmh.jobs.update",
+    "versions": "mtmh.jobs.versions",
+    "rollback": "mtmh.jobs.rollback",
 }
 DEFAULT_DATASET = "ml-100k"
 # Serve's fast path (docs/benchmarks.md), as `make serve` sets it.

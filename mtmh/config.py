@@ -64,6 +64,11 @@ class SyntheticConfig:
     # of its own: how much the text (and so the teacher) knows about the item's topic.
     text_noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
     fresh_item_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1  # arrive mid-log
+    # A catalog drop: this share of the items (none of them fresh) arrives within one day at
+    # `burst_at` of the log's span, the morning an update loop must place them (issue 28's
+    # "a thousand items added this morning"). 0 draws nothing, so other logs are unchanged.
+    burst_item_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    burst_at: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
     span_days: Annotated[int, Field(ge=1)] = 120  # length of the log in days
     start_timestamp: int = 1_600_000_000  # first event time (epoch seconds)
     # Rows per interaction shard: bounds the generator's memory.
@@ -508,6 +513,21 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class UpdateConfig:
+    """`mtmh update` (mtmh/update/): a new model version from the serving one and a slice of
+    new logs, and the gate it must pass to be served."""
+
+    # Epochs each warm-started model trains on the new window. One measured 1.005x the full
+    # retrain's validation score on the synthetic days (docs/results.md).
+    epochs: Annotated[int, Field(ge=1)] = 1
+    # The gate: a new model's validation score (the newest held-out window, carved from T1)
+    # may be at most this fraction below the serving model's score on the same window.
+    tolerance: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.01
+    # The models the gate checks; every trained model is measured and written either way.
+    gate_models: tuple[str, ...] = ("mtmh",)
+
+
+@dataclass(frozen=True, config=_STRICT)
 class SweepConfig:
     """The Ray Tune sweep of w_r (tune/sweep_wr.py); alpha is swept inside every trial."""
 
@@ -555,6 +575,7 @@ class RunConfig:
     eval: EvalConfig = EvalConfig()
     pipeline: PipelineConfig = PipelineConfig()
     sweep: SweepConfig = SweepConfig()
+    update: UpdateConfig = UpdateConfig()
     ray: RayConfig = RayConfig()
     seed: int = 0
 

@@ -13,6 +13,9 @@ one of two modes (`GraphArgs.mode`):
 Model updates: the served run is this deployment's `user_config` (`{"run_dir": ...}`).
 Changing it (`serve deploy` with a new run_dir is a lightweight update: replicas are
 reconfigured in place, not restarted) opens the new run and swaps it in with one assignment.
+A run with versions (`mtmh update`, mtmh/versions.py) is served at the version its
+RUN/serving.json names, and each replica reads that file every `follow_s` seconds and swaps
+the same way when a version is promoted or rolled back.
 A request reads that reference once, at its start, and passes the version's `model_id` to every
 downstream call, which Serve multiplexing routes to replicas holding that version (loading it
 on first use). Requests in flight during a swap finish on the old version; none mixes two. In
@@ -25,14 +28,17 @@ freed when its last request finishes.
 # resolve string annotations.
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -49,6 +55,7 @@ from mtmh.serving.plan import (
     plan_retrieve,
 )
 from mtmh.serving.run import ServingRun
+from mtmh.versions import read_version, serving_dir, version_number
 from serve_app.explore import explore_page, report_files, report_page
 from serve_app.preranker import PrerankJob
 from serve_app.schemas import (
@@ -86,6 +93,9 @@ class ServedRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
     run_dir: str  # absolute, or relative to the replica's working directory
     model: str = "mtmh"
+    # Seconds between reads of RUN/serving.json (mtmh/versions.py), whose promoted version
+    # the replica swaps in as it would a new run_dir; 0: follow the user_config only.
+    follow_s: float = Field(default=2.0, ge=0.0)
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class Live:
     catalog: ItemCatalog
     local: InProcessRetrieval | None = None
     clusters: list[int] | None = None  # every item's cluster, when the run has them
+    number: int = 0  # the run's version number (RUN/serving.json); 0: the full run
+    made_at: float | None = None  # when that version was made (epoch seconds)
 
     def item_ids(self, raw: list[str] | None, ids: list[int] | None) -> list[int] | None:
         """`ids` as given, or the catalog ids of `raw` (a 404 naming any unknown one)."""
@@ -190,6 +202,9 @@ class Ingress:
             else Downstream({"engagement": engagement, "relevance": relevance}, preranker)  # type: ignore[dict-item, arg-type]
         )
         self.live: Live | None = None
+        self.served = ServedRun(run_dir="")
+        self.swapping = threading.Lock()
+        self.follower: threading.Thread | None = None
         if self.fused:
             import faiss
             import torch
@@ -198,20 +213,47 @@ class Ingress:
             torch.set_num_threads(torch_threads)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        served = ServedRun.model_validate(user_config)
-        run = ServingRun.open(served.run_dir, served.model)
-        catalog = ItemCatalog.open(run.run_dir)
-        local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
-        old = self.live.run.version if self.live else None
-        clusters = run.cluster_of_items()
-        self.live = Live(run, catalog, local, clusters)  # the swap: one reference, read once
+        self.served = ServedRun.model_validate(user_config)
+        self._swap_to(serving_dir(Path(self.served.run_dir).resolve()))
+        if self.served.follow_s and self.follower is None:
+            self.follower = threading.Thread(target=self._follow, daemon=True)
+            self.follower.start()
+
+    def _swap_to(self, version_dir: Path) -> None:
+        """Open the version in `version_dir` and swap it in (one reference, read once by
+        each request); a swap from the follower and one from reconfigure never interleave."""
+        with self.swapping:
+            served = self.served
+            run = ServingRun.open(version_dir, served.model)
+            catalog = ItemCatalog.open(run.run_dir)
+            local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
+            old = self.live.run.version if self.live else None
+            root = Path(served.run_dir).resolve()
+            number = version_number(root, run.run_dir)
+            made_at = read_version(root, number).get("made_at")
+            clusters = run.cluster_of_items()
+            self.live = Live(run, catalog, local, clusters, number, made_at)  # the swap
         log.info(
-            "serving %s from %s (was %s, %s mode)",
+            "serving %s (version %d) from %s (was %s, %s mode)",
             run.version,
+            number,
             run.run_dir,
             old,
             "fused" if self.fused else "graph",
         )
+
+    def _follow(self) -> None:
+        """Swap in the version RUN/serving.json names whenever it changes. A version that
+        fails to open is logged and tried again; the replica keeps answering from the one
+        it has."""
+        while self.served.follow_s:
+            time.sleep(self.served.follow_s)
+            try:
+                target = serving_dir(Path(self.served.run_dir).resolve())
+                if self.live is None or target != self.live.run.run_dir:
+                    self._swap_to(target)
+            except Exception:
+                log.exception("following %s/serving.json", self.served.run_dir)
 
     def _pin(self) -> Live:
         if self.live is None:
@@ -228,6 +270,8 @@ class Ingress:
             num_items=live.run.num_items,
             num_clusters=live.run.num_clusters,
             visit=live.run.visit,
+            version_number=live.number,
+            version_made_at=live.made_at,
         )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

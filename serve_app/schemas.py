@@ -156,3 +156,5 @@ class Health(BaseModel):
     num_items: int
     num_clusters: int  # 0: no divide-and-conquer search
     visit: int  # clusters per trigger by default
+    version_number: int = 0  # the run's served version (RUN/serving.json); 0: the full run
+    version_made_at: float | None = None  # when it was made, epoch seconds

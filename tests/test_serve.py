@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from mtmh.serving.inprocess import InProcessRetrieval
 from mtmh.serving.plan import RequestError, UnknownItemError, plan_i2i, plan_retrieve
 from mtmh.serving.run import ServingArtifactError, ServingRun
+from mtmh.versions import promote, rollback, version_dir, write_version
 from tests.tiny_serving import NUM_CLUSTERS, NUM_ITEMS, make_serving_run
 
 APP = "mtmh-test"
@@ -316,6 +317,71 @@ def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
     for _, body, _, out in results:
         want = _reference(refs[out["model_version"]], "/i2i", body)
         assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+
+
+def _stream(url: str, bodies: list[dict[str, Any]], stop: threading.Event) -> list[Any]:
+    """Four clients posting /i2i until `stop`; (body, status, answer or error) per request."""
+    results: list[tuple[dict[str, Any], int, Any]] = []
+
+    def client(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            body = bodies[(worker + n) % len(bodies)]
+            n += 1
+            try:
+                r = requests.post(url + "/i2i", json=body, timeout=60)
+            except requests.RequestException as err:  # a dropped connection is a failure too
+                results.append((body, -1, repr(err)))
+                continue
+            results.append((body, r.status_code, r.json() if r.ok else r.text[:300]))
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_a_run_with_versions_follows_promotion_and_rollback_under_a_stream(
+    url: str, mode: str, tmp_path: Path
+) -> None:
+    """`mtmh update` promotes by writing RUN/serving.json and `mtmh rollback` goes back the
+    same way: each replica follows the file, with no request failed or mixed."""
+    root = make_serving_run(tmp_path / "run", seed=3)
+    make_serving_run(version_dir(root, 1), seed=4)
+    write_version(root, 1, {"version": 1, "made_from": 0, "made_at": 1.0, "promoted": False})
+    old, new = (InProcessRetrieval(ServingRun.open(d)) for d in (root, version_dir(root, 1)))
+    refs = {r.run.version: r for r in (old, new)}
+    v0, v1 = old.run.version, new.run.version
+    _deploy(root, mode)
+    _wait_for_version(url, v0)
+    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
+    stop = threading.Event()
+    results: list[Any] = []
+    streaming = threading.Thread(target=lambda: results.extend(_stream(url, bodies, stop)))
+    streaming.start()
+    time.sleep(1.0)
+    promote(root, 1, "test")
+    _wait_for_version(url, v1)
+    assert requests.get(url + "/healthz", timeout=5).json()["version_number"] == 1
+    time.sleep(1.0)
+    rollback(root)
+    _wait_for_version(url, v0)
+    time.sleep(1.0)
+    stop.set()
+    streaming.join()
+
+    failed = [(b, status, out) for b, status, out in results if status != 200]
+    assert not failed, failed[:3]
+    seen = [out["model_version"] for *_, out in results]
+    assert set(seen) == {v0, v1}, set(seen)
+    for body, _, out in results:  # each answer is its own version's, whole
+        want = _reference(refs[out["model_version"]], "/i2i", body)
+        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+    health = requests.get(url + "/healthz", timeout=5).json()
+    assert health["version_number"] == 0 and Path(health["run_dir"]) == root.resolve()
 
 
 @pytest.mark.parametrize(("path", "body"), PARITY_REQUESTS)

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from mtmh.config import SyntheticConfig, build_config
 from mtmh.data.prepare import prepare
-from mtmh.data.sources.synthetic import SyntheticSource, generate
+from mtmh.data.sources.synthetic import DAY, SyntheticSource, generate
 
 SMALL = SyntheticConfig(
     num_items=600,
@@ -118,3 +119,21 @@ def test_synthetic_prepares(tmp_path: Path) -> None:
     assert stats["interactions"] == 8000 and sum(stats["quarantined"].values()) == 0
     assert stats["eval_users"] > 0 and stats["pairs"] > 0
     assert SyntheticSource(cfg.data.synthetic).load(tmp_path).items.num_rows == 300
+
+
+def test_a_burst_of_items_arrives_on_one_day_and_is_engaged_only_after(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(SMALL, burst_item_fraction=0.2, burst_at=0.8)
+    generate(cfg, tmp_path / "burst")
+    generate(SMALL, tmp_path / "plain")
+    items, logs = _load(tmp_path / "burst")
+    arrival = items["available_from"].to_numpy()
+    at = cfg.start_timestamp + 0.8 * cfg.span_days * DAY
+    burst = (arrival >= at) & (arrival < at + DAY)
+    # About a fifth of the non-fresh items, all on that day.
+    assert 0.12 * cfg.num_items < burst.sum() < 0.22 * cfg.num_items
+    item, ts = logs["item_id"].to_numpy(), logs["timestamp"].to_numpy()
+    assert (ts >= arrival[item]).all()
+    assert np.isin(np.flatnonzero(burst), item).mean() > 0.5  # most are engaged after arriving
+    # The fresh items drawn before the burst arrive as without it.
+    plain = _load(tmp_path / "plain")[0]["available_from"].to_numpy()
+    assert np.array_equal(arrival[~burst], plain[~burst])

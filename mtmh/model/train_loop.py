@@ -57,6 +57,7 @@ from mtmh.model.variants import get_variant
 from mtmh.model.warm_start import warm_start_from, warm_start_source
 
 log = logging.getLogger(__name__)
+START = "val/start/"  # a warm start's validation before its first step
 
 
 def model_name(cfg: RunConfig) -> str:
@@ -259,6 +260,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         world,
         rank,
     )
+    if tc.init_from and split and not progress.step:
+        validate_start(task, split, cfg, reporter)
     hooks = step_hooks(config, cfg, run_dir, rank)
     shard = ray.train.get_dataset_shard("train")
     epoch = progress.epoch
@@ -276,6 +279,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if rank == 0:
         hard = task.cluster_negatives
         write_outputs(task.tower, cfg, run_dir, hard.assignments.numpy() if hard else None)
+
+
+def validate_start(
+    task: RetrievalTask, split: HoldoutSplit, cfg: RunConfig, reporter: Reporter
+) -> None:
+    """A warm start's row before any step ("val/start/..."): the earlier model, grown to this
+    catalog, on this run's validation split; the update gate's baseline (mtmh/update/)."""
+    started = time.perf_counter()
+    val = validate(task, split, cfg.eval, cfg.clusters.visit)
+    reporter.seconds["validation"] += time.perf_counter() - started
+    reporter.write({"step": 0, "epoch": -1, **{START + k[4:]: v for k, v in val.items()}})
+    log.info("before any step: val/score %.4f", val["val/score"])
 
 
 def end_of_epoch(

@@ -11,7 +11,7 @@ from typing import Any
 from mtmh.config import RunConfig
 from mtmh.errors import MtmhError
 from mtmh.model.curves import plot_loss_curves, read_metrics
-from mtmh.model.train_loop import fit, model_dir, model_name
+from mtmh.model.train_loop import START, fit, model_dir, model_name
 
 
 class TrainingFailed(MtmhError, RuntimeError):
@@ -34,6 +34,8 @@ def train_variant(
     rows = read_metrics(out / "metrics.jsonl")
     plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", name)
     val_rows = [r for r in rows if "val/score" in r]
+    start = next((r[START + "score"] for r in rows if START + "score" in r), None)
+    rows = [r for r in rows if r.get("epoch", 0) >= 0]  # the steps' rows, not a start row
     summary = {
         "variant": cfg.model.variant,
         "name": name,
@@ -41,6 +43,8 @@ def train_variant(
         "epochs_run": len(val_rows) or None,
         "best_epoch": int(val_rows[-1]["val/best_epoch"]) if val_rows else None,
         "validation_score": [round(r["val/score"], 4) for r in val_rows],
+        # a warm start's score before any step: the earlier model on this validation split
+        "start_validation_score": None if start is None else round(start, 4),
         "seconds": round(time.perf_counter() - started, 1),
         "first": _losses(rows[0]) if rows else {},
         "last": _losses(rows[-1]) if rows else {},

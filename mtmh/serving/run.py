@@ -41,6 +41,7 @@ from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead, cover_k_ann, load
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.ranking import resolved_ranking
 from mtmh.serving.partition import ServedPartition
+from mtmh.versions import serving_dir
 
 SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
 
@@ -68,7 +69,8 @@ class ServingRun:
 
     @classmethod
     def open(cls, run_dir: str | Path, model: str = "mtmh") -> ServingRun:
-        run_dir = Path(run_dir).resolve()
+        """The run `run_dir` at the version it serves (RUN/serving.json; mtmh/versions.py)."""
+        run_dir = serving_dir(Path(run_dir).resolve())
         config = run_dir / "pipeline.yaml"
         if not config.is_file():
             raise ServingArtifactError(f"{config} not found: is {run_dir} a pipeline run?")

@@ -9,7 +9,8 @@ What it plants, and why:
   popular, off-topic co-engagement that makes co-engagement models lose relevance;
 - `text_noise` of an item's text words come from a random fine topic's vocabulary: the
   knob for how much the text, and so the teacher, knows about the item's topic;
-- fresh items (`fresh_item_fraction`) that arrive during the log, with no engagement before;
+- fresh items (`fresh_item_fraction`) that arrive during the log, with no engagement before,
+  and optionally a burst of them on one day (`burst_item_fraction` at `burst_at`);
 - side features a model may use: a creator id (creators mostly stay within one topic), a format
   code, and two float features;
 - generated tags (`concepts`) for the content encoder's concept tower: 2-4 hashtags drawn
@@ -77,6 +78,11 @@ class _Catalog:
         self.available_from = np.where(
             fresh, start + (0.1 + 0.9 * rng.random(n)) * span, start - 365 * DAY
         ).astype(np.int64)
+        if cfg.burst_item_fraction:  # drawn only when asked: other logs stay as they were
+            burst = (rng.random(n) < cfg.burst_item_fraction) & ~fresh
+            burst[head] = False
+            arrive = start + cfg.burst_at * span + rng.random(int(burst.sum())) * DAY
+            self.available_from[burst] = arrive.astype(np.int64)
 
     def sample_global(self, rng: np.random.Generator, size: int) -> np.ndarray:
         idx = np.searchsorted(self.global_cdf, rng.random(size), side="right")

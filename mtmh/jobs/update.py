@@ -1,0 +1,53 @@
+"""A new model version of a run from a slice of new logs (and catalog rows), gated and, when it
+passes, served (mtmh/update/make_version.py; versions in mtmh/versions.py).
+
+mtmh update runs/days --logs data/days/slice-01                  # a slice_dataset folder
+mtmh update runs/days --logs new/interactions.csv --items new/items.parquet
+python ray_jobs/update.py runs/days --logs data/days/slice-02 --set update.tolerance=0.02
+ray job submit -- python ray_jobs/update.py /shared/runs/shop --logs /shared/logs/2026-11-30
+
+The run must come from a `parquet:` dataset (cut one with ray_jobs/slice_dataset.py). The new
+version is written to RUN/versions/<n>/; RUN/serving.json names the version Serve answers
+from. --no-promote writes and gates the version without serving it (`mtmh versions RUN
+--promote N` serves it later; `mtmh rollback RUN` goes back).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mtmh.config import load_config
+from mtmh.job_args import job_parser
+from mtmh.job_output import JobOutput, run_job
+from mtmh.jobs.versions import print_versions
+from mtmh.ray_utils import init_ray
+from mtmh.update.make_version import make_version
+from mtmh.versions import serving_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = job_parser(__doc__)
+    parser.add_argument("run", type=Path, help="the run directory (mtmh run's --out)")
+    parser.add_argument("--logs", required=True, type=Path, help="the new slice: a folder or file")
+    parser.add_argument("--items", type=Path, help="the new catalog rows (items.parquet)")
+    parser.add_argument("--no-promote", action="store_true", help="gate it, do not serve it")
+    args = parser.parse_args(argv)
+
+    def body(out: JobOutput) -> int:
+        config = args.config or serving_dir(args.run.resolve()) / "pipeline.yaml"
+        init_ray(load_config(config, args.overrides).ray)
+        promote = not args.no_promote
+        record = make_version(
+            args.run, args.logs, args.items, config, args.overrides, promote, out.console
+        )
+        print_versions(out.console, args.run)
+        verdict = "promoted: Serve follows it" if record["promoted"] else "not promoted"
+        out.console.print(f"version {record['version']}: {verdict}", soft_wrap=True)
+        return 0
+
+    return run_job("update", args.run, args.verbose, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""`mtmh update RUN --logs PATH [--items PATH]`: a new model version from the serving one and a
+slice of new logs and catalog rows, written beside it (RUN/versions/<n>/, mtmh/versions.py).
+
+1. prepare reads the serving version's dataset with the slice after it (`parquet:BASE+SLICE`),
+   validating and quarantining the new rows as any prepare does; every earlier item keeps its
+   id, the new ones come after, and the quantile split moves forward with the log;
+2. the content encoder and the unchanged items' vectors are carried over, and only the new or
+   changed items are embedded (mtmh/update/carry.py); content clusters are carried too, the
+   new items joining their nearest centroid;
+3. the rest is the pipeline on the version's folder: every model warm-starts from the serving
+   version's (`train.init_from`, `update.epochs` epochs; new items' id rows copied from their
+   content-nearest trained item), then its indexes, prerankers and evaluation on the newest
+   held-out window;
+4. the gate (mtmh/update/gate.py) compares each gated model with itself before the update, and
+   a version that passes is promoted: RUN/serving.json names it, and Serve follows.
+
+Every trained head's vectors move in a warm start, so its index is rebuilt, not appended to;
+the content index is rebuilt too (seconds, against the embedding it saves).
+
+Example:
+    record = make_version(Path("runs/days"), Path("data/days/slice-01"))
+    record["gate"]["passed"], record["promoted"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from mtmh.clusters.artifact import has_clusters
+from mtmh.config import ConfigError, RunConfig, load_config, save_config
+from mtmh.embeddings import CONTENT_SOURCE
+from mtmh.model.train_loop import model_name
+from mtmh.pipeline import MARKER, Stage, plan, run_pipeline, variant_config
+from mtmh.stage_board import StageBoard
+from mtmh.update.carry import carry_clusters, carry_content
+from mtmh.update.gate import gate
+from mtmh.versions import next_version, promote, serving_version, version_dir, write_version
+
+log = logging.getLogger(__name__)
+PARQUET = "parquet:"
+SUMMARY_KEYS = ("recall@20", "recall@500", "cold_recall@500", "cold_users", "cold_share")
+
+
+def slice_folder(out: Path, logs: Path, items: Path | None, base: Path) -> Path:
+    """The new slice as a `parquet:` folder. `logs` is one already (items.parquet beside its
+    interactions) unless `items` is given or it holds only logs; then OUT/input links the
+    logs and holds `items` (or an empty catalog: no new items) next to them."""
+    logs = logs.resolve()
+    if not logs.exists():
+        raise FileNotFoundError(f"--logs {logs}: not found")
+    has_items = (logs / "items.parquet").exists() or (logs / "items").is_dir()
+    if logs.is_dir() and has_items and items is None:
+        return logs
+    folder = out / "input"
+    folder.mkdir(parents=True, exist_ok=True)
+    if logs.is_file():
+        link = folder / f"interactions{logs.suffix}"
+    else:
+        inner = [p for p in logs.iterdir() if p.name.startswith("interactions")]
+        logs = inner[0] if inner else logs  # a slice folder's logs, or a folder of log files
+        link = folder / (inner[0].name if inner else "interactions")
+    if not link.exists():
+        os.symlink(logs, link)
+    if items is not None:
+        shutil.copyfile(items, folder / "items.parquet")
+    elif not (folder / "items.parquet").exists():
+        base_items = base / "items.parquet"
+        pq.write_table(pq.read_schema(base_items).empty_table(), folder / "items.parquet")
+    return folder
+
+
+def check_updatable(parent: RunConfig, parent_dir: Path) -> None:
+    if not parent.data.dataset.startswith(PARQUET):
+        raise ConfigError(
+            f"{parent_dir} was made from {parent.data.dataset!r}: an update appends a slice to a "
+            "parquet: dataset. Cut yours into a base and slices (ray_jobs/slice_dataset.py), "
+            "run the base (mtmh run --dataset parquet:OUT/base), then update it"
+        )
+
+
+def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunConfig:
+    """The serving version's config, reading the slice after its data and warm-starting from
+    its models."""
+    check_updatable(parent, parent_dir)
+    return dataclasses.replace(
+        parent,
+        data=dataclasses.replace(parent.data, dataset=f"{parent.data.dataset}+{new_slice}"),
+        train=dataclasses.replace(
+            parent.train, init_from=str(parent_dir), epochs=parent.update.epochs
+        ),
+    )
+
+
+def _run_stage(stage: Stage, board: StageBoard) -> None:
+    with board.stage(stage.name):
+        started = time.perf_counter()
+        stage.run()
+        stage.mark(time.perf_counter() - started)
+
+
+def _carried_stages(
+    cfg: RunConfig, parent_dir: Path, out: Path, console: Console
+) -> dict[str, Any]:
+    """prepare, then encode and the content clusters, carried over from `parent_dir`."""
+    stages = {s.name: s for s in plan(cfg, out)}
+    done: dict[str, Any] = {}
+    with StageBoard(console) as board:
+        _run_stage(stages["prepare"], board)
+        done["content"] = carry_content(parent_dir, out)
+        _run_stage(stages["encode"], board)
+        content_clusters = cfg.clusters.source == CONTENT_SOURCE
+        if content_clusters and "clusters" in stages and has_clusters(parent_dir):
+            with board.stage("clusters"):
+                started = time.perf_counter()
+                meta = {"carried_from": str(parent_dir)}
+                done["clusters"] = carry_clusters(parent_dir, out, meta)
+                stages["clusters"].mark(time.perf_counter() - started)
+    return done
+
+
+def make_version(
+    root: Path,
+    logs: Path,
+    items: Path | None = None,
+    config: Path | None = None,
+    overrides: list[str] | None = None,
+    promote_passed: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Make, gate and (when it passes) promote the next version of the run `root`; returns
+    its record (RUN/versions/<n>/version.json). The config is the serving version's (or
+    `config`) with `overrides`. Needs Ray up."""
+    console = console or Console()
+    root = root.resolve()
+    started, made_at = time.perf_counter(), time.time()
+    parent = serving_version(root)
+    parent_dir = version_dir(root, parent)
+    parent_cfg = load_config(config or parent_dir / "pipeline.yaml", overrides or [])
+    check_updatable(parent_cfg, parent_dir)
+    number = next_version(root)
+    out = version_dir(root, number)
+    out.mkdir(parents=True)
+    base = Path(parent_cfg.data.dataset.removeprefix(PARQUET).split("+")[0])
+    cfg = version_config(parent_cfg, parent_dir, slice_folder(out, logs, items, base))
+    save_config(cfg, out / "pipeline.yaml")
+    console.print(f"version {number} of {root}, from version {parent}", soft_wrap=True)
+    carried = _carried_stages(cfg, parent_dir, out, console)
+    report = run_pipeline(cfg, out, console=console)
+    trained = [model_name(variant_config(cfg, v)) for v in cfg.pipeline.variants]
+    verdict = gate(out, trained, cfg.update)
+    record = {
+        "version": number,
+        "made_at": made_at,
+        "made_from": parent,
+        "dataset": cfg.data.dataset,
+        "logs": str(logs.resolve()),
+        "items": None if items is None else str(items.resolve()),
+        "catalog": {"items": _catalog(out), "before": _catalog(parent_dir)},
+        "trained_from": {m: str(parent_dir / "models" / m) for m in trained},
+        "epochs": cfg.train.epochs,
+        "carried": carried,
+        "gate": verdict,
+        "evaluation": {
+            name: {k: row[k] for k in SUMMARY_KEYS if k in row}
+            for name, row in report.get("models", {}).items()
+        },
+        "seconds": {
+            **{s.name: _marked_seconds(s) for s in plan(cfg, out)},
+            "total": round(time.perf_counter() - started, 1),
+        },
+        "promoted": False,
+    }
+    write_version(root, number, record)
+    if verdict["passed"] and promote_passed:
+        promote(root, number, "gate passed")
+        record["promoted"] = True
+    return record
+
+
+def _catalog(run_dir: Path) -> int:
+    return pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
+
+
+def _marked_seconds(stage: Stage) -> float | None:
+    """What a stage's marker recorded (a training's: since the trainings began)."""
+    marker = stage.folder / MARKER
+    return json.loads(marker.read_text()).get("seconds") if marker.is_file() else None
