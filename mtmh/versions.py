@@ -40,11 +40,6 @@ def version_dir(root: Path, number: int) -> Path:
     return root if number == 0 else root / VERSIONS / str(number)
 
 
-def version_number(root: Path, folder: Path) -> int:
-    """Which version of `root` the run folder `folder` is (0: the run itself)."""
-    return int(folder.name) if folder.parent == root / VERSIONS else 0
-
-
 def serving_record(root: Path) -> dict[str, Any]:
     """RUN/serving.json, or what a run that was never updated serves (version 0)."""
     path = root / SERVING_FILE

@@ -55,7 +55,7 @@ from mtmh.serving.plan import (
     plan_retrieve,
 )
 from mtmh.serving.run import ServingRun
-from mtmh.versions import read_version, serving_dir, version_number
+from mtmh.versions import read_version, serving_version, version_dir
 from serve_app.explore import explore_page, report_files, report_page
 from serve_app.preranker import PrerankJob
 from serve_app.schemas import (
@@ -214,22 +214,22 @@ class Ingress:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.served = ServedRun.model_validate(user_config)
-        self._swap_to(serving_dir(Path(self.served.run_dir).resolve()))
+        self._swap_to(serving_version(Path(self.served.run_dir).resolve()))
         if self.served.follow_s and self.follower is None:
             self.follower = threading.Thread(target=self._follow, daemon=True)
             self.follower.start()
 
-    def _swap_to(self, version_dir: Path) -> None:
-        """Open the version in `version_dir` and swap it in (one reference, read once by
-        each request); a swap from the follower and one from reconfigure never interleave."""
+    def _swap_to(self, number: int) -> None:
+        """Open version `number` of the served run and swap it in (one reference, read once
+        by each request); a swap from the follower and one from reconfigure never
+        interleave."""
         with self.swapping:
             served = self.served
-            run = ServingRun.open(version_dir, served.model)
+            root = Path(served.run_dir).resolve()
+            run = ServingRun.open(root, served.model, number)
             catalog = ItemCatalog.open(run.run_dir)
             local = InProcessRetrieval(run) if self.fused else None  # loaded before the swap
             old = self.live.run.version if self.live else None
-            root = Path(served.run_dir).resolve()
-            number = version_number(root, run.run_dir)
             made_at = read_version(root, number).get("made_at")
             clusters = run.cluster_of_items()
             self.live = Live(run, catalog, local, clusters, number, made_at)  # the swap
@@ -249,8 +249,9 @@ class Ingress:
         while self.served.follow_s:
             time.sleep(self.served.follow_s)
             try:
-                target = serving_dir(Path(self.served.run_dir).resolve())
-                if self.live is None or target != self.live.run.run_dir:
+                root = Path(self.served.run_dir).resolve()
+                target = serving_version(root)
+                if self.live is None or version_dir(root, target) != self.live.run.run_dir:
                     self._swap_to(target)
             except Exception:
                 log.exception("following %s/serving.json", self.served.run_dir)

@@ -352,7 +352,7 @@ def test_a_run_with_versions_follows_promotion_and_rollback_under_a_stream(
     root = make_serving_run(tmp_path / "run", seed=3)
     make_serving_run(version_dir(root, 1), seed=4)
     write_version(root, 1, {"version": 1, "made_from": 0, "made_at": 1.0, "promoted": False})
-    old, new = (InProcessRetrieval(ServingRun.open(d)) for d in (root, version_dir(root, 1)))
+    old, new = (InProcessRetrieval(ServingRun.open(root, number=n)) for n in (0, 1))
     refs = {r.run.version: r for r in (old, new)}
     v0, v1 = old.run.version, new.run.version
     _deploy(root, mode)

@@ -41,7 +41,7 @@ from mtmh.retrieval.heads import HeadIndex, StoredVectorsHead, cover_k_ann, load
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from mtmh.retrieval.ranking import resolved_ranking
 from mtmh.serving.partition import ServedPartition
-from mtmh.versions import serving_dir
+from mtmh.versions import serving_dir, version_dir
 
 SERVED_HEADS = (ENGAGEMENT, RELEVANCE)
 
@@ -68,9 +68,13 @@ class ServingRun:
     temperature: float = 0.1  # the affinity strategy's softmax temperature
 
     @classmethod
-    def open(cls, run_dir: str | Path, model: str = "mtmh") -> ServingRun:
-        """The run `run_dir` at the version it serves (RUN/serving.json; mtmh/versions.py)."""
-        run_dir = serving_dir(Path(run_dir).resolve())
+    def open(
+        cls, run_dir: str | Path, model: str = "mtmh", number: int | None = None
+    ) -> ServingRun:
+        """The run `run_dir` at version `number` (mtmh/versions.py; 0: the folder itself),
+        by default the version it serves (RUN/serving.json)."""
+        root = Path(run_dir).resolve()
+        run_dir = serving_dir(root) if number is None else version_dir(root, number)
         config = run_dir / "pipeline.yaml"
         if not config.is_file():
             raise ServingArtifactError(f"{config} not found: is {run_dir} a pipeline run?")
@@ -129,7 +133,7 @@ class ServingRun:
         # "<model>-<embedding hash>.pr-<preranker hash>[.cl-<clusters hash>]"; model names
         # may hold "-".
         model = version.rsplit(".pr-", 1)[0].rsplit("-", 1)[0]
-        run = cls.open(run_dir, model)
+        run = cls.open(run_dir, model, number=0)  # that folder, whatever it serves now
         if run.version != version:
             raise ServingArtifactError(
                 f"{run_dir} now holds version {run.version}, not {version}: artifacts were "
