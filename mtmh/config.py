@@ -525,6 +525,10 @@ class UpdateConfig:
     tolerance: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.01
     # The models the gate checks; every trained model is measured and written either way.
     gate_models: tuple[str, ...] = ("mtmh",)
+    # The variants an update retrains (those of the serving version's pipeline.variants):
+    # what Serve answers with (mtmh) and the co-engagement model its new items are compared
+    # with (itemcf). The other variants are report rows of a full run, not served.
+    variants: tuple[VariantName, ...] = ("mtmh", "itemcf")
 
 
 @dataclass(frozen=True, config=_STRICT)

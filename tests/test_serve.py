@@ -539,6 +539,8 @@ def test_explore_page_in_a_real_browser(url: str, browser: Any, tmp_path: Path, 
     page.on("pageerror", lambda err: errors.append(str(err)))
     page.goto(url + "/")
     page.wait_for_function("document.getElementById('version').textContent.includes('600 items')")
+    # The serving version and when it was made (RUN/serving.json; a run never updated is 0).
+    assert page.locator("#version").inner_text().startswith("version 0 (made ")
 
     page.locator("#q").fill("Title 41")
     page.wait_for_selector("#results button")

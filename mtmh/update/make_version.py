@@ -7,10 +7,10 @@ slice of new logs and catalog rows, written beside it (RUN/versions/<n>/, mtmh/v
 2. the content encoder and the unchanged items' vectors are carried over, and only the new or
    changed items are embedded (mtmh/update/carry.py); content clusters are carried too, the
    new items joining their nearest centroid;
-3. the rest is the pipeline on the version's folder: every model warm-starts from the serving
-   version's (`train.init_from`, `update.epochs` epochs; new items' id rows copied from their
-   content-nearest trained item), then its indexes, prerankers and evaluation on the newest
-   held-out window;
+3. the rest is the pipeline on the version's folder: the served models (`update.variants`)
+   warm-start from the serving version's (`train.init_from`, `update.epochs` epochs; new
+   items' id rows copied from their content-nearest trained item), then their indexes,
+   prerankers and evaluation on the newest held-out window;
 4. the gate (mtmh/update/gate.py) compares each gated model with itself before the update, and
    a version that passes is promoted: RUN/serving.json names it, and Serve follows.
 
@@ -92,8 +92,15 @@ def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunC
     """The serving version's config, reading the slice after its data and warm-starting from
     its models."""
     check_updatable(parent, parent_dir)
+    variants = tuple(v for v in parent.pipeline.variants if v in parent.update.variants)
+    if not variants:
+        raise ConfigError(
+            f"update.variants={list(parent.update.variants)}: none of them was trained in "
+            f"{parent_dir} ({list(parent.pipeline.variants)})"
+        )
     return dataclasses.replace(
         parent,
+        pipeline=dataclasses.replace(parent.pipeline, variants=variants),
         data=dataclasses.replace(parent.data, dataset=f"{parent.data.dataset}+{new_slice}"),
         train=dataclasses.replace(
             parent.train, init_from=str(parent_dir), epochs=parent.update.epochs
