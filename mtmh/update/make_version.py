@@ -98,6 +98,9 @@ def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunC
             f"update.variants={list(parent.update.variants)}: none of them was trained in "
             f"{parent_dir} ({list(parent.pipeline.variants)})"
         )
+    ungated = [m for m in parent.update.gate_models if m not in variants]
+    if ungated:
+        raise ConfigError(f"update.gate_models: {ungated} not among update.variants {variants}")
     return dataclasses.replace(
         parent,
         pipeline=dataclasses.replace(parent.pipeline, variants=variants),
@@ -169,12 +172,9 @@ def make_version(
         "version": number,
         "made_at": made_at,
         "made_from": parent,
-        "dataset": cfg.data.dataset,
         "logs": str(logs.resolve()),
         "items": None if items is None else str(items.resolve()),
-        "catalog": {"items": _catalog(out), "before": _catalog(parent_dir)},
-        "trained_from": {m: str(parent_dir / "models" / m) for m in trained},
-        "epochs": cfg.train.epochs,
+        **_contents(cfg, out, parent_dir, trained),
         "carried": carried,
         "gate": verdict,
         "evaluation": {
@@ -192,6 +192,16 @@ def make_version(
         promote(root, number, "gate passed")
         record["promoted"] = True
     return record
+
+
+def _contents(cfg: RunConfig, out: Path, parent_dir: Path, trained: list[str]) -> dict[str, Any]:
+    """What a version holds and what it was trained from."""
+    return {
+        "dataset": cfg.data.dataset,
+        "catalog": {"items": _catalog(out), "before": _catalog(parent_dir)},
+        "trained_from": {m: str(parent_dir / "models" / m) for m in trained},
+        "epochs": cfg.train.epochs,
+    }
 
 
 def _catalog(run_dir: Path) -> int:
