@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from mtmh.errors import MtmhError
 
 SERVING_FILE = "serving.json"
@@ -73,7 +75,10 @@ def next_version(root: Path) -> int:
 
 def read_version(root: Path, number: int) -> dict[str, Any]:
     if number == 0:
-        return {"version": 0, "made_from": None, "promoted": True, "made_at": _made_at(root)}
+        items = root / "data" / "items.parquet"
+        catalog = {"items": pq.read_metadata(items).num_rows} if items.is_file() else {}
+        made = {"made_at": _made_at(root), "catalog": catalog}
+        return {"version": 0, "made_from": None, "promoted": True, **made}
     path = version_dir(root, number) / VERSION_FILE
     if not path.is_file():
         raise VersionError(f"{root}: no version {number} ({path} not found)")

@@ -22,7 +22,7 @@ from mtmh.job_args import job_parser
 from mtmh.job_output import JobOutput, run_job
 from mtmh.jobs.versions import print_versions
 from mtmh.ray_utils import init_ray
-from mtmh.update.make_version import make_version
+from mtmh.update.make_version import check_updatable, make_version
 from mtmh.versions import serving_dir
 
 
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body(out: JobOutput) -> int:
         config = args.config or serving_dir(args.run.resolve()) / "pipeline.yaml"
-        init_ray(load_config(config, args.overrides).ray)
+        cfg = load_config(config, args.overrides)
+        check_updatable(cfg, config.parent)  # before Ray starts
+        init_ray(cfg.ray)
         promote = not args.no_promote
         record = make_version(
             args.run, args.logs, args.items, config, args.overrides, promote, out.console
