@@ -215,7 +215,7 @@ class Ingress:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.served = ServedRun.model_validate(user_config)
         self._swap_to(serving_version(Path(self.served.run_dir).resolve()))
-        if self.served.follow_s and self.follower is None:
+        if self.served.follow_s and not (self.follower and self.follower.is_alive()):
             self.follower = threading.Thread(target=self._follow, daemon=True)
             self.follower.start()
 
