@@ -275,50 +275,6 @@ def test_no_input_makes_a_5xx(url: str, path: str, body: Any) -> None:
     assert r.status_code in (200, 404, 422), (path, body, r.status_code, r.text)
 
 
-def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
-    url: str, runs: tuple[Path, Path], mode: str
-) -> None:
-    refs = {ref.run.version: ref for ref in map(InProcessRetrieval, map(ServingRun.open, runs))}
-    old, new = (ServingRun.open(r).version for r in runs)
-    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
-    results: list[tuple[int, dict[str, Any], int, Any]] = []
-    stop = threading.Event()
-
-    def stream(worker: int) -> None:
-        n = 0
-        while not stop.is_set():
-            body = bodies[(worker + n) % len(bodies)]
-            n += 1
-            try:
-                r = requests.post(url + "/i2i", json=body, timeout=60)
-            except requests.RequestException as err:  # a dropped connection is a failure too
-                results.append((worker, body, -1, repr(err)))
-                continue
-            ok = r.status_code == 200
-            results.append((worker, body, r.status_code, r.json() if ok else r.text[:300]))
-
-    threads = [threading.Thread(target=stream, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    _deploy(runs[1], mode)
-    _wait_for_version(url, new)
-    time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join()
-
-    failed = [(b, s, out) for _, b, s, out in results if s != 200]
-    assert not failed, failed[:3]
-    versions = [out["model_version"] for *_, out in results]
-    assert old in versions and new in versions, set(versions)
-    assert set(versions) == {old, new}
-    # Every answer is exactly its own version's answer: nothing mixed two models.
-    for _, body, _, out in results:
-        want = _reference(refs[out["model_version"]], "/i2i", body)
-        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
-
-
 def _stream(url: str, bodies: list[dict[str, Any]], stop: threading.Event) -> list[Any]:
     """Four clients posting /i2i until `stop`; (body, status, answer or error) per request."""
     results: list[tuple[dict[str, Any], int, Any]] = []
@@ -342,6 +298,33 @@ def _stream(url: str, bodies: list[dict[str, Any]], stop: threading.Event) -> li
     for t in threads:
         t.join()
     return results
+
+
+def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
+    url: str, runs: tuple[Path, Path], mode: str
+) -> None:
+    refs = {ref.run.version: ref for ref in map(InProcessRetrieval, map(ServingRun.open, runs))}
+    old, new = (ServingRun.open(r).version for r in runs)
+    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
+    stop = threading.Event()
+    results: list[Any] = []
+    streaming = threading.Thread(target=lambda: results.extend(_stream(url, bodies, stop)))
+    streaming.start()
+    time.sleep(2.0)
+    _deploy(runs[1], mode)
+    _wait_for_version(url, new)
+    time.sleep(2.0)
+    stop.set()
+    streaming.join()
+
+    failed = [(b, s, out) for b, s, out in results if s != 200]
+    assert not failed, failed[:3]
+    versions = [out["model_version"] for *_, out in results]
+    assert set(versions) == {old, new}, set(versions)
+    # Every answer is exactly its own version's answer: nothing mixed two models.
+    for body, _, out in results:
+        want = _reference(refs[out["model_version"]], "/i2i", body)
+        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
 
 
 def test_a_run_with_versions_follows_promotion_and_rollback_under_a_stream(
