@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,22 @@ def test_no_input_makes_a_5xx(url: str, path: str, body: Any) -> None:
     assert r.status_code in (200, 404, 422), (path, body, r.status_code, r.text)
 
 
+@contextmanager
+def _streaming(url: str) -> Iterator[list[Any]]:
+    """Four clients posting /i2i while the block runs; yields their (body, status, answer or
+    error) per request, complete once the block has ended."""
+    stop = threading.Event()
+    results: list[Any] = []
+    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
+    streaming = threading.Thread(target=lambda: results.extend(_stream(url, bodies, stop)))
+    streaming.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        streaming.join()
+
+
 def _stream(url: str, bodies: list[dict[str, Any]], stop: threading.Event) -> list[Any]:
     """Four clients posting /i2i until `stop`; (body, status, answer or error) per request."""
     results: list[tuple[dict[str, Any], int, Any]] = []
@@ -300,31 +317,29 @@ def _stream(url: str, bodies: list[dict[str, Any]], stop: threading.Event) -> li
     return results
 
 
+def _whole_answers(results: list[Any], refs: dict[str, InProcessRetrieval]) -> set[str]:
+    """Checks no request failed and every answer is exactly its own version's (nothing mixed
+    two models); returns the versions that answered."""
+    failed = [(b, status, out) for b, status, out in results if status != 200]
+    assert not failed, failed[:3]
+    for body, _, out in results:
+        want = _reference(refs[out["model_version"]], "/i2i", body)
+        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+    return {out["model_version"] for *_, out in results}
+
+
 def test_swap_during_a_stream_fails_no_request_and_mixes_no_versions(
     url: str, runs: tuple[Path, Path], mode: str
 ) -> None:
     refs = {ref.run.version: ref for ref in map(InProcessRetrieval, map(ServingRun.open, runs))}
     old, new = (ServingRun.open(r).version for r in runs)
-    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
-    stop = threading.Event()
-    results: list[Any] = []
-    streaming = threading.Thread(target=lambda: results.extend(_stream(url, bodies, stop)))
-    streaming.start()
-    time.sleep(2.0)
-    _deploy(runs[1], mode)
-    _wait_for_version(url, new)
-    time.sleep(2.0)
-    stop.set()
-    streaming.join()
+    with _streaming(url) as results:
+        time.sleep(2.0)
+        _deploy(runs[1], mode)
+        _wait_for_version(url, new)
+        time.sleep(2.0)
 
-    failed = [(b, s, out) for b, s, out in results if s != 200]
-    assert not failed, failed[:3]
-    versions = [out["model_version"] for *_, out in results]
-    assert set(versions) == {old, new}, set(versions)
-    # Every answer is exactly its own version's answer: nothing mixed two models.
-    for body, _, out in results:
-        want = _reference(refs[out["model_version"]], "/i2i", body)
-        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+    assert _whole_answers(results, refs) == {old, new}
 
 
 def test_a_run_with_versions_follows_promotion_and_rollback_under_a_stream(
@@ -340,29 +355,17 @@ def test_a_run_with_versions_follows_promotion_and_rollback_under_a_stream(
     v0, v1 = old.run.version, new.run.version
     _deploy(root, mode)
     _wait_for_version(url, v0)
-    bodies = [{"item_id": i, "alpha": a} for i in (3, 77, 411) for a in (0, 50, 100)]
-    stop = threading.Event()
-    results: list[Any] = []
-    streaming = threading.Thread(target=lambda: results.extend(_stream(url, bodies, stop)))
-    streaming.start()
-    time.sleep(1.0)
-    promote(root, 1, "test")
-    _wait_for_version(url, v1)
-    assert requests.get(url + "/healthz", timeout=5).json()["version_number"] == 1
-    time.sleep(1.0)
-    rollback(root)
-    _wait_for_version(url, v0)
-    time.sleep(1.0)
-    stop.set()
-    streaming.join()
+    with _streaming(url) as results:
+        time.sleep(1.0)
+        promote(root, 1, "test")
+        _wait_for_version(url, v1)
+        assert requests.get(url + "/healthz", timeout=5).json()["version_number"] == 1
+        time.sleep(1.0)
+        rollback(root)
+        _wait_for_version(url, v0)
+        time.sleep(1.0)
 
-    failed = [(b, status, out) for b, status, out in results if status != 200]
-    assert not failed, failed[:3]
-    seen = [out["model_version"] for *_, out in results]
-    assert set(seen) == {v0, v1}, set(seen)
-    for body, _, out in results:  # each answer is its own version's, whole
-        want = _reference(refs[out["model_version"]], "/i2i", body)
-        assert [(i, h) for i, h, _ in _served(out)] == [(i, h) for i, h, _ in want]
+    assert _whole_answers(results, refs) == {v0, v1}
     health = requests.get(url + "/healthz", timeout=5).json()
     assert health["version_number"] == 0 and Path(health["run_dir"]) == root.resolve()
 
