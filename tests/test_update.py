@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -140,3 +141,28 @@ def test_an_update_refuses_a_run_that_is_not_a_parquet_dataset(
         make_version(run, tmp_path)
     assert type(err.value).__name__ == "ConfigError"
     assert not (run / "serving.json").exists()
+
+
+def test_a_slice_can_be_a_log_file_with_or_without_new_catalog_rows(tmp_path: Path) -> None:
+    from mtmh.data.sources.parquet import ParquetSource
+    from mtmh.update.make_version import slice_folder
+    from tests.tiny_data import write_tiny_dataset
+
+    base = write_tiny_dataset(tmp_path / "base", with_bad_rows=False)
+    logs = tmp_path / "new" / "interactions.csv"
+    logs.parent.mkdir()
+    logs.write_text("user_id,item_id,timestamp,weight\nu1,m9,1700000000,1.0\n")
+    items = tmp_path / "new" / "catalog.parquet"
+    new_items = pq.read_table(base / "items.parquet").slice(0, 1)
+    pq.write_table(new_items.set_column(0, "item_id", pa.array(["m9"])), items)
+
+    with_items = slice_folder(tmp_path / "v1", logs, items, base)
+    data = ParquetSource(f"{base}+{with_items}").load(tmp_path / "cache")
+    assert data.items["raw_id"].to_pylist()[-1] == "m9" and len(data.logs.paths) == 2
+
+    only_logs = slice_folder(tmp_path / "v2", logs.parent, None, base)  # a folder of logs
+    assert _rows(only_logs / "items.parquet") == 0  # no new items: an empty catalog
+    data = ParquetSource(f"{base}+{only_logs}").load(tmp_path / "cache")
+    assert data.items.num_rows == _rows(base / "items.parquet")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        slice_folder(tmp_path / "v3", tmp_path / "missing", None, base)
