@@ -143,15 +143,16 @@ def serve(rest: list[str]) -> int:
 
 def report(rest: list[str]) -> int:
     from mtmh.eval.summary import print_report
+    from mtmh.versions import serving_dir
 
     parser = _parser(
         "mtmh report",
-        description="Print RUN's report table and where its files are "
-        "(the full report is RUN/report.md).",
+        description="Print the report table of the version RUN serves (RUN/serving.json; the "
+        "run itself when it was never updated) and where its files are.",
         epilog="example:\n  mtmh report runs/ml-100k",
     )
     parser.add_argument("run", type=Path, help="run directory")
-    run_dir = parser.parse_args(rest).run
+    run_dir = serving_dir(parser.parse_args(rest).run)
     path = run_dir / "report.json"
     if not path.is_file():
         parser.exit(

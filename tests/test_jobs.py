@@ -15,6 +15,7 @@ import pytest
 
 from mtmh.errors import MtmhError
 from mtmh.job_output import JobOutput, run_job
+from mtmh.versions import promote, write_version
 from tests.tiny_data import write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +196,11 @@ def test_the_mtmh_command(tmp_path: Path) -> None:
     assert "--mode {graph,fused}" in done.stdout and "examples:" in done.stdout
     done = subprocess.run([mtmh, "report", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and f"no report in {tmp_path}" in done.stderr
+    (tmp_path / "versions" / "1").mkdir(parents=True)  # an update's version, served
+    write_version(tmp_path, 1, {"version": 1})
+    promote(tmp_path, 1, "test")
+    done = subprocess.run([mtmh, "report", str(tmp_path)], capture_output=True, text=True)
+    assert f"no report in {tmp_path / 'versions' / '1'}" in done.stderr  # the served one's
     done = subprocess.run([mtmh, "serve", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 2 and "not a finished run" in done.stderr
     done = subprocess.run([mtmh, "frobnicate"], capture_output=True, text=True)
