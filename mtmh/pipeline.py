@@ -93,6 +93,21 @@ class Stage:
         marker = self.folder / MARKER
         return marker.is_file() and json.loads(marker.read_text()).get("key") == self.key
 
+    def execute(self) -> float:
+        """Run the stage and mark it current; returns its seconds."""
+        log.info("stage %s: starting", self.name)
+        started = time.perf_counter()
+        self.run()
+        seconds = time.perf_counter() - started
+        self.mark(seconds)
+        log.info("stage %s: done in %.1f s", self.name, seconds)
+        return seconds
+
+    def marked_seconds(self) -> float | None:
+        """The seconds its marker recorded (a training's: since the trainings began)."""
+        marker = self.folder / MARKER
+        return json.loads(marker.read_text()).get("seconds") if marker.is_file() else None
+
     def mark(self, seconds: float) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {
@@ -274,11 +289,7 @@ def run_pipeline(
                 continue
             with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
                 for s in group:
-                    log.info("stage %s: starting", s.name)
-                    t0 = time.perf_counter()
-                    s.run()
-                    s.mark(time.perf_counter() - t0)
-                    log.info("stage %s: done in %.1f s", s.name, time.perf_counter() - t0)
+                    s.execute()
                     if len(group) > 1:
                         advance(1)
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")

@@ -43,6 +43,15 @@ def grow_id_rows(rows: torch.Tensor, nearest: np.ndarray) -> torch.Tensor:
     return torch.cat([rows, rows[torch.as_tensor(nearest, dtype=torch.long)]])
 
 
+def check_catalog_prefix(old_raw_ids: list[str], raw_ids: list[str]) -> None:
+    """An earlier run's items must be this run's first items, under the same ids."""
+    if raw_ids[: len(old_raw_ids)] != old_raw_ids:
+        raise ArtifactError(
+            "the earlier run's catalog is not a prefix of this run's: read the base first "
+            "(parquet:BASE+SLICE) so that every item keeps its id"
+        )
+
+
 def warm_start(
     tower: ItemTower,
     state: dict[str, torch.Tensor],
@@ -52,11 +61,7 @@ def warm_start(
 ) -> int:
     """Load a trained `state` into `tower`, growing its id rows to the catalog `raw_ids`
     (item id order) from the trained one's `old_raw_ids`; returns how many rows were added."""
-    if raw_ids[: len(old_raw_ids)] != old_raw_ids:
-        raise ArtifactError(
-            "the trained model's catalog is not a prefix of this run's: read the base first "
-            "(parquet:BASE+SLICE) so that every item keeps its id"
-        )
+    check_catalog_prefix(old_raw_ids, raw_ids)
     added = len(raw_ids) - len(old_raw_ids)
     if added and tower.sparse.hash_buckets is None:
         if content is None:
@@ -95,12 +100,13 @@ def warm_start_from(tower: ItemTower, source: Path, run_dir: Path) -> int:
     return warm_start(
         tower,
         torch.load(path, map_location="cpu"),
-        _raw_ids(old_run),
-        _raw_ids(run_dir),
+        catalog_raw_ids(old_run),
+        catalog_raw_ids(run_dir),
         content,
     )
 
 
-def _raw_ids(run_dir: Path) -> list[str]:
+def catalog_raw_ids(run_dir: Path) -> list[str]:
+    """A prepared run's raw item ids in item id order."""
     items = pq.read_table(run_dir / "data" / "items.parquet", columns=["item_id", "raw_id"])
     return [str(r) for r in items.sort_by("item_id")["raw_id"].to_pylist()]

@@ -30,34 +30,26 @@ from mtmh.content.encode import EMBEDDINGS_FILE, embeddings_schema
 from mtmh.content.parts import EmbeddingParts, folder_digest
 from mtmh.embeddings import CONTENT_SOURCE, EmbeddingSource
 from mtmh.errors import ArtifactError
+from mtmh.model.warm_start import catalog_raw_ids, check_catalog_prefix
 
-IDENTITY = ["raw_id", "text", "image_uri"]  # what the content encoder's vector depends on
+CONTENT_COLUMNS = ["text", "image_uri"]  # what the content encoder's vector depends on
 
 
 def items_table(run_dir: Path) -> pa.Table:
-    return pq.read_table(run_dir / "data" / "items.parquet", columns=["item_id", *IDENTITY])
+    return pq.read_table(run_dir / "data" / "items.parquet", columns=["item_id", *CONTENT_COLUMNS])
 
 
 def unchanged_items(earlier: Path, run_dir: Path) -> np.ndarray:
-    """Item ids of `run_dir` whose raw id, text and image are what they were in `earlier`
-    under the same id. The earlier catalog must be a prefix of this one (`parquet:A+B`)."""
-    old, new = items_table(earlier).sort_by("item_id"), items_table(run_dir).sort_by("item_id")
-    if old.num_rows > new.num_rows or not new["raw_id"].slice(0, old.num_rows).equals(
-        old["raw_id"]
-    ):
-        raise ArtifactError(
-            f"{earlier}'s catalog is not a prefix of {run_dir}'s: an update reads the earlier "
-            "version's dataset first (parquet:BASE+SLICE), so that every item keeps its id"
-        )
-    head = new.slice(0, old.num_rows)
+    """Item ids of `run_dir` whose text and image are what they were in `earlier` under the
+    same id. The earlier catalog must be a prefix of this one (`parquet:A+B`)."""
+    check_catalog_prefix(catalog_raw_ids(earlier), catalog_raw_ids(run_dir))
+    old, new = items_table(earlier), items_table(run_dir)
+    new = new.filter(pc.less(new["item_id"], old.num_rows)).sort_by("item_id")
+    old = old.sort_by("item_id")
     same = np.ones(old.num_rows, dtype=bool)
-    for column in ("text", "image_uri"):
-        a, b = head[column], old[column]
-        equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
-        both_null = (pc.is_null(a).to_numpy(zero_copy_only=False)) & (
-            pc.is_null(b).to_numpy(zero_copy_only=False)
-        )
-        same &= equal | both_null
+    for column in CONTENT_COLUMNS:  # a missing text or image equals a missing one
+        a, b = (pc.fill_null(t[column], "") for t in (new, old))
+        same &= pc.equal(a, b).to_numpy(zero_copy_only=False)
     return np.flatnonzero(same).astype(np.int32)
 
 
@@ -76,10 +68,9 @@ def carry_content(earlier: Path, run_dir: Path) -> dict[str, int]:
     parts = EmbeddingParts.open(
         dst / EMBEDDINGS_FILE, embeddings_schema(dim), folder_digest(dst / "encoder")
     )
-    if parts.done_ids().size:  # a stopped update resumes: the carried part is written
-        return {"carried": int(table.num_rows), "to_embed": -1}
-    with parts.appending() as append:
-        append(table.cast(embeddings_schema(dim)))
+    if not parts.done_ids().size:  # else a stopped update resumes: the part is written
+        with parts.appending() as append:
+            append(table.cast(embeddings_schema(dim)))
     total = pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
     return {"carried": int(table.num_rows), "to_embed": total - int(table.num_rows)}
 

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -38,9 +37,10 @@ from rich.console import Console
 
 from mtmh.clusters.artifact import has_clusters
 from mtmh.config import ConfigError, RunConfig, load_config, save_config
+from mtmh.data.sources.parquet import ParquetSource
 from mtmh.embeddings import CONTENT_SOURCE
 from mtmh.model.train_loop import model_name
-from mtmh.pipeline import MARKER, Stage, plan, run_pipeline, variant_config
+from mtmh.pipeline import plan, run_pipeline, variant_config
 from mtmh.stage_board import StageBoard
 from mtmh.update.carry import carry_clusters, carry_content
 from mtmh.update.gate import gate
@@ -111,13 +111,6 @@ def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunC
     )
 
 
-def _run_stage(stage: Stage, board: StageBoard) -> None:
-    with board.stage(stage.name):
-        started = time.perf_counter()
-        stage.run()
-        stage.mark(time.perf_counter() - started)
-
-
 def _carried_stages(
     cfg: RunConfig, parent_dir: Path, out: Path, console: Console
 ) -> dict[str, Any]:
@@ -125,16 +118,19 @@ def _carried_stages(
     stages = {s.name: s for s in plan(cfg, out)}
     done: dict[str, Any] = {}
     with StageBoard(console) as board:
-        _run_stage(stages["prepare"], board)
+        with board.stage("prepare"):
+            stages["prepare"].execute()
         done["content"] = carry_content(parent_dir, out)
-        _run_stage(stages["encode"], board)
-        content_clusters = cfg.clusters.source == CONTENT_SOURCE
-        if content_clusters and "clusters" in stages and has_clusters(parent_dir):
-            with board.stage("clusters"):
-                started = time.perf_counter()
+        with board.stage("encode"):
+            stages["encode"].execute()  # resumes after the carried vectors
+        if cfg.clusters.source == CONTENT_SOURCE and has_clusters(parent_dir):
+
+            def carry() -> None:
                 meta = {"carried_from": str(parent_dir)}
                 done["clusters"] = carry_clusters(parent_dir, out, meta)
-                stages["clusters"].mark(time.perf_counter() - started)
+
+            with board.stage("clusters"):  # the clusters stage, its work the carry
+                dataclasses.replace(stages["clusters"], run=carry).execute()
     return done
 
 
@@ -160,7 +156,7 @@ def make_version(
     number = next_version(root)
     out = version_dir(root, number)
     out.mkdir(parents=True)
-    base = Path(parent_cfg.data.dataset.removeprefix(PARQUET).split("+")[0])
+    base = ParquetSource(parent_cfg.data.dataset.removeprefix(PARQUET)).roots[0]
     cfg = version_config(parent_cfg, parent_dir, slice_folder(out, logs, items, base))
     save_config(cfg, out / "pipeline.yaml")
     console.print(f"version {number} of {root}, from version {parent}", soft_wrap=True)
@@ -182,7 +178,7 @@ def make_version(
             for name, row in report.get("models", {}).items()
         },
         "seconds": {
-            **{s.name: _marked_seconds(s) for s in plan(cfg, out)},
+            **{s.name: s.marked_seconds() for s in plan(cfg, out)},
             "total": round(time.perf_counter() - started, 1),
         },
         "promoted": False,
@@ -206,9 +202,3 @@ def _contents(cfg: RunConfig, out: Path, parent_dir: Path, trained: list[str]) -
 
 def _catalog(run_dir: Path) -> int:
     return pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
-
-
-def _marked_seconds(stage: Stage) -> float | None:
-    """What a stage's marker recorded (a training's: since the trainings began)."""
-    marker = stage.folder / MARKER
-    return json.loads(marker.read_text()).get("seconds") if marker.is_file() else None
