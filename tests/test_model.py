@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,11 @@ def test_two_worker_torch_trainer_finishes_on_tiny_data(tmp_path: Path) -> None:
         "train.fresh_snapshot_every=4",
         "train.fresh_max_interactions=1000",
     )
+    staged = set(Path(tempfile.gettempdir()).glob("mtmh-ckpt-*"))
     result = fit(cfg, run)
     assert result.error is None
+    # Each checkpoint is staged in a temporary folder; none outlives its report.
+    assert set(Path(tempfile.gettempdir()).glob("mtmh-ckpt-*")) <= staged
     out = run / "models" / "mtmh"
     # 512 pairs over 2 workers in batches of 32, 2 epochs: 8 steps per worker and epoch.
     assert result.metrics["step"] == 16
@@ -318,7 +322,9 @@ def test_the_reporter_writes_every_report_every_and_tells_ray_only_with_checkpoi
     from mtmh.model.harness import EarlyStopping, Progress, Reporter
 
     sent: list[tuple[dict[str, float], object]] = []
-    monkeypatch.setattr(ray.train, "report", lambda row, checkpoint: sent.append((row, checkpoint)))
+    monkeypatch.setattr(
+        ray.train, "report", lambda row, checkpoint, **_: sent.append((row, checkpoint))
+    )
     tc = build_config(overrides=["train.report_every=2", "train.checkpoint_every=4"]).train
     path = tmp_path / "metrics.jsonl"
     reporter = Reporter(tc, path, checkpoint=lambda: "ckpt")

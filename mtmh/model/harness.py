@@ -197,7 +197,9 @@ class Reporter:
         started = time.perf_counter()
         if to_file:
             self.write(row)
-        ray.train.report(row, checkpoint=checkpoint)
+        # Once report() has copied the checkpoint into the run's storage, the temporary
+        # folder save_checkpoint wrote goes (it would otherwise stay in /tmp for good).
+        ray.train.report(row, checkpoint=checkpoint, delete_local_checkpoint_after_upload=True)
         self.seconds["reports"] += time.perf_counter() - started
 
 
