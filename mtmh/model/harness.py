@@ -146,7 +146,7 @@ class Reporter:
     def after_epoch(self, progress: Progress, epoch: int, values: dict[str, float]) -> None:
         """Epoch `epoch`'s row (its validation, and the last losses: a Tune scheduler's metric
         must be in every report) with a checkpoint of `progress` (the next epoch's start)."""
-        losses = {k: float(v) for k, v in (self.last_losses or {}).items()}
+        losses = {k: float(v.detach()) for k, v in (self.last_losses or {}).items()}
         row = {"step": progress.step, "epoch": epoch, **losses, **values}
         self.emit(row, self.save())
         self.reported_step = -1  # the tail's losses still get their own row at the end

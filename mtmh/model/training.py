@@ -48,7 +48,10 @@ def train_variant(
         "seconds": round(time.perf_counter() - started, 1),
         "first": _losses(rows[0]) if rows else {},
         "last": _losses(rows[-1]) if rows else {},
-        "pairs_per_s_last": round(rows[-1]["pairs_per_s"], 1) if rows else None,
+        # None when no step window was reported (a training shorter than train.report_every)
+        "pairs_per_s_last": next(
+            (round(r["pairs_per_s"], 1) for r in reversed(rows) if "pairs_per_s" in r), None
+        ),
         # rank 0's seconds waiting for batches, in steps, validating and reporting; the
         # rest of "seconds" is start-up, reading the pairs and writing the outputs.
         "timings": {k: v for k, v in result.metrics.items() if k.startswith("time/")},
