@@ -293,6 +293,10 @@ class TrainConfig:
     # or a trained model's folder itself; its id table grows to this run's catalog
     # (mtmh/model/warm_start.py). Set for a pipeline, each variant starts from its own.
     init_from: str | None = None
+    # Train only on the pairs whose target interaction is at or after this Unix time (None:
+    # all of T1). An update sets it to the serving version's T1 cut: the window that model
+    # has not trained on, where the new items' first engagements are.
+    pairs_since: int | None = None
     num_workers: Annotated[int, Field(ge=1)] = 1  # DDP workers
     use_gpu: bool = False
     # Two trainings side by side leave a CPU for the Ray Data tasks that feed them.
@@ -464,6 +468,13 @@ class EvalConfig:
     # strategy and visit, mtmh/eval/diversity_curve.py); 0: no curve. Nine evaluations of a
     # two-head search: a sample keeps the stage's time in bounds.
     diversity_curve_users: Annotated[int, Field(ge=0)] = 200
+    # The "(DAT serving)" rows: MTMH's heads searched cluster by cluster, to tell divide and
+    # conquer's search from its model. Analysis rows; an update's report leaves them out.
+    partitioned_rows: bool = True
+    # Items with this id or above count as new in the report's cold-start measures, besides
+    # the items with no T1 interaction: an update sets it to its last full training's catalog
+    # size, so the items that arrived since are measured as triggers and as ground truth.
+    new_items_from: Annotated[int | None, Field(ge=0)] = None
     seed: int = 0
 
     def k_ann_for(self, num_items: int) -> int:
@@ -529,6 +540,17 @@ class UpdateConfig:
     # what Serve answers with (mtmh) and the co-engagement model its new items are compared
     # with (itemcf). The other variants are report rows of a full run, not served.
     variants: tuple[VariantName, ...] = ("mtmh", "itemcf")
+    # What a warm-started model trains on: "new", the pairs whose target came after the
+    # serving version's T1 cut (the window it has not trained on, where new items are first
+    # engaged with); "all": the whole of T1 again.
+    window: Literal["new", "all"] = "new"
+    # "served": the report holds the rows an update serves and compares with (every model
+    # it trained, the peers, the content encoder), without the "(DAT serving)" rows and the
+    # diversity curve; "full": the report of a full run.
+    report: Literal["served", "full"] = "served"
+    # Keep the serving version's choices made on its validation split (EASE's lambda, the
+    # served ranking order) instead of searching them again on a day's more data.
+    reuse_choices: bool = True
 
 
 @dataclass(frozen=True, config=_STRICT)

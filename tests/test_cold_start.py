@@ -38,3 +38,23 @@ def test_a_model_that_never_serves_a_new_item_shows_zero_not_nothing() -> None:
     assert got["cold_share"] == 0.0
     empty = ColdStartMeter(new_items(np.array([1, 1])), ks=(2,)).result()
     assert empty["cold_users"] == 0 and math.isnan(empty["cold_recall@2"])
+
+
+def test_items_that_arrived_after_the_last_full_training_are_new_even_once_engaged() -> None:
+    counts = np.array([3, 0, 1, 2, 5])
+    assert new_items(counts, arrived_from=3).tolist() == [False, True, False, True, True]
+    assert new_items(counts, arrived_from=None).tolist() == new_items(counts).tolist()
+
+
+def test_topic_match_of_new_triggers_counts_only_their_lists() -> None:
+    from mtmh.eval.topic_match import TopicLevel
+
+    labels = [frozenset({"a"}), frozenset({"a"}), frozenset({"b"}), frozenset({"a"})]
+    level = TopicLevel(labels, np.full(4, 0.5))
+    meter = ColdStartMeter(new_items(np.array([2, 2, 2, 1]), 3), ks=(2,), levels={"l2": level})
+    meter.add_trigger(0, [1, 2])  # an old trigger: not counted
+    meter.add_trigger(3, [0, 1, 2])  # the new one: 2 of 3 labelled candidates share "a"
+    got = meter.result()
+    assert got["cold_triggers"] == 1
+    assert got["cold_l2_match"] == pytest.approx(2 / 3)
+    assert got["cold_l2_lift"] == pytest.approx((2 / 3) / 0.5)

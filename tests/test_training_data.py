@@ -108,3 +108,27 @@ def test_the_pairs_are_built_once_and_rebuilt_when_what_shapes_them_changes(
     reshuffled = pq.read_table(other_pairs.path)["trigger_id"].to_pylist()
     assert sorted(reshuffled) == sorted(reordered["trigger_id"].to_pylist())
     assert reshuffled != reordered["trigger_id"].to_pylist()
+
+
+def test_a_window_keeps_only_the_pairs_since_its_start_and_says_what_it_left(
+    tmp_path: Path,
+) -> None:
+    """train.pairs_since (an update's new window): pairs whose target came before it are left
+    out, the held-out ones too, and an empty window is an error that says why."""
+    table = write_user_sorted_pairs(tmp_path)
+    held = [HoldoutUser(u, np.arange(3), np.arange(3), np.arange(3, 5), 45) for u in (0, 1)]
+    split = HoldoutSplit(held)
+    cfg = build_config(overrides=["train.pairs_since=40", "train.dedup_pairs=false"])
+    pairs = ensure_training_pairs(tmp_path, cfg, split)
+    when = table["target_timestamp"].to_numpy()
+    keep = (when >= 40) & split.training_mask(table["user_id"].to_numpy(), when)
+    assert pq.read_table(pairs.path).num_rows == keep.sum() == (USERS - 2) * 10 + 2 * 5
+    manifest = pairs.manifest()
+    assert manifest["before_window"] == (when < 40).sum()
+    assert manifest["held_out"] == 2 * 5  # targets 45..49 of users 0 and 1
+    assert manifest["pairs_since"] == 40
+    everything = ensure_training_pairs(tmp_path, build_config(), split)
+    assert everything.folder != pairs.folder  # the window is part of the key
+    late = build_config(overrides=[f"train.pairs_since={PER_USER}"])
+    with pytest.raises(ValueError, match=r"no training pair left of 12800 \(12800 before"):
+        ensure_training_pairs(tmp_path, late, split)

@@ -107,6 +107,22 @@ def test_an_update_adds_exactly_the_new_items_to_every_artifact_and_is_served(
     assert np.load(v1 / "models" / "dat" / "queries" / "engagement.npy").shape[0] == n
     report = json.loads((v1 / "report.json").read_text())
     assert report["new_items"]["catalog"] == n
+    assert report["new_items"]["from"] == n_old  # the items since version 0 count as new
+    assert report["new_items"]["new"] >= new_items
+    # The window: trained only on pairs after version 0's T1 cut.
+    cut = json.loads((base / "data" / "stats.json").read_text())["cut_timestamp"]
+    assert record["pairs_since"] == cut
+    (manifest,) = [json.loads(p.read_text()) for p in v1.glob("training_pairs/*/manifest.json")]
+    assert manifest["pairs_since"] == cut and 0 < manifest["before_window"] < manifest["pairs_read"]
+    # The served report: no "(DAT serving)" rows or diversity curve, version 0's choices kept.
+    base_report = json.loads((base / "report.json").read_text())
+    assert any(s.endswith("(DAT serving)") for s in base_report["models"])
+    assert not any(s.endswith("(DAT serving)") for s in report["models"])
+    assert "diversity_curve" in base_report and "diversity_curve" not in report
+    lam = json.loads((base / "peers" / "ease" / "meta.json").read_text())["lambda"]
+    base_order = json.loads((base / "eval" / "ranking.json").read_text())["chosen"]
+    assert record["reused"] == {"ease_lambdas": [lam], "ranking": base_order}
+    assert json.loads((v1 / "peers" / "ease" / "meta.json").read_text())["lambda"] == lam
     # The gate: each model before and after the update, on the same validation split.
     gate = record["gate"]
     assert gate["passed"] and gate["models"]["mtmh"]["gated"]

@@ -48,16 +48,16 @@ class EvalCatalog:
     tail: np.ndarray  # [N] bool: the least popular half by T1 interactions
     content: np.ndarray | None  # [N, D] unit-norm content embeddings (None: no ILS)
     clusters: np.ndarray | None  # [N] cluster id (None: the run has no clusters)
-    new: np.ndarray | None = None  # [N] bool: no T1 interactions (mtmh/eval/cold_start.py)
+    new: np.ndarray | None = None  # [N] bool: new items (mtmh/eval/cold_start.py)
 
     @property
     def num_items(self) -> int:
         return len(self.tail)
 
     @classmethod
-    def load(cls, run_dir: Path) -> EvalCatalog:
-        """The run's labels, popularity and content embeddings, and its clusters if it has
-        them (RUN/clusters)."""
+    def load(cls, run_dir: Path, new_items_from: int | None = None) -> EvalCatalog:
+        """The run's labels, popularity and content embeddings, its clusters if it has them
+        (RUN/clusters), and its new items (`eval.new_items_from`)."""
         items = pq.read_table(
             run_dir / "data" / "items.parquet", columns=["item_id", "t1_interactions"]
         ).sort_by("item_id")
@@ -69,7 +69,8 @@ class EvalCatalog:
         clusters = None
         if has_clusters(run_dir):
             clusters = load_clusters(run_dir, len(tail))[0].assignments
-        return cls(label_sets(run_dir), tail, content, clusters, new_items(t1))
+        new = new_items(t1, new_items_from)
+        return cls(label_sets(run_dir), tail, content, clusters, new)
 
 
 def least_popular_half(counts: np.ndarray) -> np.ndarray:

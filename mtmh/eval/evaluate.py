@@ -180,6 +180,8 @@ def evaluate_run(
     users = sample_users(run_dir, ec)
     if not users:
         raise ArtifactError(f"{run_dir}: no user has both T1 history and new T2 items to find")
+    if not ec.partitioned_rows:
+        specs = tuple(s for s in specs if not s.partitioned)
     models = available_models(run_dir, specs)
     alphas = sorted({*ec.alphas, ec.alpha})
     gpus = 1 if cfg.index.use_gpu else 0
@@ -260,11 +262,14 @@ def _evaluate_sources(
     return results
 
 
-def _new_items_meta(run_dir: Path) -> dict[str, int]:
-    """How many catalog items had no T1 interactions (mtmh/eval/cold_start.py), of how many."""
+def _new_items_meta(run_dir: Path, arrived_from: int | None) -> dict[str, int | None]:
+    """How many catalog items are new (mtmh/eval/cold_start.py), of how many; how many of
+    them have no T1 interaction, and from which id on items count as arrived."""
     counts = pq.read_table(run_dir / "data" / "items.parquet", columns=["t1_interactions"])
-    new = new_items(counts["t1_interactions"].to_numpy())
-    return {"new": int(new.sum()), "catalog": len(new)}
+    t1 = counts["t1_interactions"].to_numpy()
+    new = new_items(t1, arrived_from)
+    unseen = int(new_items(t1).sum())
+    return {"new": int(new.sum()), "catalog": len(new), "unseen": unseen, "from": arrived_from}
 
 
 def build_report(
@@ -319,7 +324,7 @@ def build_report(
         "index_settings": index_settings(run_dir, ann),
         "topic_levels": topic_levels(run_dir),
         "clusters": _clusters_meta(cfg, run_dir),
-        "new_items": _new_items_meta(run_dir),
+        "new_items": _new_items_meta(run_dir, cfg.eval.new_items_from),
         "neighbour_lift": neighbour_lifts(run_dir),
         "fresh_convergence": fresh_convergence(run_dir),
         "model_versions": {name: r["model_version"] for name, r in results.items()},

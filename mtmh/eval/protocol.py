@@ -158,7 +158,9 @@ def evaluate_source(
     ec = cfg.eval
     ret, heads = source_retriever(run_dir, specs, cfg)
     spec_alphas = {s.name: alphas if len(s.heads) == 2 else alphas[:1] for s in specs}
-    acc = accumulate(ret, specs, spec_alphas, users, ec, EvalCatalog.load(run_dir))
+    acc = accumulate(
+        ret, specs, spec_alphas, users, ec, EvalCatalog.load(run_dir, ec.new_items_from)
+    )
     ann = {
         h: ann_recall(hi.vectors, hi.index, ret.k_ann, ec)
         for h, hi in heads.items()
@@ -219,7 +221,7 @@ def accumulate(
 ) -> dict[tuple[str, str, float], OrderMetrics]:
     """{(order, model row, alpha): its metrics over `users`}, one user at a time: no user's
     candidate lists outlive its metrics."""
-    acc = {
+    acc: dict[tuple[str, str, float], OrderMetrics] = {
         (order, s.name, alpha): OrderMetrics(ec, catalog)
         for order in RANKINGS
         for s in specs
@@ -254,7 +256,9 @@ class OrderMetrics:
             lv: MatchCounter(t.labels, t.random_probability) for lv, t in catalog.levels.items()
         }
         self.diversity = DiversityMeter(catalog)
-        self.cold = None if catalog.new is None else ColdStartMeter(catalog.new, ec.recall_at)
+        self.cold = None
+        if catalog.new is not None:
+            self.cold = ColdStartMeter(catalog.new, ec.recall_at, catalog.levels)
         self.unique = 0
 
     def add(self, user: EvalUser, per_trigger: list[list[Candidate]], order: str) -> None:
@@ -262,6 +266,8 @@ class OrderMetrics:
             items = [c.item_id for c in row]
             for counter in self.match.values():
                 counter.add(int(trigger), items)
+            if self.cold is not None:
+                self.cold.add_trigger(int(trigger), items)
         self.unique += len({c.item_id for row in per_trigger for c in row})
         pooled = [item for item, _ in pool(per_trigger, self.top_k, POOLING[order])]
         self.recall.add(pooled, set(user.truth))

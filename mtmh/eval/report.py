@@ -338,23 +338,38 @@ def _cold_lines(report: dict[str, Any]) -> list[str]:
     if not rows or not meta:
         return ["Not measured in this report."]
     users = int(max(m["cold_users"] for m in rows.values()))
+    triggers = int(max(m.get("cold_triggers", 0) for m in rows.values()))
     top = report["protocol"]["top_k"]
+    unseen = meta.get("unseen", meta["new"])
+    which = f"{unseen} of the {meta['catalog']} catalog items had no interactions before the T2 cut"
+    if meta.get("from") is not None:
+        which = (
+            f"{meta['new']} of the {meta['catalog']} catalog items are new: the items from id "
+            f"{meta['from']} on arrived after the last full training (some have a few T1 "
+            f"engagements by now), and {unseen} items had no interactions before the T2 cut"
+        )
     lines = [
-        f"{meta['new']} of the {meta['catalog']} catalog items had no interactions before the "
-        f"T2 cut: no model saw them engaged. {users} test users engaged with at least one of "
-        f"them in T2. Per model, in the served order: recall of those new items in the user's "
-        f"top {top} (± one standard error over those users), and the share of all served "
-        "slots that went to new items. A model that learns from co-engagement alone cannot "
+        f"{which}. {users} test users engaged with at least one new item in T2. Per model, in "
+        f"the served order: recall of those new items in the user's top {top} (± one "
+        "standard error over those users), the share of all served slots that went to new "
+        f"items, and the L2 topic match (lift over random) of the lists of the {triggers} "
+        "triggers that were new items. A model that learns from co-engagement alone cannot "
         "place an item nobody touched: its zero is shown, not left out. For scale, a top "
         f"{top} drawn at random from the catalog would hold about "
         f"{pct(min(1.0, top / meta['catalog']))}% of any user's new items.",
         "",
-        "| model | R@100 new | R@500 new | share of slots (new) |",
-        "|---|---|---|---|",
+        "| model | R@100 new | R@500 new | share of slots (new) | L2 of new triggers (lift) |",
+        "|---|---|---|---|---|",
     ]
     for name, m in rows.items():
         cells = [_with_se(m, "cold_recall@100"), _with_se(m, "cold_recall@500")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {pct(m['cold_share'])} |")
+        l2, up = m.get("cold_l2_match", math.nan), m.get("cold_l2_lift", math.nan)
+        l2_cell = (
+            "-" if math.isnan(l2) else f"{pct(l2)} ({'n/a' if math.isnan(up) else f'{up:.2f}x'})"
+        )
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {pct(m['cold_share'])} | {l2_cell} |"
+        )
     return lines
 
 

@@ -3,7 +3,8 @@
 RUN/data/pairs holds every (trigger, target) co-engagement pair of T1, written user by user.
 What trains is derived from it:
 
-1. the validation users' held-out pairs (target at or after the user's cut) are removed;
+1. the validation users' held-out pairs (target at or after the user's cut) are removed,
+   and with `train.pairs_since` (an update's new window) every pair whose target came before;
 2. with `train.dedup_pairs`, each distinct (trigger, target) pair appears once, with its number
    of occurrences in a "count" column;
 3. with `train.shuffle`, the rows are put in one seeded random order (the pair files are
@@ -50,6 +51,7 @@ FOLDER = "training_pairs"
 PAIRS_FILE = "pairs.parquet"
 LOG_FREQUENCY_FILE = "target_log_frequency.npy"
 MANIFEST = "manifest.json"
+TIME_COLUMNS = ["user_id", "target_timestamp"]  # what the held-out and window cuts read
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def training_pairs_key(run_dir: Path, cfg: RunConfig) -> str:
         cfg.eval.max_triggers,
         tc.dedup_pairs,
         tc.shuffle,
+        tc.pairs_since,
         cfg.seed,
     ]
     blob = json.dumps(parts, sort_keys=True, default=str)
@@ -123,15 +126,21 @@ def write_training_pairs(
     source = run_dir / "data" / "pairs"
     started = time.perf_counter()
     tc = cfg.train
-    held_columns = ["user_id", "target_timestamp"] if split else []
-    table = pq.read_table(source, columns=["trigger_id", "target_id", *held_columns])
+    table = pq.read_table(source, columns=["trigger_id", "target_id", *TIME_COLUMNS])
     read = table.num_rows
+    when = table["target_timestamp"].to_numpy().astype(np.int64)
+    before_window = np.zeros(read, bool)
+    if tc.pairs_since is not None:
+        before_window = when < tc.pairs_since
+    held = np.zeros(read, bool)
     if split:
-        keep = split.training_mask(
-            table["user_id"].to_numpy(), table["target_timestamp"].to_numpy().astype(np.int64)
+        held = ~split.training_mask(table["user_id"].to_numpy(), when) & ~before_window
+    table = table.select(["trigger_id", "target_id"]).filter(pa.array(~(held | before_window)))
+    if table.num_rows == 0:
+        raise ValueError(
+            f"{source}: no training pair left of {read} ({int(before_window.sum())} before "
+            f"train.pairs_since={tc.pairs_since}, {int(held.sum())} held out for validation)"
         )
-        table = table.select(["trigger_id", "target_id"]).filter(pa.array(keep))
-    kept = table.num_rows
     if tc.dedup_pairs:
         table = deduplicate(table)
     if tc.shuffle:
@@ -145,7 +154,9 @@ def write_training_pairs(
     manifest = {
         "key": key,
         "pairs_read": read,
-        "held_out": read - kept,
+        "held_out": int(held.sum()),
+        "pairs_since": tc.pairs_since,
+        "before_window": int(before_window.sum()),
         "rows": table.num_rows,
         "deduplicated": tc.dedup_pairs,
         "shuffled": tc.shuffle,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal, cast
 
 import numpy as np
 
@@ -27,17 +28,24 @@ from mtmh.config import RunConfig
 from mtmh.retrieval.merge import RELEVANCE, Ordered, Ranked
 from mtmh.retrieval.quotas import QuotaCut
 
-RANKINGS = ("preranker", "ann")  # how each head's K_ann candidates are cut to its keep
+Ranking = Literal["preranker", "ann"]
+RANKINGS: tuple[Ranking, ...] = (
+    "preranker",
+    "ann",
+)  # how each head's K_ann candidates are cut to its keep
 RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
 
 
-def resolved_ranking(cfg: RunConfig, run_dir: Path) -> str:
+def resolved_ranking(cfg: RunConfig, run_dir: Path) -> Ranking:
     """The order a run serves: the config's, or what the evaluation chose on validation for
     `eval.ranking=auto` (the spec's preranker before any evaluation)."""
     if cfg.eval.ranking != "auto":
         return cfg.eval.ranking
     path = run_dir / "eval" / RANKING_FILE
-    return str(json.loads(path.read_text())["chosen"]) if path.is_file() else "preranker"
+    chosen = json.loads(path.read_text())["chosen"] if path.is_file() else "preranker"
+    if chosen not in RANKINGS:
+        raise ValueError(f"{path}: chosen order {chosen!r} is none of {RANKINGS}")
+    return cast(Ranking, chosen)
 
 
 def rank_rows(items: np.ndarray, scores: np.ndarray, keep: int) -> list[Ranked]:

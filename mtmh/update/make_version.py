@@ -9,8 +9,11 @@ slice of new logs and catalog rows, written beside it (RUN/versions/<n>/, mtmh/v
    new items joining their nearest centroid;
 3. the rest is the pipeline on the version's folder: the served models (`update.variants`)
    warm-start from the serving version's (`train.init_from`, `update.epochs` epochs; new
-   items' id rows copied from their content-nearest trained item), then their indexes,
-   prerankers and evaluation on the newest held-out window;
+   items' id rows copied from their content-nearest trained item) on the pairs after the
+   serving version's T1 cut (`update.window`), then their indexes, prerankers and the
+   evaluation on the newest held-out window (`update.report`: the served rows and their
+   peers; EASE's lambda and the served order kept from the serving version,
+   `update.reuse_choices`);
 4. the gate (mtmh/update/gate.py) compares each gated model with itself before the update, and
    a version that passes is promoted: RUN/serving.json names it, and Serve follows.
 
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -40,7 +44,9 @@ from mtmh.config import ConfigError, RunConfig, load_config, save_config
 from mtmh.data.sources.parquet import ParquetSource
 from mtmh.embeddings import CONTENT_SOURCE
 from mtmh.model.train_loop import model_name
+from mtmh.peers.build import META_FILE, peer_dir
 from mtmh.pipeline import plan, run_pipeline, variant_config
+from mtmh.retrieval.ranking import resolved_ranking
 from mtmh.stage_board import StageBoard
 from mtmh.update.carry import carry_clusters, carry_content
 from mtmh.update.gate import gate
@@ -101,14 +107,44 @@ def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunC
     ungated = [m for m in parent.update.gate_models if m not in variants]
     if ungated:
         raise ConfigError(f"update.gate_models: {ungated} not among update.variants {variants}")
+    up = parent.update
+    since = _t1_cut(parent_dir) if up.window == "new" else None
+    # New items: those after the last full training's catalog (the parent's, unless the
+    # parent is an update itself and has its own).
+    arrived = parent.eval.new_items_from
+    ec = dataclasses.replace(
+        parent.eval, new_items_from=_catalog(parent_dir) if arrived is None else arrived
+    )
+    if up.report == "served":
+        ec = dataclasses.replace(ec, partitioned_rows=False, diversity_curve_users=0)
+    peers = parent.peers
+    if up.reuse_choices:
+        ec = dataclasses.replace(ec, ranking=resolved_ranking(parent, parent_dir))
+        lam = _ease_lambda(parent_dir)
+        peers = peers if lam is None else dataclasses.replace(peers, ease_lambdas=(lam,))
     return dataclasses.replace(
         parent,
         pipeline=dataclasses.replace(parent.pipeline, variants=variants),
         data=dataclasses.replace(parent.data, dataset=f"{parent.data.dataset}+{new_slice}"),
         train=dataclasses.replace(
-            parent.train, init_from=str(parent_dir), epochs=parent.update.epochs
+            parent.train, init_from=str(parent_dir), epochs=up.epochs, pairs_since=since
         ),
+        eval=ec,
+        peers=peers,
     )
+
+
+def _t1_cut(run_dir: Path) -> int:
+    """The Unix time where `run_dir`'s T1 ends (prepare's time cut): its models trained on
+    nothing after it."""
+    return int(json.loads((run_dir / "data" / "stats.json").read_text())["cut_timestamp"])
+
+
+def _ease_lambda(run_dir: Path) -> float | None:
+    """The EASE lambda `run_dir` chose on its validation split (None: no EASE fitted)."""
+    meta = peer_dir(run_dir, "ease") / META_FILE
+    lam = json.loads(meta.read_text()).get("lambda") if meta.is_file() else None
+    return None if lam is None else float(lam)
 
 
 def _carried_stages(
@@ -197,6 +233,12 @@ def _contents(cfg: RunConfig, out: Path, parent_dir: Path, trained: list[str]) -
         "catalog": {"items": _catalog(out), "before": _catalog(parent_dir)},
         "trained_from": {m: str(parent_dir / "models" / m) for m in trained},
         "epochs": cfg.train.epochs,
+        "pairs_since": cfg.train.pairs_since,
+        "reused": (
+            {"ease_lambdas": list(cfg.peers.ease_lambdas), "ranking": cfg.eval.ranking}
+            if cfg.update.reuse_choices
+            else {}
+        ),
     }
 
 
