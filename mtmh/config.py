@@ -531,6 +531,10 @@ class UpdateConfig:
     # Epochs each warm-started model trains on the new window. One measured 1.005x the full
     # retrain's validation score on the synthetic days (docs/results.md).
     epochs: Annotated[int, Field(ge=1)] = 1
+    # The warm start's learning rate (None: train.lr). A fresh Adam moves every weight by
+    # about lr in its first steps: at train.lr, a day's window lowered the earlier model's
+    # validation score and the gate turned the version away (docs/results.md).
+    lr: Annotated[float | None, Field(gt=0.0)] = 1e-4
     # The gate: a new model's validation score (the newest held-out window, carved from T1)
     # may be at most this fraction below the serving model's score on the same window.
     tolerance: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.01

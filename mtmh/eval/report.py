@@ -343,19 +343,23 @@ def _cold_lines(report: dict[str, Any]) -> list[str]:
     unseen = meta.get("unseen", meta["new"])
     which = f"{unseen} of the {meta['catalog']} catalog items had no interactions before the T2 cut"
     if meta.get("from") is not None:
+        arrived = meta["catalog"] - meta["from"]
         which = (
-            f"{meta['new']} of the {meta['catalog']} catalog items are new: the items from id "
-            f"{meta['from']} on arrived after the last full training (some have a few T1 "
-            f"engagements by now), and {unseen} items had no interactions before the T2 cut"
+            f"{meta['new']} of the {meta['catalog']} catalog items are new: the {arrived} "
+            f"that arrived after the last full training (ids from {meta['from']}; some may "
+            f"have T1 engagements by now) and the {unseen} with no interactions before the "
+            "T2 cut"
         )
+    lists = f"the lists of the {triggers} triggers that were new items"
+    if not triggers:
+        lists = "the lists of triggers that were new items (none was, in this report)"
     lines = [
         f"{which}. {users} test users engaged with at least one new item in T2. Per model, in "
         f"the served order: recall of those new items in the user's top {top} (± one "
         "standard error over those users), the share of all served slots that went to new "
-        f"items, and the L2 topic match (lift over random) of the lists of the {triggers} "
-        "triggers that were new items. A model that learns from co-engagement alone cannot "
-        "place an item nobody touched: its zero is shown, not left out. For scale, a top "
-        f"{top} drawn at random from the catalog would hold about "
+        f"items, and the L2 topic match (lift over random) of {lists}. A model that learns "
+        "from co-engagement alone cannot place an item nobody touched: its zero is shown, "
+        f"not left out. For scale, a top {top} drawn at random from the catalog would hold about "
         f"{pct(min(1.0, top / meta['catalog']))}% of any user's new items.",
         "",
         "| model | R@100 new | R@500 new | share of slots (new) | L2 of new triggers (lift) |",

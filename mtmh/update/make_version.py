@@ -127,7 +127,11 @@ def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunC
         pipeline=dataclasses.replace(parent.pipeline, variants=variants),
         data=dataclasses.replace(parent.data, dataset=f"{parent.data.dataset}+{new_slice}"),
         train=dataclasses.replace(
-            parent.train, init_from=str(parent_dir), epochs=up.epochs, pairs_since=since
+            parent.train,
+            init_from=str(parent_dir),
+            epochs=up.epochs,
+            pairs_since=since,
+            lr=parent.train.lr if up.lr is None else up.lr,
         ),
         eval=ec,
         peers=peers,
@@ -233,6 +237,7 @@ def _contents(cfg: RunConfig, out: Path, parent_dir: Path, trained: list[str]) -
         "catalog": {"items": _catalog(out), "before": _catalog(parent_dir)},
         "trained_from": {m: str(parent_dir / "models" / m) for m in trained},
         "epochs": cfg.train.epochs,
+        "lr": cfg.train.lr,
         "pairs_since": cfg.train.pairs_since,
         "reused": (
             {"ease_lambdas": list(cfg.peers.ease_lambdas), "ranking": cfg.eval.ranking}
