@@ -126,15 +126,18 @@ def write_training_pairs(
     source = run_dir / "data" / "pairs"
     started = time.perf_counter()
     tc = cfg.train
-    table = pq.read_table(source, columns=["trigger_id", "target_id", *TIME_COLUMNS])
+    timed = bool(split) or tc.pairs_since is not None  # only then are the times read
+    table = pq.read_table(
+        source, columns=["trigger_id", "target_id", *(TIME_COLUMNS if timed else [])]
+    )
     read = table.num_rows
-    when = table["target_timestamp"].to_numpy().astype(np.int64)
-    before_window = np.zeros(read, bool)
-    if tc.pairs_since is not None:
-        before_window = when < tc.pairs_since
-    held = np.zeros(read, bool)
-    if split:
-        held = ~split.training_mask(table["user_id"].to_numpy(), when) & ~before_window
+    before_window, held = np.zeros(read, bool), np.zeros(read, bool)
+    if timed:
+        when = table["target_timestamp"].to_numpy().astype(np.int64)
+        if tc.pairs_since is not None:
+            before_window = when < tc.pairs_since
+        if split:
+            held = ~split.training_mask(table["user_id"].to_numpy(), when) & ~before_window
     table = table.select(["trigger_id", "target_id"]).filter(pa.array(~(held | before_window)))
     if table.num_rows == 0:
         raise ValueError(
