@@ -182,3 +182,48 @@ def test_a_slice_can_be_a_log_file_with_or_without_new_catalog_rows(tmp_path: Pa
     assert data.items.num_rows == _rows(base / "items.parquet")
     with pytest.raises(FileNotFoundError, match="not found"):
         slice_folder(tmp_path / "v3", tmp_path / "missing", None, base)
+
+
+def test_each_version_takes_its_settings_from_the_run_not_from_the_version_before(
+    tmp_path: Path,
+) -> None:
+    """An update narrows its own evaluation, keeps one EASE lambda and fixes the served order;
+    the next update starts from the run's config again (a full report, a lambda search when
+    asked for one), while its data and warm start follow the serving version."""
+    import dataclasses
+
+    from mtmh.config import save_config
+    from mtmh.update.make_version import version_config
+
+    def folder(path: Path, cfg: object, catalog: int, cut: int) -> Path:
+        (path / "data").mkdir(parents=True)
+        (path / "peers" / "ease").mkdir(parents=True)
+        (path / "eval").mkdir()
+        save_config(cfg, path / "pipeline.yaml")
+        items = pa.table({"item_id": pa.array(range(catalog), pa.int32())})
+        pq.write_table(items, path / "data" / "items.parquet")
+        (path / "data" / "stats.json").write_text(json.dumps({"cut_timestamp": cut}))
+        (path / "peers" / "ease" / "meta.json").write_text(json.dumps({"lambda": 250.0}))
+        (path / "eval" / "ranking.json").write_text(json.dumps({"chosen": "ann"}))
+        return path
+
+    run_cfg = load_config(overrides=["data.dataset=parquet:/d/base", "pipeline.variants=[mtmh]"])
+    root = folder(tmp_path / "run", run_cfg, 100, 1_000)
+    v1 = version_config(run_cfg, root, root, Path("/d/s1"))
+    assert v1.data.dataset == "parquet:/d/base+/d/s1" and v1.train.pairs_since == 1_000
+    assert not v1.eval.partitioned_rows and v1.eval.diversity_curve_users == 0
+    assert v1.peers.ease_lambdas == (250.0,) and v1.eval.ranking == "ann"
+    assert v1.eval.new_items_from == 100 and v1.train.lr == run_cfg.update.lr
+    parent = folder(root / "versions" / "1", v1, 110, 2_000)
+
+    full = dataclasses.replace(
+        run_cfg, update=dataclasses.replace(run_cfg.update, report="full", reuse_choices=False)
+    )
+    v2 = version_config(full, root, parent, Path("/d/s2"))
+    assert v2.data.dataset == "parquet:/d/base+/d/s1+/d/s2"
+    assert v2.train.init_from == str(parent) and v2.train.pairs_since == 2_000
+    assert v2.eval.partitioned_rows == run_cfg.eval.partitioned_rows
+    assert v2.eval.diversity_curve_users == run_cfg.eval.diversity_curve_users
+    assert v2.peers.ease_lambdas == run_cfg.peers.ease_lambdas
+    assert v2.eval.ranking == run_cfg.eval.ranking
+    assert v2.eval.new_items_from == 100  # still the last full training's catalog

@@ -23,7 +23,6 @@ from mtmh.job_output import JobOutput, run_job
 from mtmh.jobs.versions import print_versions
 from mtmh.ray_utils import init_ray
 from mtmh.update.make_version import check_updatable, make_version
-from mtmh.versions import serving_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body(out: JobOutput) -> int:
-        config = args.config or serving_dir(args.run.resolve()) / "pipeline.yaml"
+        config = args.config or args.run.resolve() / "pipeline.yaml"  # the run's own
         cfg = load_config(config, args.overrides)
-        check_updatable(cfg, config.parent)  # before Ray starts
+        check_updatable(cfg, args.run)  # before Ray starts
         init_ray(cfg.ray)
         promote = not args.no_promote
         record = make_version(

@@ -94,44 +94,41 @@ def check_updatable(parent: RunConfig, parent_dir: Path) -> None:
         )
 
 
-def version_config(parent: RunConfig, parent_dir: Path, new_slice: Path) -> RunConfig:
-    """The serving version's config, reading the slice after its data and warm-starting from
-    its models."""
+def version_config(run: RunConfig, root: Path, parent_dir: Path, new_slice: Path) -> RunConfig:
+    """The next version's config: the run's own (`run`, version 0's, so that what one update
+    sets for itself never becomes the next one's setting), reading the serving version's data
+    with the slice after it and warm-starting from its models."""
+    parent = load_config(parent_dir / "pipeline.yaml")
     check_updatable(parent, parent_dir)
-    variants = tuple(v for v in parent.pipeline.variants if v in parent.update.variants)
+    up = run.update
+    variants = tuple(v for v in run.pipeline.variants if v in up.variants)
     if not variants:
         raise ConfigError(
-            f"update.variants={list(parent.update.variants)}: none of them was trained in "
-            f"{parent_dir} ({list(parent.pipeline.variants)})"
+            f"update.variants={list(up.variants)}: none of them was trained in "
+            f"{root} ({list(run.pipeline.variants)})"
         )
-    ungated = [m for m in parent.update.gate_models if m not in variants]
+    ungated = [m for m in up.gate_models if m not in variants]
     if ungated:
         raise ConfigError(f"update.gate_models: {ungated} not among update.variants {variants}")
-    up = parent.update
-    since = _t1_cut(parent_dir) if up.window == "new" else None
-    # New items: those after the last full training's catalog (the parent's, unless the
-    # parent is an update itself and has its own).
-    arrived = parent.eval.new_items_from
-    ec = dataclasses.replace(
-        parent.eval, new_items_from=_catalog(parent_dir) if arrived is None else arrived
-    )
+    # New items: those after the last full training's catalog.
+    ec = dataclasses.replace(run.eval, new_items_from=_catalog(root))
     if up.report == "served":
         ec = dataclasses.replace(ec, partitioned_rows=False, diversity_curve_users=0)
-    peers = parent.peers
-    if up.reuse_choices:
-        ec = dataclasses.replace(ec, ranking=resolved_ranking(parent, parent_dir))
+    peers = run.peers
+    if up.reuse_choices:  # the serving version's, made on its validation split
+        ec = dataclasses.replace(ec, ranking=resolved_ranking(run, parent_dir))
         lam = _ease_lambda(parent_dir)
         peers = peers if lam is None else dataclasses.replace(peers, ease_lambdas=(lam,))
     return dataclasses.replace(
-        parent,
-        pipeline=dataclasses.replace(parent.pipeline, variants=variants),
-        data=dataclasses.replace(parent.data, dataset=f"{parent.data.dataset}+{new_slice}"),
+        run,
+        pipeline=dataclasses.replace(run.pipeline, variants=variants),
+        data=dataclasses.replace(run.data, dataset=f"{parent.data.dataset}+{new_slice}"),
         train=dataclasses.replace(
-            parent.train,
+            run.train,
             init_from=str(parent_dir),
             epochs=up.epochs,
-            pairs_since=since,
-            lr=parent.train.lr if up.lr is None else up.lr,
+            pairs_since=_t1_cut(parent_dir) if up.window == "new" else None,
+            lr=run.train.lr if up.lr is None else up.lr,
         ),
         eval=ec,
         peers=peers,
@@ -184,20 +181,20 @@ def make_version(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Make, gate and (when it passes) promote the next version of the run `root`; returns
-    its record (RUN/versions/<n>/version.json). The config is the serving version's (or
-    `config`) with `overrides`. Needs Ray up."""
+    its record (RUN/versions/<n>/version.json). The config is the run's (RUN/pipeline.yaml,
+    or `config`) with `overrides`. Needs Ray up."""
     console = console or Console()
     root = root.resolve()
     started, made_at = time.perf_counter(), time.time()
     parent = serving_version(root)
     parent_dir = version_dir(root, parent)
-    parent_cfg = load_config(config or parent_dir / "pipeline.yaml", overrides or [])
-    check_updatable(parent_cfg, parent_dir)
+    run_cfg = load_config(config or root / "pipeline.yaml", overrides or [])
+    check_updatable(run_cfg, root)
     number = next_version(root)
     out = version_dir(root, number)
     out.mkdir(parents=True)
-    base = ParquetSource(parent_cfg.data.dataset.removeprefix(PARQUET)).roots[0]
-    cfg = version_config(parent_cfg, parent_dir, slice_folder(out, logs, items, base))
+    base = ParquetSource(run_cfg.data.dataset.removeprefix(PARQUET)).roots[0]
+    cfg = version_config(run_cfg, root, parent_dir, slice_folder(out, logs, items, base))
     save_config(cfg, out / "pipeline.yaml")
     console.print(f"version {number} of {root}, from version {parent}", soft_wrap=True)
     carried = _carried_stages(cfg, parent_dir, out, console)
