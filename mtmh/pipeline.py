@@ -34,6 +34,7 @@ from mtmh.embeddings import CONTENT_SOURCE
 from mtmh.eval.content_quality import content_topic_match
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
+from mtmh.model.train_loop import ReadPairs
 from mtmh.model.training import train_variant
 from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.model.variants import get_variant
@@ -130,25 +131,31 @@ def variant_config(cfg: RunConfig, variant: VariantName) -> RunConfig:
     )
 
 
-def _train_remote(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+def _train_remote(cfg: RunConfig, run_dir: Path, pairs: ReadPairs) -> dict[str, Any]:
     """A Ray task holding one TorchTrainer (its workers get their own resources)."""
-    return train_variant(cfg, run_dir)
+    return train_variant(cfg, run_dir, pairs=pairs)
 
 
 def train_concurrently(
     configs: dict[str, RunConfig], run_dir: Path, concurrent: int, on_done: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
-    """Train each variant, at most `concurrent` at a time; each driver is a 0-CPU Ray task."""
+    """Train each variant, at most `concurrent` at a time; each driver is a 0-CPU Ray task.
+    Variants on the same training pairs share one read of them."""
     import ray
 
     task = ray.remote(_train_remote).options(num_cpus=0)
+    run_dir = run_dir.resolve()  # as the tasks see it
+    read: dict[Path, ReadPairs] = {}
     queue = list(configs)
     running: dict[Any, str] = {}
     out = {}
     while queue or running:
         while queue and len(running) < concurrent:
             v = queue.pop(0)
-            running[task.remote(configs[v], run_dir.resolve())] = v
+            path = ensure_training_pairs(run_dir, configs[v]).path
+            if path not in read:
+                read[path] = ReadPairs.read(path, configs[v].train.data_cpus)
+            running[task.remote(configs[v], run_dir, read[path])] = v
         done, _ = ray.wait(list(running), num_returns=1)
         v = running.pop(done[0])
         out[v] = ray.get(done[0])
@@ -321,7 +328,6 @@ def _run_trainings(
 ) -> None:
     log.info("training %s, %d at a time", ", ".join(stages), cfg.pipeline.concurrent_trainings)
     t0 = time.perf_counter()
-    ensure_training_pairs(run_dir, cfg)  # once, before the trainings that share them
     configs: dict[str, RunConfig] = {
         v: variant_config(cfg, v) for v in cfg.pipeline.variants if v in stages
     }

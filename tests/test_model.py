@@ -169,14 +169,19 @@ def test_a_training_can_start_from_an_earlier_runs_model_with_new_items(tmp_path
     """train.init_from through Ray Train: one step at a learning rate too small to move
     anything leaves the earlier model's rows in place and the new items' rows copied."""
     from mtmh.model.inputs import load_item_tables
-    from mtmh.model.train_loop import fit
+    from mtmh.model.train_loop import ReadPairs, fit
+    from mtmh.model.training_pairs import ensure_training_pairs
     from mtmh.model.warm_start import ID_ROWS, content_nearest
 
     base = write_tiny_run(tmp_path / "base", N_ITEMS - 4)
-    assert fit(_train_cfg("train.max_steps=4"), base).error is None
+    base_cfg = _train_cfg("train.max_steps=4")
+    base_pairs = ReadPairs.read(ensure_training_pairs(base, base_cfg).path, 0.5)
+    assert fit(base_cfg, base, pairs=base_pairs).error is None  # pairs read before, as shared
     before = torch.load(base / "models" / "mtmh" / "model.pt")[ID_ROWS]
     grown = write_tiny_run(tmp_path / "grown", N_ITEMS)
     cfg = _train_cfg(f"train.init_from={base}", "train.max_steps=1", "train.lr=1e-12")
+    with pytest.raises(ValueError, match=r"trains on .*grown.* but was given .*base"):
+        fit(cfg, grown, pairs=base_pairs)
     assert fit(cfg, grown).error is None
     after = torch.load(grown / "models" / "mtmh" / "model.pt")[ID_ROWS]
     assert after.shape == (N_ITEMS, 8)

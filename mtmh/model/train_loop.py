@@ -355,14 +355,34 @@ def write_outputs(
         save_queries(out, prompted_queries(tower), clusters_digest(assignments))
 
 
+@dataclass(frozen=True)
+class ReadPairs:
+    """A training pairs file read into the object store (a materialized Ray Dataset)."""
+
+    path: Path
+    dataset: Any
+
+    @classmethod
+    def read(cls, path: Path, data_cpus: float) -> ReadPairs:
+        """Read before any worker group starts: read lazily, inside each trainer's own
+        executor, trainings side by side wait forever for the CPUs their peers' workers hold
+        ("cluster resources are not enough to run any task")."""
+        import ray
+
+        return cls(path, ray.data.read_parquet(str(path), num_cpus=data_cpus).materialize())
+
+
 def fit(
-    cfg: RunConfig, run_dir: Path, callbacks: list[Any] | None = None, **loop_extras: Any
+    cfg: RunConfig,
+    run_dir: Path,
+    callbacks: list[Any] | None = None,
+    pairs: ReadPairs | None = None,
+    **loop_extras: Any,
 ) -> Any:
     """Train `cfg.model.variant` on the run's training pairs with a TorchTrainer; returns
     Ray's Result. `callbacks` go to Ray Train's RunConfig (a Tune trial passes
-    TuneReportCallback)."""
-    import ray
-
+    TuneReportCallback). `pairs`: those pairs already read, so that trainings side by side
+    share one copy in the object store instead of each reading its own."""
     out = model_dir(run_dir, model_name(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -377,11 +397,11 @@ def fit(
         load_clusters(run_dir)  # before any worker starts: a clear error when there are none
     if cfg.train.init_from:  # likewise for the model a warm start reads
         warm_start_source(cfg.train.init_from, model_name(cfg))
-    pairs = ensure_training_pairs(run_dir, cfg)
-    # Read into the object store before the worker group starts: read lazily, inside each
-    # trainer's own executor, trainings side by side wait forever for the CPUs their peers'
-    # workers hold ("cluster resources are not enough to run any task").
-    ds = ray.data.read_parquet(str(pairs.path), num_cpus=cfg.train.data_cpus).materialize()
+    path = ensure_training_pairs(run_dir, cfg).path
+    if pairs is None:
+        pairs = ReadPairs.read(path, cfg.train.data_cpus)
+    elif pairs.path != path:
+        raise ValueError(f"{model_name(cfg)} trains on {path}, but was given {pairs.path}")
     loop_config = {
         "run_config": config_to_dict(cfg),
         "run_dir": str(run_dir.resolve()),
@@ -393,7 +413,7 @@ def fit(
         cfg.train,
         f"train-{model_name(cfg)}",
         out / "ray_train",
-        {"train": ds},
+        {"train": pairs.dataset},
         callbacks,
     )
     return trainer.fit()

@@ -11,7 +11,7 @@ from typing import Any
 from mtmh.config import RunConfig
 from mtmh.errors import MtmhError
 from mtmh.model.curves import plot_loss_curves, read_metrics
-from mtmh.model.train_loop import START, fit, model_dir, model_name
+from mtmh.model.train_loop import START, ReadPairs, fit, model_dir, model_name
 
 
 class TrainingFailed(MtmhError, RuntimeError):
@@ -21,13 +21,16 @@ class TrainingFailed(MtmhError, RuntimeError):
 
 
 def train_variant(
-    cfg: RunConfig, run_dir: Path, callbacks: list[Any] | None = None
+    cfg: RunConfig,
+    run_dir: Path,
+    callbacks: list[Any] | None = None,
+    pairs: ReadPairs | None = None,
 ) -> dict[str, Any]:
     """Train `cfg.model.variant` into RUN/models/<model.name or variant>; returns (and writes)
-    its summary."""
+    its summary. `pairs`: its training pairs already read (see `fit`)."""
     started = time.perf_counter()
     name = model_name(cfg)
-    result = fit(cfg, run_dir, callbacks=callbacks)
+    result = fit(cfg, run_dir, callbacks=callbacks, pairs=pairs)
     if result.error is not None:
         raise TrainingFailed(f"training {name} failed: {result.error}")
     out = model_dir(run_dir, name)
