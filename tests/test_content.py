@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from mtmh.config import ContentConfig, ContentTrainConfig, VisionTowerConfig, build_config
+from mtmh.content.embedder import ItemContentEmbedder
 from mtmh.content.encode import encode_content, read_embeddings, train_encoder
 from mtmh.content.features import ContentFeaturizer, ItemFeatures
 from mtmh.content.text_tower import TextTower, default_text_model
@@ -170,6 +171,44 @@ def test_train_encoder_falls_back_without_concepts(tmp_path: Path) -> None:
     assert summary["kind"] == "projection" and summary["items_with_concepts"] == 0
     spec = json.loads((tmp_path / "enc" / "encoder.json").read_text())
     assert "PCA" in spec["note"] and not (tmp_path / "enc" / "concept_tower.pt").exists()
+
+
+def test_the_embedding_actors_reuse_the_lines_training_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = ["sourdough bread\nbaked in m.01", "croissant\nbaked in m.01", "offside", ""]
+    pq.write_table(
+        pa.table(
+            {
+                "text": texts,
+                "image_uri": pa.nulls(4, pa.string()),
+                "concepts": pa.array([[], [], [], []], pa.list_(pa.string())),
+            }
+        ),
+        tmp_path / "items.parquet",
+    )
+    cfg = ContentConfig(train=ContentTrainConfig(min_items_with_concepts=2))
+    train_encoder(tmp_path / "items.parquet", cfg, seed=0, out_dir=tmp_path / "enc")
+    saved = pq.read_table(tmp_path / "enc" / "text_lines.parquet")
+    assert sorted(saved["line"].to_pylist()) == sorted(
+        ["sourdough bread", "croissant", "baked in m.01", "offside"]
+    )
+
+    embedder = ItemContentEmbedder(tmp_path / "enc")
+    text = embedder.featurizer.text
+    expected = embedder.featurizer.embed_texts(texts)[0]  # from the saved lines
+
+    def no_tower(_: object) -> np.ndarray:
+        raise AssertionError("the text tower ran on a line training had embedded")
+
+    monkeypatch.setattr(text, "encode", no_tower)
+    out = embedder({"item_id": np.arange(4), "text": np.array(texts, dtype=object)})
+    assert out["has_text"].tolist() == [True, True, True, False]
+    # The saved vectors are the tower's own (to float precision: another batch, other padding).
+    monkeypatch.undo()
+    np.testing.assert_allclose(
+        expected[:3], ContentFeaturizer(text, None).embed_texts(texts)[0][:3], atol=1e-5
+    )
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -4,6 +4,8 @@ Layout of an encoder directory (`RUN/content/encoder/`):
     encoder.json      EncoderSpec: backbones, dims, the kind of fusion, training summary
     content_tower.pt  state dict of the ContentTower (the teacher)
     concept_tower.pt  state dict of the ConceptTower (absent for the projection fallback)
+    text_lines.parquet  the text tower's embeddings of the lines training read (line,
+                      embedding), which the embedding actors reuse (features.py)
 
 The backbones are not copied: the spec names them (model path or id, open_clip name and
 checkpoint), so loading needs the same local weights.
@@ -24,6 +26,7 @@ from mtmh.content.towers import ContentTower, FusionKind
 from mtmh.content.train import TrainingResult
 
 SPEC_FILE = "encoder.json"
+LINES_FILE = "text_lines.parquet"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mtmh.config import ContentConfig
-from mtmh.content.checkpoint import load_content_tower
+from mtmh.content.checkpoint import LINES_FILE, load_content_tower
 from mtmh.content.features import ContentFeaturizer
 from mtmh.errors import NoDeviceError
 
@@ -41,6 +41,9 @@ class ItemContentEmbedder:
         self.spec, self.tower = load_content_tower(Path(encoder_dir), device)
         cfg = self.spec.content_config(ContentConfig())
         self.featurizer = ContentFeaturizer.load(cfg, device)
+        lines = Path(encoder_dir) / LINES_FILE
+        if lines.is_file():  # an encoder trained before the file existed has none
+            self.featurizer.load_line_cache(lines)
         self.device = device
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:

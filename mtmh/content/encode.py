@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtmh.config import ContentConfig, RunConfig, config_hash, save_config
-from mtmh.content.checkpoint import load_spec, save_encoder
+from mtmh.content.checkpoint import LINES_FILE, load_spec, save_encoder
 from mtmh.content.concepts import pooled_concepts
 from mtmh.content.features import ContentFeaturizer
 from mtmh.content.parts import EmbeddingParts, folder_digest
@@ -107,6 +107,7 @@ def train_encoder(
         "seconds": round(time.perf_counter() - started, 2),
     }
     save_encoder(out_dir, result, cfg, featurizer.text.dim, featurizer.image_dim, summary)
+    featurizer.save_line_cache(out_dir / LINES_FILE)
     return summary
 
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from mtmh.config import ContentConfig
@@ -87,6 +90,38 @@ class ContentFeaturizer:
             np.add.at(text_emb, owner, emb)
             text_emb[has_text] /= np.array([len(ls) for ls in lines if ls], np.float32)[:, None]
         return text_emb, has_text
+
+    def save_line_cache(self, path: Path) -> int:
+        """Write the cached line embeddings to `path` (parquet: line, embedding); returns how
+        many. The encoder's training embeds most of the catalog's lines; the embedding actors
+        load them (`load_line_cache`) instead of running the text tower over them again, and
+        a line then has the same vector in every actor, however the items are batched."""
+        lines = list(self._lines)
+        emb = np.stack([self._lines[x] for x in lines]) if lines else np.zeros((0, self.text.dim))
+        table = pa.table(
+            {
+                "line": pa.array(lines, pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(emb.astype(np.float32).ravel()), self.text.dim
+                ),
+            }
+        )
+        pq.write_table(table, path)
+        return len(lines)
+
+    def load_line_cache(self, path: Path) -> int:
+        """Add the line embeddings saved at `path` to the cache (at most LINE_CACHE_SIZE);
+        returns how many."""
+        table = pq.read_table(path)
+        if table["embedding"].type.list_size != self.text.dim:
+            raise ValueError(
+                f"{path}: line embeddings of {table['embedding'].type.list_size} dimensions, "
+                f"but the text tower gives {self.text.dim}"
+            )
+        table = table.slice(0, self.LINE_CACHE_SIZE)
+        emb = table["embedding"].combine_chunks().values.to_numpy().reshape(-1, self.text.dim)
+        self._lines.update(zip(table["line"].to_pylist(), emb, strict=True))
+        return table.num_rows
 
     def _line_embeddings(self, lines: list[str]) -> np.ndarray:
         """[L, Ht] embeddings of distinct lines, from the cache where it has them."""
