@@ -3,7 +3,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Reinstall whenever pyproject.toml changes.
+# Reinstall whenever pyproject.toml changes. The packages are byte-compiled after pip, on
+# every core, where pip compiles one file at a time. Compiling them is not optional: where
+# PYTHONDONTWRITEBYTECODE is set, as on this machine, a module not compiled at install is
+# compiled again by every process that imports it. compileall's exit status is ignored, as
+# pip ignores its own compile errors: packages ship files for newer Pythons
+# (torch/testing/_internal/py312_intrinsics.py).
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 RUN_DIR ?= runs/ml-100k
 export OMP_NUM_THREADS ?= 1
@@ -16,9 +21,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "installing into $(VENV) (pip's output: $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
-	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[cpu,dev]'; } \
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install --no-compile -e '.[cpu,dev]'; } \
 	  > $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; \
 	  echo "install failed: the whole log is $(VENV)/install.log"; exit 1; }
+	@$(PY) -m compileall -q -j 0 $(VENV)/lib > $(VENV)/compile.log 2>&1 || true
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
