@@ -50,6 +50,9 @@ OLD_PAIRS = re.compile(
     r"\(_train_remote pid=\d+\).*Dataset dataset_\S+ execution finished in ([\d.]+) s"
 )
 NEW_PAIRS = re.compile(r"training pairs: \d+ rows from \d+ pairs in ([\d.]+) s")
+# Since 3351b99 the driver reads the pairs once for the trainings that share them: a Ray Data
+# execution of the driver's own (no "pid=" prefix) inside the train stage.
+SHARED_READ = re.compile(r"^\S+ \S+\s+INFO .*Dataset dataset_\S+ execution finished in ([\d.]+) s")
 
 
 def _time(line: str) -> float | None:
@@ -66,6 +69,7 @@ def read_log(run: Path) -> dict[str, Any]:
     stamps = [t for t in map(_time, lines) if t is not None]
     stages: dict[str, float] = {}
     train_start = train_end = None
+    shared = []
     for line in lines:
         if m := STAGE_DONE.search(line):
             kind = m.group(1).split(":")[0]
@@ -74,10 +78,12 @@ def read_log(run: Path) -> dict[str, Any]:
             train_start = _time(line)
         if train_start and train_end is None and "stage index:" in line and "starting" in line:
             train_end = _time(line)
+        if train_start and train_end is None and (m := SHARED_READ.search(line)):
+            shared.append(float(m.group(1)))
     if train_start and train_end:
         stages["train"] = train_end - train_start
     old = [float(m.group(1)) for line in lines if (m := OLD_PAIRS.search(line))]
-    new = [float(m.group(1)) for line in lines if (m := NEW_PAIRS.search(line))]
+    new = [float(m.group(1)) for line in lines if (m := NEW_PAIRS.search(line))] + shared
     return {
         "pipeline_s": stamps[-1] - stamps[0] if stamps else float("nan"),
         "stages_s": stages,
