@@ -180,8 +180,11 @@ def test_a_training_can_start_from_an_earlier_runs_model_with_new_items(tmp_path
     before = torch.load(base / "models" / "mtmh" / "model.pt")[ID_ROWS]
     grown = write_tiny_run(tmp_path / "grown", N_ITEMS)
     cfg = _train_cfg(f"train.init_from={base}", "train.max_steps=1", "train.lr=1e-12")
+    (grown / "models" / "mtmh").mkdir(parents=True)
+    (grown / "models" / "mtmh" / "metrics.jsonl").write_text("{}\n")  # an earlier training's
     with pytest.raises(ValueError, match=r"trains on .*grown.* but was given .*base"):
         fit(cfg, grown, pairs=base_pairs)
+    assert (grown / "models" / "mtmh" / "metrics.jsonl").exists()  # the error removed nothing
     assert fit(cfg, grown).error is None
     after = torch.load(grown / "models" / "mtmh" / "model.pt")[ID_ROWS]
     assert after.shape == (N_ITEMS, 8)

@@ -383,6 +383,14 @@ def fit(
     Ray's Result. `callbacks` go to Ray Train's RunConfig (a Tune trial passes
     TuneReportCallback). `pairs`: those pairs already read, so that trainings side by side
     share one copy in the object store instead of each reading its own."""
+    # What the training reads is checked before anything of an earlier training is removed.
+    if get_variant(cfg.model.variant).prompted:
+        load_clusters(run_dir)  # a clear error when there are none
+    if cfg.train.init_from:  # likewise for the model a warm start reads
+        warm_start_source(cfg.train.init_from, model_name(cfg))
+    path = ensure_training_pairs(run_dir, cfg).path
+    if pairs is not None and pairs.path != path:
+        raise ValueError(f"{model_name(cfg)} trains on {path}, but was given {pairs.path}")
     out = model_dir(run_dir, model_name(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -393,15 +401,8 @@ def fit(
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
     shutil.rmtree(out / "queries", ignore_errors=True)  # an earlier prompted training's
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
-    if get_variant(cfg.model.variant).prompted:
-        load_clusters(run_dir)  # before any worker starts: a clear error when there are none
-    if cfg.train.init_from:  # likewise for the model a warm start reads
-        warm_start_source(cfg.train.init_from, model_name(cfg))
-    path = ensure_training_pairs(run_dir, cfg).path
     if pairs is None:
         pairs = ReadPairs.read(path, cfg.train.data_cpus)
-    elif pairs.path != path:
-        raise ValueError(f"{model_name(cfg)} trains on {path}, but was given {pairs.path}")
     loop_config = {
         "run_config": config_to_dict(cfg),
         "run_dir": str(run_dir.resolve()),
