@@ -29,10 +29,8 @@ from mtmh.retrieval.merge import RELEVANCE, Ordered, Ranked
 from mtmh.retrieval.quotas import QuotaCut
 
 Ranking = Literal["preranker", "ann"]
-RANKINGS: tuple[Ranking, ...] = (
-    "preranker",
-    "ann",
-)  # how each head's K_ann candidates are cut to its keep
+# How each head's K_ann candidates are cut to its keep.
+RANKINGS: tuple[Ranking, ...] = ("preranker", "ann")
 RANKING_FILE = "ranking.json"  # RUN/eval/: the order the run serves, and why
 
 
