@@ -52,13 +52,14 @@ def config_from_args(args: argparse.Namespace, extra: list[str] | None = None) -
 
 
 def run_config_from_args(
-    args: argparse.Namespace, run_dir: Path, extra: list[str] | None = None
+    args: argparse.Namespace,
+    run_dir: Path,
+    extra: list[str] | None = None,
+    file: str = "data/config.yaml",
 ) -> RunConfig:
-    """The config of a job on an existing run: --config, else the run's own
-    RUN/data/config.yaml, plus `extra` and --set overrides."""
-    return _load_or_exit(
-        args.config or run_dir / "data" / "config.yaml", [*(extra or []), *args.overrides]
-    )
+    """The config of a job on an existing run: --config, else the run's own `file`
+    (RUN/data/config.yaml, what prepare ran with), plus `extra` and --set overrides."""
+    return _load_or_exit(args.config or run_dir / file, [*(extra or []), *args.overrides])
 
 
 def _load_or_exit(path: str | Path | None, overrides: list[str]) -> RunConfig:

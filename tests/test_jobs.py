@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from mtmh.config import build_config, save_config
 from mtmh.errors import MtmhError
 from mtmh.job_output import JobOutput, run_job
 from mtmh.versions import promote, write_version
@@ -183,6 +184,16 @@ def test_jobs_on_a_missing_run_and_a_bad_config_say_so_in_one_line(tmp_path: Pat
     done = _job("ray_jobs/pipeline.py", "--out", str(tmp_path / "r"), "--set", "eval.alpha=500")
     assert done.returncode == 2 and done.stderr.startswith("error: invalid config:")
     assert "eval.alpha" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_update_with_a_bad_override_names_the_key(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(build_config(), run / "pipeline.yaml")
+    done = _job("ray_jobs/update.py", str(run), "--logs", str(tmp_path), "--set", "split.mode=x")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == ["error: invalid config:", "  split: unknown key"]
+    assert not (run / "versions").exists()  # nothing made
 
 
 def test_the_mtmh_command(tmp_path: Path) -> None:

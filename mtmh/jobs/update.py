@@ -17,8 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mtmh.config import load_config
-from mtmh.job_args import job_parser
+from mtmh.job_args import job_parser, run_config_from_args
 from mtmh.job_output import JobOutput, run_job
 from mtmh.jobs.versions import print_versions
 from mtmh.ray_utils import init_ray
@@ -32,15 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=Path, help="the new catalog rows (items.parquet)")
     parser.add_argument("--no-promote", action="store_true", help="gate it, do not serve it")
     args = parser.parse_args(argv)
+    # The run's own pipeline config with --set: a bad key or value stops here, in full.
+    cfg = run_config_from_args(args, args.run.resolve(), file="pipeline.yaml")
 
     def body(out: JobOutput) -> int:
-        config = args.config or args.run.resolve() / "pipeline.yaml"  # the run's own
-        cfg = load_config(config, args.overrides)
         check_updatable(cfg, args.run)  # before Ray starts
         init_ray(cfg.ray)
         promote = not args.no_promote
         record = make_version(
-            args.run, args.logs, args.items, config, args.overrides, promote, out.console
+            args.run, args.logs, args.items, args.config, args.overrides, promote, out.console
         )
         print_versions(out.console, args.run)
         verdict = "promoted: Serve follows it" if record["promoted"] else "not promoted"
