@@ -22,12 +22,12 @@ DAY = 86_400
 BOUNDS = (0, T0 + 30 * DAY)  # "-5" and "99999999999" are impossible, as prepare says
 
 
-def _cut(tmp_path: Path, end_fraction: float = 1.0) -> tuple[Path, dict]:
+def _cut(tmp_path: Path, end_fraction: float = 1.0, end: int | None = None) -> tuple[Path, dict]:
     root = write_tiny_dataset(tmp_path / "src")
     cfg = build_config(overrides=[f"data.dataset=parquet:{root}"])
     source = get_source(cfg.data).load(tmp_path / "cache")
     out = tmp_path / "days"
-    return out, slice_dataset(source, out, 2, 3 * DAY, BOUNDS, end_fraction)
+    return out, slice_dataset(source, out, 2, 3 * DAY, BOUNDS, end_fraction, end)
 
 
 def _rows(folder: Path) -> list[tuple[str, str]]:
@@ -81,6 +81,23 @@ def test_an_earlier_end_puts_what_follows_in_after_and_loses_nothing(tmp_path: P
     assert pq.read_table(out / "after" / "items.parquet")["item_id"].to_pylist() == ["d"]
     assert sum(meta["rows"].values()) == len(GOOD_ROWS) + len(BAD_ROWS)
     assert sum(meta["items"].values()) == 5
+
+
+def test_an_end_time_puts_the_slices_there_and_what_follows_in_after(tmp_path: Path) -> None:
+    # The base ends at T0 + 1 day, the moment a catalog drop would start.
+    out, meta = _cut(tmp_path, end=T0 + 7 * DAY)
+    assert meta["bounds"] == [T0 + 1 * DAY, T0 + 4 * DAY, T0 + 7 * DAY]
+    # (T0 + 1 day, T0 + 4 days]: the rows of days 2 to 4, the period's end included.
+    assert _rows(out / "slice-01") == [
+        ("u1", "c"),
+        ("u2", "c"),
+        ("u3", "a"),
+        ("u3", "a"),
+        ("u3", "e"),
+    ]
+    assert _rows(out / "slice-02") == []
+    assert _rows(out / "after") == [("u1", "d"), ("u2", "e")]  # T0 + 9 and + 8 days
+    assert sum(meta["rows"].values()) == len(GOOD_ROWS) + len(BAD_ROWS)
 
 
 @pytest.mark.usefixtures("ray_local")

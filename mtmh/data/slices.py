@@ -99,11 +99,13 @@ def slice_dataset(
     period_seconds: int,
     bounds: tuple[int, int] = (0, 2**62),
     end_fraction: float = 1.0,
+    end: int | None = None,
 ) -> dict[str, Any]:
     """Write the base and `slices` slices of `source` under `out` (replacing an earlier cut's
     folders); returns what slices.json holds. `bounds`: the plausible timestamps, inclusive
     (prepare's row bounds); rows outside them stay in the base. `end_fraction`: the slices
-    end where that share of the plausible rows lies at or before (1: the newest row)."""
+    end where that share of the plausible rows lies at or before (1: the newest row); `end`,
+    a Unix time, puts the end there instead (the base then ends `slices` periods before it)."""
     if slices < 1 or period_seconds < 1:
         raise ValueError(
             f"need slices >= 1 and period_seconds >= 1, got {slices}, {period_seconds}"
@@ -120,7 +122,8 @@ def slice_dataset(
     valid = ~null & ~bad & (ts >= bounds[0]) & (ts <= bounds[1])
     if not valid.any():
         raise ValueError(f"{source.description}: no row has a plausible timestamp")
-    end = int(np.quantile(ts[valid], end_fraction, method="inverted_cdf"))
+    if end is None:
+        end = int(np.quantile(ts[valid], end_fraction, method="inverted_cdf"))
     row_period = np.where(valid, period_of(ts, end, slices, period_seconds), 0)
 
     raw_ids = log["item_id"].combine_chunks().cast(pa.string())

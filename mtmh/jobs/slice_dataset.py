@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the slices end where this share of the rows lies before (1: the newest row); "
         "what follows goes to OUT/after",
     )
+    parser.add_argument(
+        "--end-timestamp",
+        type=int,
+        help="the slices end at this Unix time instead (the base ends --slices periods before)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder to write")
     args = parser.parse_args(argv)
     cfg = config_from_args(args, [f"data.dataset={args.dataset}"] if args.dataset else [])
@@ -49,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         rb = cfg.data.row_bounds  # the validator's bounds: an impossible row moves no slice
         bounds = (rb.min_timestamp, rb.max_timestamp or int(time.time()) + rb.max_future_seconds)
         period = round(args.period_days * DAY)
-        meta = slice_dataset(source, args.out, args.slices, period, bounds, args.end_fraction)
+        meta = slice_dataset(
+            source, args.out, args.slices, period, bounds, args.end_fraction, args.end_timestamp
+        )
         table = Table(title=f"{meta['source']} -> {args.out}")
         for column in ("folder", "interactions", "items"):
             table.add_column(column)
