@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
 
 log = logging.getLogger(__name__)
+# Stages that need only the prepared data and that nothing before the prerankers reads: they
+# run in a driver thread while the trainings run, on the cores that the trainings' start-ups,
+# validation passes and last lone training leave idle. The peers' BLAS and torch work
+# releases the GIL, so the driver's loop over the trainings is not held up.
+BESIDE_TRAININGS = ("peers",)
 MARKER = "stage.json"
 FRESH_VARIANTS = ("mtmh", "itemcf")  # the two curves of the fresh-content analysis
 
@@ -287,12 +293,20 @@ def run_pipeline(
         names = ", ".join(_grouped_names(skipped))
         console.print(f"[dim]current, skipped: {names}[/dim]", soft_wrap=True)
     started_all = time.perf_counter()
-    with StageBoard(console) as board:
-        for kind, group in _by_kind(todo):
+    groups = _by_kind(todo)
+    trains = any(kind == "train" for kind, _ in groups)
+    with StageBoard(console) as board, ThreadPoolExecutor(1) as beside:
+        pending: Future[None] | None = None
+        for kind, group in groups:
+            if kind in BESIDE_TRAININGS and trains:
+                pending = beside.submit(_run_beside, group[0], board)
+                continue
             if kind == "train":
                 _run_trainings(
                     cfg, run_dir, {s.name.removeprefix("train:"): s for s in group}, board
                 )
+                if pending is not None:
+                    pending.result()  # before the prerankers, which search the peers' tables
                 continue
             with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
                 for s in group:
@@ -302,6 +316,17 @@ def run_pipeline(
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
     report_path = run_dir / "report.json"
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
+
+
+def _run_beside(stage: Stage, board: StageBoard) -> None:
+    """A stage run in a thread while the trainings run: its line is printed when it ends
+    (a live line would take the trainings' step counts, mtmh/progress.py)."""
+    try:
+        seconds = stage.execute()
+    except BaseException:
+        board.console.print(f"[red]✗[/red] {stage.name:<10} failed (beside the trainings)")
+        raise
+    board.console.print(f"[green]✓[/green] {stage.name:<10} {seconds:.1f} s (beside the trainings)")
 
 
 def _kind(stage: Stage) -> str:

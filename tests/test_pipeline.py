@@ -57,6 +57,10 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert any(ln.startswith("wrote ") and "report.md" in ln for ln in lines)
     # The workers' output ("(RayTrainWorker pid=123) ...") went to the log file instead.
     assert re.search(r" pid=\d+\)", log) and not re.search(r" pid=\d+\)", done.stdout)
+    # The peers fit while the trainings run: they finished after the trainings began.
+    peers = json.loads((run / "peers" / "stage.json").read_text())
+    mtmh = json.loads((run / "models" / "mtmh" / "stage.json").read_text())
+    assert peers["finished_at"] > mtmh["finished_at"] - mtmh["seconds"]  # seconds since t0
     report = json.loads((run / "report.json").read_text())
 
     assert report["dataset"] == "synthetic"
