@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mtmh.eval.cold_start import ColdStartMeter, new_items
+from mtmh.eval.cold_start import ColdStartMeter, hours_to_retrievable, new_items
 
 
 def test_new_items_are_those_nobody_touched_in_t1() -> None:
@@ -58,3 +58,16 @@ def test_topic_match_of_new_triggers_counts_only_their_lists() -> None:
     assert got["cold_triggers"] == 1
     assert got["cold_l2_match"] == pytest.approx(2 / 3)
     assert got["cold_l2_lift"] == pytest.approx((2 / 3) / 0.5)
+
+
+def test_hours_to_retrievable_is_the_first_hour_from_which_recall_stays_above_noise() -> None:
+    # ItemCF-like: nothing at the drop, noise at 6 h, clear from 24 h on.
+    assert (
+        hours_to_retrievable({0: (0.0, 0.0), 6: (0.01, 0.01), 24: (0.05, 0.01), 48: (0.08, 0.01)})
+        == 24
+    )
+    # A content model retrieves new items before any log about them.
+    assert hours_to_retrievable({0: (0.3, 0.04), 24: (0.31, 0.04)}) == 0
+    # One lucky cut does not count, and a model that never gets there is None.
+    assert hours_to_retrievable({0: (0.0, 0.0), 6: (0.05, 0.01), 24: (0.0, 0.0)}) is None
+    assert hours_to_retrievable({0: (float("nan"), float("nan"))}) is None

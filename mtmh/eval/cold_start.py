@@ -86,3 +86,22 @@ class ColdStartMeter:
                 )
             },
         }
+
+
+def hours_to_retrievable(curve: Mapping[float, tuple[float, float]]) -> float | None:
+    """The first hour (of logs after new items arrived) at which a model retrieves them: its
+    new-item recall is above zero by more than two standard errors there and at every later
+    hour measured. `curve`: hour -> (recall, standard error). None: not by the last hour.
+
+    "At every later hour" keeps one lucky cut from counting: a model that retrieves new
+    items after 12 hours of logs but not after 24 has not learned to place them."""
+    hours = sorted(curve)
+    first: float | None = None
+    for hour in hours:
+        recall, se = curve[hour]
+        retrieves = bool(np.isfinite(recall)) and recall > 2 * (se if np.isfinite(se) else 0.0)
+        if retrieves and first is None:
+            first = hour
+        elif not retrieves:
+            first = None
+    return first
