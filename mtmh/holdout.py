@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import pickle
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ class HoldoutSplit:
         )
 
 
+_MAKING = threading.Lock()  # one split made at a time in a process
+
+
 def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSplit:
     """The split of RUN/data/t1 (empty when `cfg.users` is 0).
 
@@ -118,16 +122,19 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
     )
     blob = json.dumps([files, dataclasses.asdict(cfg), max_triggers], sort_keys=True)
     cache = run_dir / "holdout" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pkl"
-    if cache.is_file():
-        with cache.open("rb") as fh:
-            split: HoldoutSplit = pickle.load(fh)
-        return split
-    split = make_holdout(t1, cfg, max_triggers)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(split, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, cache)  # readers never see a partial file
+    # The driver's threads (the peers beside the trainings' pairs) need it at the same time:
+    # one makes it, the others wait and read it back.
+    with _MAKING:
+        if cache.is_file():
+            with cache.open("rb") as fh:
+                split: HoldoutSplit = pickle.load(fh)
+            return split
+        split = make_holdout(t1, cfg, max_triggers)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(split, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, cache)  # readers never see a partial file
     return split
 
 

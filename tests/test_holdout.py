@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
+import mtmh.holdout
 from mtmh.config import HoldoutConfig
 from mtmh.holdout import HoldoutSplit, HoldoutUser, ann_order_recall, load_holdout
 
@@ -60,6 +64,34 @@ def test_holdout_takes_the_tail_of_each_sampled_users_t1(tmp_path: Path) -> None
     eligible = len(load_holdout(run, HoldoutConfig(users=1000, max_user_fraction=1.0), 5))
     capped = load_holdout(run, HoldoutConfig(users=1000, max_user_fraction=0.25), 5)
     assert eligible >= 38 and len(capped) == int(0.25 * eligible)
+
+
+def test_threads_that_need_the_split_at_once_make_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipeline's driver fits the peers in a thread while the trainings' pairs are made.
+    run = write_t1(tmp_path, [(u, i, u + i) for u in range(20) for i in range(12)])
+    cfg = HoldoutConfig(users=4, max_user_fraction=1.0)
+    made = []
+    real = mtmh.holdout.make_holdout
+
+    def slow(*args: object) -> HoldoutSplit:
+        made.append(1)
+        time.sleep(0.3)  # both threads are inside load_holdout by now
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mtmh.holdout, "make_holdout", slow)
+    got: list[HoldoutSplit] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(load_holdout(run, cfg, 5))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(got) == 2
+    assert got[0].user_ids.tolist() == got[1].user_ids.tolist()
+    assert [p.suffix for p in (run / "holdout").iterdir()] == [".pkl"]  # no stray temp file
 
 
 def test_no_holdout_when_users_is_zero(tmp_path: Path) -> None:
