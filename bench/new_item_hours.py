@@ -112,22 +112,31 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
         number = versions_by_logs(run_dir)[logs]
         report = json.loads((version_dir(run_dir, number) / "report.json").read_text())
-        cuts[h] = {"version": number, "models": report["models"]}
+        cuts[h] = {
+            "version": number,
+            "served": report["ranking"]["chosen"],
+            "orders": report["models_by_ranking"],
+        }
     return {"drop": drop, "window_hours": args.window_hours, "seconds": seconds, "cuts": cuts}
 
 
-def summarize(result: dict[str, Any], k: int) -> dict[str, Any]:
-    """Per model: its new-item recall@k at every cut and the hours it needed."""
+def summarize(result: dict[str, Any], k: int) -> dict[str, dict[str, Any]]:
+    """Per order (ann, preranker) and model: its new-item recall@k at every cut and the
+    hours it needed."""
     cuts = result["cuts"]
-    names = [n for n, row in next(iter(cuts.values()))["models"].items() if "cold_users" in row]
-    rows = {}
-    for name in names:
-        curve = {
-            h: (cut["models"][name][f"cold_recall@{k}"], cut["models"][name][f"cold_recall@{k}_se"])
-            for h, cut in cuts.items()
-        }
-        rows[name] = {"curve": curve, "hours_to_retrievable": hours_to_retrievable(curve)}
-    return rows
+    first = next(iter(cuts.values()))
+    names = [n for n, row in first["orders"]["ann"].items() if "cold_users" in row]
+    table: dict[str, dict[str, Any]] = {}
+    for order in first["orders"]:
+        rows = {}
+        for name in names:
+            curve = {}
+            for h, cut in cuts.items():
+                row = cut["orders"][order][name]
+                curve[h] = (row[f"cold_recall@{k}"], row[f"cold_recall@{k}_se"])
+            rows[name] = {"curve": curve, "hours_to_retrievable": hours_to_retrievable(curve)}
+        table[order] = rows
+    return table
 
 
 def pct(x: float) -> str:
@@ -138,57 +147,75 @@ def _lift(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.2f}x"
 
 
-def write_markdown(result: dict[str, Any], rows: dict[str, Any], k: int, path: Path) -> None:
-    cuts = result["cuts"]
-    hours = list(cuts)
+def recall_lines(rows: dict[str, Any], hours: list[int]) -> list[str]:
     lines = [
-        f"New-item recall@{k} (percent ± SE) of a model trained up to h hours after the drop "
-        f"began, graded on the {result['window_hours']} hours after the cut.",
-        "",
         "| model | " + " | ".join(f"h={h}" for h in hours) + " | hours to retrievable |",
         "|---" * (len(hours) + 2) + "|",
     ]
     for name, row in rows.items():
         cells = [f"{pct(r)} ± {pct(se)}" for r, se in row["curve"].values()]
         first = row["hours_to_retrievable"]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cells)
-            + f" | {'not by ' + str(hours[-1]) if first is None else first} |"
-        )
-    lines += [
-        "",
+        when = f"not by {hours[-1]}" if first is None else str(first)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {when} |")
+    return lines
+
+
+def trigger_lines(result: dict[str, Any], names: list[str]) -> list[str]:
+    """Per cut: the users graded, the new items among triggers and the L2 topic match of
+    what each model (in the served order) returns for them."""
+    lines = [
         "| cut | version | users with new-item truth | new triggers | "
-        + " | ".join(f"{n} L2 match (lift)" for n in rows)
+        + " | ".join(f"{n} L2 match (lift)" for n in names)
         + " |",
-        "|---" * (4 + len(rows)) + "|",
+        "|---" * (4 + len(names)) + "|",
     ]
-    for h, cut in cuts.items():
-        first = next(iter(rows))
-        models = cut["models"]
+    for h, cut in result["cuts"].items():
+        models = cut["orders"][cut["served"]]
         cells = [
             f"{pct(models[n].get('cold_l2_match', math.nan))} "
             f"({_lift(models[n].get('cold_l2_lift', math.nan))})"
-            for n in rows
+            for n in names
         ]
+        any_row = models[names[0]]
         lines.append(
-            f"| h={h} | {cut['version']} | {int(models[first]['cold_users'])} | "
-            f"{int(models[first].get('cold_triggers', 0))} | " + " | ".join(cells) + " |"
+            f"| h={h} | {cut['version']} | {int(any_row['cold_users'])} | "
+            f"{int(any_row.get('cold_triggers', 0))} | " + " | ".join(cells) + " |"
         )
+    return lines
+
+
+def write_markdown(
+    result: dict[str, Any], table: dict[str, dict[str, Any]], k: int, path: Path
+) -> None:
+    hours = list(result["cuts"])
+    lines = [
+        f"New-item recall@{k} (percent ± SE) of a model trained up to h hours after the drop "
+        f"began, graded on the {result['window_hours']} hours after the cut; hours to "
+        "retrievable: the first cut from which it stays above two standard errors.",
+    ]
+    for order, rows in table.items():
+        served = [h for h, cut in result["cuts"].items() if cut["served"] == order]
+        note = "every cut" if served == hours else ", ".join(f"h={h}" for h in served) or "none"
+        title = f"{order} order (served, as chosen on validation, at: {note})"
+        lines += ["", title, "", *recall_lines(rows, hours)]
+    lines += ["", "New items as triggers (served order):", ""]
+    lines += trigger_lines(result, list(next(iter(table.values()))))
     path.write_text("\n".join(lines) + "\n")
 
 
-def plot(rows: dict[str, Any], k: int, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, row in rows.items():
-        hours = list(row["curve"])
-        recall = [100 * r for r, _ in row["curve"].values()]
-        se = [100 * s for _, s in row["curve"].values()]
-        ax.errorbar(hours, recall, yerr=[2 * s for s in se], label=name, marker="o", capsize=3)
-    ax.set_xlabel("hours of logs after the drop began")
-    ax.set_ylabel(f"new-item recall@{k} (%), ±2 SE")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+def plot(table: dict[str, dict[str, Any]], k: int, path: Path) -> None:
+    fig, axes = plt.subplots(1, len(table), figsize=(6 * len(table), 4.5), sharey=True)
+    for ax, (order, rows) in zip(axes, table.items(), strict=True):
+        for name, row in rows.items():
+            hours = list(row["curve"])
+            recall = [100 * r for r, _ in row["curve"].values()]
+            bars = [200 * s for _, s in row["curve"].values()]
+            ax.errorbar(hours, recall, yerr=bars, label=name, marker="o", capsize=3)
+        ax.set_title(f"{order} order")
+        ax.set_xlabel("hours of logs after the drop began")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"new-item recall@{k} (%), ±2 SE")
+    axes[-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -204,13 +231,18 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=500, help="the recall cut-off reported")
     args = parser.parse_args()
     result = measure(args)
-    rows = summarize(result, args.k)
+    table = summarize(result, args.k)
     out: Path = args.out
+    summary = {"drop": result["drop"], "window_hours": result["window_hours"], "k": args.k}
+    summary |= {
+        "seconds": result["seconds"],
+        "versions": {h: c["version"] for h, c in result["cuts"].items()},
+    }
     (out / "new_item_hours.json").write_text(
-        json.dumps({**result, "k": args.k, "rows": rows}, indent=2, default=str) + "\n"
+        json.dumps({**summary, "orders": table}, indent=2) + "\n"
     )
-    write_markdown(result, rows, args.k, out / "new_item_hours.md")
-    plot(rows, args.k, out / "new_item_hours.png")
+    write_markdown(result, table, args.k, out / "new_item_hours.md")
+    plot(table, args.k, out / "new_item_hours.png")
     print((out / "new_item_hours.md").read_text())
     return 0
 
