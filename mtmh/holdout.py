@@ -131,7 +131,7 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
             return split
         split = make_holdout(t1, cfg, max_triggers)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # one writer per process
         with tmp.open("wb") as fh:
             pickle.dump(split, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, cache)  # readers never see a partial file

@@ -299,7 +299,7 @@ def run_pipeline(
         pending: Future[None] | None = None
         for kind, group in groups:
             if kind in BESIDE_TRAININGS and trains:
-                pending = beside.submit(_run_beside, group[0], board)
+                pending = beside.submit(_run_beside, group, board)
                 continue
             if kind == "train":
                 _run_trainings(
@@ -318,15 +318,18 @@ def run_pipeline(
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
 
 
-def _run_beside(stage: Stage, board: StageBoard) -> None:
-    """A stage run in a thread while the trainings run: its line is printed when it ends
-    (a live line would take the trainings' step counts, mtmh/progress.py)."""
-    try:
-        seconds = stage.execute()
-    except BaseException:
-        board.console.print(f"[red]✗[/red] {stage.name:<10} failed (beside the trainings)")
-        raise
-    board.console.print(f"[green]✓[/green] {stage.name:<10} {seconds:.1f} s (beside the trainings)")
+def _run_beside(stages: list[Stage], board: StageBoard) -> None:
+    """Stages run in a thread while the trainings run: each one's line is printed when it
+    ends (a live line would take the trainings' step counts, mtmh/progress.py)."""
+    for stage in stages:
+        try:
+            seconds = stage.execute()
+        except BaseException:
+            board.console.print(f"[red]✗[/red] {stage.name:<10} failed (beside the trainings)")
+            raise
+        board.console.print(
+            f"[green]✓[/green] {stage.name:<10} {seconds:.1f} s (beside the trainings)"
+        )
 
 
 def _kind(stage: Stage) -> str:
