@@ -45,7 +45,7 @@ from mtmh.data.fetch import default_data_dir
 from mtmh.data.slices import slice_dataset
 from mtmh.data.sources import get_source
 from mtmh.eval.cold_start import hours_to_retrievable
-from mtmh.versions import version_dir
+from mtmh.versions import made_versions, read_version, version_dir
 
 HOUR, DAY = 3600, 86_400
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +79,9 @@ def run(argv: list[str]) -> float:
 
 
 def versions_by_logs(run_dir: Path) -> dict[str, int]:
-    found = {}
-    for record in (run_dir / "versions").glob("*/version.json"):
-        meta = json.loads(record.read_text())
-        found[meta["logs"]] = int(meta["version"])
-    return found
+    """The run's updates by the slice each was made from (version 0, the base, has none)."""
+    records = [read_version(run_dir, n) for n in made_versions(run_dir)[1:]]
+    return {r["logs"]: int(r["version"]) for r in records}
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
