@@ -3,6 +3,9 @@
     prepare -> encode -> peers -> train (every variant; concurrently) -> indexes -> prerankers
     (one per model) -> evaluate
 
+The stages that need nothing a training makes (the peers, the content index, the prerankers
+of the peers and of the content encoder) run in a driver thread beside the trainings.
+
 A stage is current when its marker file (`stage.json` in its artifact directory) holds the
 same key: a hash of the config sections the stage reads and of the keys of the stages it
 depends on. Changing `model.w_r` therefore redoes the trainings, their indexes and the
@@ -19,8 +22,9 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +43,11 @@ from mtmh.model.train_loop import ReadPairs
 from mtmh.model.training import train_variant
 from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.model.variants import get_variant
-from mtmh.peers.build import build_peers
+from mtmh.peers.build import PEERS, build_peers
 from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
 
 log = logging.getLogger(__name__)
-# Stages that need only the prepared data and that nothing before the prerankers reads: they
-# run in a driver thread while the trainings run, on the cores that the trainings' start-ups,
-# validation passes and last lone training leave idle. The peers' BLAS and torch work
-# releases the GIL, so the driver's loop over the trainings is not held up.
-BESIDE_TRAININGS = ("peers",)
 MARKER = "stage.json"
 FRESH_VARIANTS = ("mtmh", "itemcf")  # the two curves of the fresh-content analysis
 
@@ -95,6 +94,11 @@ class Stage:
     key: str
     folder: Path  # the artifact directory; its stage.json records the key
     run: Callable[[], Any] = field(repr=False)
+    # Needs nothing a training makes, and nothing reads it before the prerankers: it runs in
+    # a driver thread while the trainings run, on the cores that their start-ups, validation
+    # passes and last lone training leave idle (its BLAS, FAISS and torch work releases the
+    # GIL, so the driver's loop over the trainings is not held up).
+    beside: bool = False
 
     def current(self) -> bool:
         marker = self.folder / MARKER
@@ -185,7 +189,7 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     stages = [
         Stage("prepare", k_prep, run_dir / "data", lambda: prepare(cfg, run_dir)),
         Stage("encode", k_enc, run_dir / "content", lambda: _encode(cfg, run_dir)),
-        Stage("peers", k_peers, run_dir / "peers", lambda: build_peers(cfg, run_dir)),
+        Stage("peers", k_peers, run_dir / "peers", lambda: build_peers(cfg, run_dir), True),
     ]
     # The clusters come from the content embeddings (right after encode) or from a trained
     # head (after the trainings).
@@ -193,6 +197,11 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
     clusters = _clusters_stage(cfg, run_dir, k_enc, trained)
     if content_clusters:
         stages.insert(2, clusters)
+    k_index = {
+        source: stage_key("index", key, cfg.index, cfg.seed)
+        for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]
+    }
+    stages += _searched_without_training(cfg, run_dir, k_peers, k_index[CONTENT_SOURCE])
     for v in variants:
         stages.append(
             Stage(
@@ -204,28 +213,76 @@ def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
         )
     if not content_clusters:
         stages.append(clusters)
-    for source, key in [(CONTENT_SOURCE, k_enc), *k_train.items()]:
-        stages.append(
-            Stage(
-                f"index:{source}",
-                stage_key("index", key, cfg.index, cfg.seed),
-                run_dir / "indexes" / source,
-                lambda s=source: build_indexes(run_dir, s, cfg),  # type: ignore[misc]
-            )
-        )
-    # A preranker learns on its model's ANN candidates: a retrained model, a rebuilt index or
-    # peer table, or another K_ann makes it stale.
-    searchable = [s.key for s in stages if s.name == "peers" or s.name.startswith("index:")]
-    k_pre = stage_key(
-        "preranker", searchable, cfg.preranker, cfg.holdout, *neighbours, cfg.clusters, cfg.seed
-    )
-    stages.append(
-        Stage("preranker", k_pre, run_dir / "preranker", lambda: fit_prerankers(cfg, run_dir))
-    )
-    # The clusters' search settings (visit, strategy) change only prerankers and evaluation.
+    stages += [_index_stage(cfg, run_dir, v, k_index[v]) for v in variants]
+    # A preranker learns on its model's ANN candidates: a retrained model, a rebuilt index, or
+    # another K_ann makes it stale. A prompted model serves cluster by cluster, so its
+    # preranker learns on the clusters' search settings too.
+    for v in variants:
+        extra = (clusters.key, cfg.clusters) if get_variant(v).prompted else ()
+        stages.append(_preranker_stage(cfg, run_dir, v, k_index[v], extra=extra))
+    # The clusters' search settings (visit, strategy) change prompted prerankers and evaluation.
     k_eval = stage_key("evaluate", [s.key for s in stages], cfg.eval, cfg.clusters)
     stages.append(Stage("evaluate", k_eval, run_dir / "eval", lambda: evaluate_run(cfg, run_dir)))
     return stages
+
+
+def _searched_without_training(
+    cfg: RunConfig, run_dir: Path, k_peers: str, k_content_index: str
+) -> list[Stage]:
+    """The content encoder's index and the prerankers of the peers and the content encoder:
+    they need no training, so they run beside the trainings. Each preranker is its own stage,
+    keyed by the peer table's or the index's key: a retrained MTMH leaves them alone."""
+    stages = [_index_stage(cfg, run_dir, CONTENT_SOURCE, k_content_index, beside=True)]
+    searched = {**{p: k_peers for p in PEERS}, CONTENT_SOURCE: k_content_index}
+    for source, key in searched.items():
+        stages.append(_preranker_stage(cfg, run_dir, source, key, beside=True))
+    return stages
+
+
+def _in_driver(cfg: RunConfig, beside: bool) -> bool:
+    """Whether a stage's work runs in the driver's process instead of as Ray tasks: beside
+    the trainings, whose workers hold the CPUs a task would wait for (not on a GPU run, whose
+    tasks get the GPU the driver may lack)."""
+    return beside and not cfg.index.use_gpu
+
+
+def _index_stage(
+    cfg: RunConfig, run_dir: Path, source: str, key: str, beside: bool = False
+) -> Stage:
+    """The ANN index of every head of `source`."""
+    here = _in_driver(cfg, beside)
+    return Stage(
+        f"index:{source}",
+        key,
+        run_dir / "indexes" / source,
+        lambda: build_indexes(run_dir, source, cfg, in_process=here),
+        beside,
+    )
+
+
+def _preranker_stage(
+    cfg: RunConfig,
+    run_dir: Path,
+    source: str,
+    searched: str,
+    beside: bool = False,
+    extra: tuple[Any, ...] = (),
+) -> Stage:
+    """The preranker of one model, keyed by what it searches (`searched`: the peer table's or
+    the index's key) and by how its candidates are cut and labelled."""
+    ec = cfg.eval
+    neighbours = (ec.k_ann, ec.k_ann_max_catalog_fraction, ec.keep_per_head, ec.max_triggers)
+    key = stage_key(
+        "preranker", source, searched, cfg.preranker, cfg.holdout, *neighbours, *extra, cfg.seed
+    )
+    here = _in_driver(cfg, beside)
+    return Stage(
+        f"preranker:{source}",
+        key,
+        run_dir / "preranker" / source,
+        lambda: fit_prerankers(cfg, run_dir, [source], in_process=here),
+        beside,
+    )
 
 
 def _clusters_stage(cfg: RunConfig, run_dir: Path, k_enc: str, k_train: dict[str, str]) -> Stage:
@@ -293,26 +350,24 @@ def run_pipeline(
         names = ", ".join(_grouped_names(skipped))
         console.print(f"[dim]current, skipped: {names}[/dim]", soft_wrap=True)
     started_all = time.perf_counter()
-    groups = _by_kind(todo)
-    trains = any(kind == "train" for kind, _ in groups)
-    with StageBoard(console) as board, ThreadPoolExecutor(1) as beside:
-        pending: Future[None] | None = None
-        for kind, group in groups:
-            if kind in BESIDE_TRAININGS and trains:
-                pending = beside.submit(_run_beside, group, board)
-                continue
+    trains = any(_kind(s) == "train" for s in todo)
+    beside = [s for s in todo if s.beside] if trains else []
+    with StageBoard(console) as board, ThreadPoolExecutor(1) as thread:
+        for kind, group in _by_kind([s for s in todo if s not in beside]):
             if kind == "train":
+                pending = thread.submit(_run_beside, beside, board)
                 _run_trainings(
                     cfg, run_dir, {s.name.removeprefix("train:"): s for s in group}, board
                 )
-                if pending is not None:
-                    pending.result()  # before the prerankers, which search the peers' tables
-                continue
-            with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
-                for s in group:
-                    s.execute()
-                    if len(group) > 1:
-                        advance(1)
+                pending.result()  # what ran beside is read by the stages after the trainings
+            elif kind == "preranker" and len(group) > 1:
+                _run_prerankers(cfg, run_dir, group, board)
+            else:
+                with board.stage(kind, total=len(group) if len(group) > 1 else None) as advance:
+                    for s in group:
+                        s.execute()
+                        if len(group) > 1:
+                            advance(1)
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
     report_path = run_dir / "report.json"
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
@@ -332,6 +387,18 @@ def _run_beside(stages: list[Stage], board: StageBoard) -> None:
         )
 
 
+def _run_prerankers(cfg: RunConfig, run_dir: Path, stages: list[Stage], board: StageBoard) -> None:
+    """Several models' prerankers, fitted side by side as Ray tasks (one stage line)."""
+    log.info("stage preranker: starting")
+    started = time.perf_counter()
+    with board.stage("preranker"):
+        fit_prerankers(cfg, run_dir, [s.name.removeprefix("preranker:") for s in stages])
+    seconds = time.perf_counter() - started
+    for s in stages:
+        s.mark(seconds)
+    log.info("stage preranker: done in %.1f s", seconds)
+
+
 def _kind(stage: Stage) -> str:
     return stage.name.split(":")[0]  # "train:mtmh" -> "train"
 
@@ -348,7 +415,10 @@ def _by_kind(stages: list[Stage]) -> list[tuple[str, list[Stage]]]:
 
 
 def _grouped_names(stages: list[Stage]) -> list[str]:
-    return [kind if len(g) == 1 else f"{kind} ({len(g)})" for kind, g in _by_kind(stages)]
+    """Each kind of stage once, in order of first appearance, with its count when there are
+    several ("index (4)")."""
+    counts = Counter(_kind(s) for s in stages)  # insertion-ordered
+    return [kind if n == 1 else f"{kind} ({n})" for kind, n in counts.items()]
 
 
 def _run_trainings(

@@ -242,11 +242,11 @@ def test_the_pipeline_trains_dat_after_the_clusters_and_retrains_it_when_they_ch
     assert {k for k in base if hard[k] != base[k]} == {
         "train:dat",
         "index:dat",
-        "preranker",
+        "preranker:dat",
         "evaluate",
     }
     search = keys("clusters.strategy=uniform")  # how clusters are searched, not what they are
-    assert {k for k in base if search[k] != base[k]} == {"preranker", "evaluate"}
+    assert {k for k in base if search[k] != base[k]} == {"preranker:dat", "evaluate"}
     with pytest.raises(ConfigError, match="trains against the catalog's clusters"):
         keys("clusters.source=mtmh")
 

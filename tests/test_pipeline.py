@@ -28,7 +28,9 @@ TINY = [
 ]
 
 
-STAGE_LINES = ["prepare", "encode", "clusters", "peers", "train", "index", "preranker", "evaluate"]
+STAGE_LINES = ["prepare", "encode", "clusters", "train", "index", "preranker", "evaluate"]
+# Stages that need no training, each with a line of its own when it ends beside the trainings.
+BESIDE = ["peers", "index:content", "preranker:itemknn", "preranker:ease", "preranker:content"]
 
 
 def _pipeline_job(run: Path) -> subprocess.CompletedProcess[str]:
@@ -52,15 +54,21 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     # A quiet run: one line per stage, the paths it wrote, then the report table.
     lines = done.stdout.rstrip().splitlines()
     assert len(lines) <= 60 and done.stderr == "", done.stdout
-    assert [ln.split()[1] for ln in lines if ln.startswith("✓")] == STAGE_LINES
+    done_lines = [ln.split()[1] for ln in lines if ln.startswith("✓")]
+    assert [name for name in done_lines if name not in BESIDE] == STAGE_LINES
+    assert [name for name in done_lines if name in BESIDE] == BESIDE
     assert lines[-1].split()[0] == "MTMH" and "R@500" in done.stdout
     assert any(ln.startswith("wrote ") and "report.md" in ln for ln in lines)
     # The workers' output ("(RayTrainWorker pid=123) ...") went to the log file instead.
     assert re.search(r" pid=\d+\)", log) and not re.search(r" pid=\d+\)", done.stdout)
-    # The peers fit while the trainings run: they finished after the trainings began.
-    peers = json.loads((run / "peers" / "stage.json").read_text())
+    # The peers, the content index and their prerankers fit while the trainings run: each
+    # finished after the trainings began.
     mtmh = json.loads((run / "models" / "mtmh" / "stage.json").read_text())
-    assert peers["finished_at"] > mtmh["finished_at"] - mtmh["seconds"]  # seconds since t0
+    for folder in ("peers", "indexes/content", "preranker/ease", "preranker/content"):
+        beside = json.loads((run / folder / "stage.json").read_text())
+        assert beside["finished_at"] > mtmh["finished_at"] - mtmh["seconds"]  # since t0
+    fitted = json.loads((run / "preranker" / "summary.json").read_text())["models"]
+    assert set(fitted) == {"itemknn", "ease", "content", "itemcf", "mtmh", "dat"}
     report = json.loads((run / "report.json").read_text())
 
     assert report["dataset"] == "synthetic"
@@ -147,8 +155,8 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     again = _pipeline_job(run)
     assert again.returncode == 0 and "✓" not in again.stdout
     assert (
-        "current, skipped: prepare, encode, clusters, peers, train (3), index (4), "
-        "preranker, evaluate" in again.stdout
+        "current, skipped: prepare, encode, clusters, peers, index (4), preranker (6), "
+        "train (3), evaluate" in again.stdout
     )
     assert run_pipeline(cfg, run, console=Console(quiet=True)) == report
 
@@ -165,11 +173,12 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "clusters",
         "train:dat",
         "index:dat",
-        "preranker",
+        "preranker:dat",
         "evaluate",
     ]
-    assert stale("clusters.strategy=uniform") == ["preranker", "evaluate"]
-    # A retrained model is searched anew by its preranker, so that is refitted too.
+    assert stale("clusters.strategy=uniform") == ["preranker:dat", "evaluate"]
+    # A retrained model is searched anew by its preranker, so that is refitted too; the
+    # peers' and the content encoder's prerankers search what did not change.
     assert stale("train.lr=0.01") == [
         "train:itemcf",
         "train:mtmh",
@@ -177,7 +186,9 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         "index:itemcf",
         "index:mtmh",
         "index:dat",
-        "preranker",
+        "preranker:itemcf",
+        "preranker:mtmh",
+        "preranker:dat",
         "evaluate",
     ]
     # Resource knobs (CPUs, threads, reporting) never make an artifact stale.

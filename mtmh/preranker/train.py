@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,42 +198,64 @@ def fit_preranker(cfg: RunConfig, run_dir: Path, source: str) -> dict[str, Any]:
 
 
 def fit_prerankers(
-    cfg: RunConfig, run_dir: Path, sources: list[str] | None = None
+    cfg: RunConfig, run_dir: Path, sources: list[str] | None = None, in_process: bool = False
 ) -> dict[str, Any]:
     """Fit the preranker of every model in `sources` (default: every model of the run with
-    embeddings or a neighbour table), side by side as Ray tasks."""
+    embeddings or a neighbour table): side by side as Ray tasks, or one after another in this
+    process (`in_process`: the pipeline's fits beside the trainings, whose workers hold the
+    CPUs a task would wait for). A source with nothing to search (EASE over too large a
+    catalog) is skipped and says so. Each model's summary goes to its meta.json and into
+    RUN/preranker/summary.json, beside the other models' fitted before."""
     import ray
 
     from mtmh.progress import steps
 
-    sources = sources if sources is not None else available_sources(run_dir)
+    fittable = available_sources(run_dir)
+    sources = sources if sources is not None else fittable
     started = time.perf_counter()
     fit, choose, item_log = _prepare(cfg, run_dir)
-    task = ray.remote(fit_model_preranker).options(
-        num_cpus=cfg.preranker.cpus, num_gpus=1 if cfg.index.use_gpu else 0
-    )
-    users_ref, log_ref = ray.put(fit.users), ray.put(item_log)
-    pending = {task.remote(run_dir.resolve(), s, cfg, users_ref, log_ref): s for s in sources}
-    models: dict[str, Any] = {}
-    with steps(f"fitting {len(sources)} prerankers", len(sources)) as advance:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            source = pending.pop(done[0])
-            try:
-                models[source] = ray.get(done[0])
-            except Exception as err:
-                raise PrerankerTrainingFailed(f"preranker of {source!r}: {err}") from err
-            advance(1)
+    models: dict[str, Any] = {
+        s: {"skipped": "no neighbour table or index to search"}
+        for s in sources
+        if s not in fittable
+    }
+    todo = [s for s in sources if s in fittable]
+    with steps(f"fitting {len(todo)} prerankers", len(todo)) as advance:
+        if in_process:
+            for source in todo:
+                models[source] = _fitted(
+                    source, fit_model_preranker, run_dir, source, cfg, fit.users, item_log
+                )
+                advance(1)
+        else:
+            task = ray.remote(fit_model_preranker).options(
+                num_cpus=cfg.preranker.cpus, num_gpus=1 if cfg.index.use_gpu else 0
+            )
+            users_ref, log_ref = ray.put(fit.users), ray.put(item_log)
+            pending = {task.remote(run_dir.resolve(), s, cfg, users_ref, log_ref): s for s in todo}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                source = pending.pop(done[0])
+                models[source] = _fitted(source, ray.get, done[0])
+                advance(1)
+    path = preranker_dir(run_dir) / SUMMARY_FILE
+    earlier = json.loads(path.read_text())["models"] if path.is_file() else {}
     summary = {
         "fit_users": len(fit),
         "choose_users": len(choose),
         "seconds": round(time.perf_counter() - started, 1),
-        "models": {s: models[s] for s in sources},
+        "models": {**earlier, **{s: models[s] for s in sources}},
     }
-    (preranker_dir(run_dir) / SUMMARY_FILE).write_text(
-        json.dumps(summary, indent=2, default=str) + "\n"
-    )
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _fitted(source: str, fit: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """`fit(*args)`, a failure named by the model whose preranker it was."""
+    try:
+        return fit(*args)
+    except Exception as err:
+        raise PrerankerTrainingFailed(f"preranker of {source!r}: {err}") from err
 
 
 def available_sources(run_dir: Path) -> list[str]:
