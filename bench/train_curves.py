@@ -8,6 +8,11 @@ defaults in `train.*` were chosen (docs/results.md).
 
     .venv/bin/python bench/train_curves.py --run runs/ml-100k --variant mtmh --epochs 4
     .venv/bin/python bench/train_curves.py --run runs/ml-1m --settings temperature --epochs 1
+    .venv/bin/python bench/train_curves.py --run runs/ml-1m --vary train.lr --values 1e-3 3e-4
+
+`--vary KEY --values ...` compares any config key (the first value is usually the run's
+own). The pair window is not one of them: it shapes RUN/data/pairs at prepare time, so a
+window is compared by preparing a run with it and running this bench on each run.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ def main() -> None:
         default=None,
         help=f"with --settings temperature (default {TEMPERATURES})",
     )
+    parser.add_argument("--vary", metavar="KEY", help="a config key to compare, e.g. model.dim")
+    parser.add_argument("--values", nargs="+", default=None, help="with --vary: its values")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -70,6 +77,10 @@ def main() -> None:
     settings = SETTINGS[args.settings]
     if args.temperatures:
         settings = temperature_settings(tuple(args.temperatures))
+    if args.vary:
+        if not args.values:
+            parser.error("--vary needs --values")
+        settings = {f"{args.vary}={v}": [f"{args.vary}={v}"] for v in args.values}
     for i, (label, overrides) in enumerate(settings.items()):
         cfg = build_config(
             config_to_dict(base),
