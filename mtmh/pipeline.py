@@ -4,7 +4,8 @@
     (one per model) -> evaluate
 
 The stages that need nothing a training makes (the peers, the content index, the prerankers
-of the peers and of the content encoder) run in a driver thread beside the trainings.
+of the peers and of the content encoder) run in a driver thread beside the trainings, from
+when the trainings leave a core idle.
 
 A stage is current when its marker file (`stage.json` in its artifact directory) holds the
 same key: a hash of the config sections the stage reads and of the keys of the stages it
@@ -24,7 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,8 @@ class Stage:
     folder: Path  # the artifact directory; its stage.json records the key
     run: Callable[[], Any] = field(repr=False)
     # Needs nothing a training makes, and nothing reads it before the prerankers: it runs in
-    # a driver thread while the trainings run, on the cores that their start-ups, validation
-    # passes and last lone training leave idle (its BLAS, FAISS and torch work releases the
-    # GIL, so the driver's loop over the trainings is not held up).
+    # a driver thread beside the trainings, from when they leave a core idle (`_Beside`; its
+    # BLAS, FAISS and torch work releases the GIL, so the driver's loop is not held up).
     beside: bool = False
 
     def current(self) -> bool:
@@ -146,12 +146,25 @@ def _train_remote(cfg: RunConfig, run_dir: Path, pairs: ReadPairs) -> dict[str, 
     return train_variant(cfg, run_dir, pairs=pairs)
 
 
+def training_cores(cfg: RunConfig) -> int:
+    """The cores one training keeps busy: its workers' torch threads."""
+    return cfg.train.num_workers * cfg.train.threads_per_worker
+
+
 def train_concurrently(
-    configs: dict[str, RunConfig], run_dir: Path, concurrent: int, on_done: Callable[[str], None]
+    configs: dict[str, RunConfig],
+    run_dir: Path,
+    concurrent: int,
+    on_done: Callable[[str], None],
+    on_idle_core: Callable[[], None] = lambda: None,
 ) -> dict[str, dict[str, Any]]:
     """Train each variant, at most `concurrent` at a time; each driver is a 0-CPU Ray task.
-    Variants on the same training pairs share one read of them."""
+    Variants on the same training pairs share one read of them. `on_idle_core` is called
+    whenever the running trainings keep fewer cores busy than the cluster has (and none
+    waits to start): the first moment other work can run without slowing them."""
     import ray
+
+    cores = ray.cluster_resources().get("CPU", 1.0)
 
     task = ray.remote(_train_remote).options(num_cpus=0)
     run_dir = run_dir.resolve()  # as the tasks see it
@@ -166,6 +179,8 @@ def train_concurrently(
             if path not in read:
                 read[path] = ReadPairs.read(path, configs[v].train.data_cpus)
             running[task.remote(configs[v], run_dir, read[path])] = v
+        if not queue and sum(training_cores(configs[v]) for v in running.values()) < cores:
+            on_idle_core()
         done, _ = ray.wait(list(running), num_returns=1)
         v = running.pop(done[0])
         out[v] = ray.get(done[0])
@@ -355,11 +370,10 @@ def run_pipeline(
     with StageBoard(console) as board, ThreadPoolExecutor(1) as thread:
         for kind, group in _by_kind([s for s in todo if s not in beside]):
             if kind == "train":
-                pending = thread.submit(_run_beside, beside, board)
-                _run_trainings(
-                    cfg, run_dir, {s.name.removeprefix("train:"): s for s in group}, board
-                )
-                pending.result()  # what ran beside is read by the stages after the trainings
+                later = _Beside(beside, board, thread)
+                trainings = {s.name.removeprefix("train:"): s for s in group}
+                _run_trainings(cfg, run_dir, trainings, board, later.start)
+                later.join()  # what ran beside is read by the stages after the trainings
             elif kind == "preranker" and len(group) > 1:
                 _run_prerankers(cfg, run_dir, group, board)
             else:
@@ -371,6 +385,27 @@ def run_pipeline(
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
     report_path = run_dir / "report.json"
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
+
+
+class _Beside:
+    """The stages that run beside the trainings, started once: when the trainings first leave
+    a core idle (on two cores, once the second-last training ends: started with the
+    trainings, they would slow the longest one, which the run waits for), or when the
+    trainings end."""
+
+    def __init__(self, stages: list[Stage], board: StageBoard, thread: ThreadPoolExecutor):
+        self.stages, self.board, self.thread = stages, board, thread
+        self.future: Future[None] | None = None
+
+    def start(self) -> None:
+        if self.future is None:
+            log.info("beside the trainings: %s", ", ".join(s.name for s in self.stages))
+            self.future = self.thread.submit(_run_beside, self.stages, self.board)
+
+    def join(self) -> None:
+        self.start()
+        assert self.future is not None
+        self.future.result()
 
 
 def _run_beside(stages: list[Stage], board: StageBoard) -> None:
@@ -422,7 +457,11 @@ def _grouped_names(stages: list[Stage]) -> list[str]:
 
 
 def _run_trainings(
-    cfg: RunConfig, run_dir: Path, stages: dict[str, Stage], board: StageBoard
+    cfg: RunConfig,
+    run_dir: Path,
+    stages: dict[str, Stage],
+    board: StageBoard,
+    on_idle_core: Callable[[], None],
 ) -> None:
     log.info("training %s, %d at a time", ", ".join(stages), cfg.pipeline.concurrent_trainings)
     t0 = time.perf_counter()
@@ -436,4 +475,4 @@ def _run_trainings(
             log.info("train:%s: done at %.1f s", v, time.perf_counter() - t0)
             advance(1)
 
-        train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done)
+        train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done, on_idle_core)

@@ -3,8 +3,10 @@
 A step counts its work with `steps(description, total)`, which hands it an `advance(n)`.
 Inside the pipeline, the running stage's line shows that count with a bar and an ETA
 (mtmh/pipeline.py sets it with `shown_on`); run on its own, the step draws a transient rich bar
-on the job's terminal (`shown_to`, set by mtmh/job_output.py). Either way, each tenth of the
-work is also a log record, so a job's log file (or a CI log) shows how far it got.
+on the job's terminal (`shown_to`, set by mtmh/job_output.py). A step in another thread
+while a stage line is live (the pipeline's stages beside the trainings) is only logged: the
+line is the running stage's, and a terminal holds one live display. Either way, each tenth of
+the work is also a log record, so a job's log file (or a CI log) shows how far it got.
 
 Example:
     with steps("embedding items", total=len(items)) as advance:
@@ -16,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -23,8 +26,9 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 log = logging.getLogger(__name__)
-# The stage line of the running pipeline, if any: (its display, its task).
-_stage: tuple[Progress, TaskID] | None = None
+# The stage line of the running pipeline, if any: (its display, its task, the thread whose
+# stage it shows).
+_stage: tuple[Progress, TaskID, int] | None = None
 _console: Console | None = None  # the running job's terminal
 
 
@@ -43,7 +47,7 @@ def shown_to(console: Console) -> Iterator[None]:
 def shown_on(progress: Progress, task: TaskID) -> Iterator[None]:
     """Steps counted inside this block advance `task` of `progress`."""
     global _stage
-    previous, _stage = _stage, (progress, task)
+    previous, _stage = _stage, (progress, task, threading.get_ident())
     try:
         yield
     finally:
@@ -65,7 +69,10 @@ def steps(description: str, total: float) -> Iterator[Callable[[float], None]]:
             log.info("%s: %s of %s", description, f"{done:,.0f}", f"{total:,.0f}")
 
     if _stage is not None:
-        progress, task = _stage
+        progress, task, owner = _stage
+        if owner != threading.get_ident():  # another thread's stage is on the line
+            yield lambda n: advance_and_log(lambda k: None, n)
+            return
         progress.update(task, total=total, completed=0)
         yield lambda n: advance_and_log(lambda k: progress.advance(task, k), n)
         return

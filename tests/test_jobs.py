@@ -236,3 +236,39 @@ def test_a_jobs_steps_are_logged_by_tenths(
     assert [ln.split("counting items: ")[1] for ln in lines] == [
         f"{2 * k} of 20" for k in range(1, 11)
     ]
+
+
+def test_a_step_in_another_thread_leaves_the_stage_line_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pipeline's stages beside the trainings count their steps in a driver thread while
+    the train line is live, and go on after it ends: their counts go to the log only."""
+    import io
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+
+    from mtmh.progress import steps
+    from mtmh.stage_board import StageBoard
+
+    counted, line_ended = threading.Event(), threading.Event()
+
+    def beside() -> None:
+        with steps("beside work", 4) as advance:
+            advance(1)
+            counted.set()
+            line_ended.wait(10)
+            advance(3)  # the train line is gone by now
+
+    caplog.set_level(logging.INFO, logger="mtmh.progress")
+    with StageBoard(Console(file=io.StringIO())) as board, ThreadPoolExecutor(1) as thread:
+        with board.stage("train", total=2) as advance_train:
+            done = thread.submit(beside)
+            assert counted.wait(10)
+            advance_train(1)
+            line = board.progress.tasks[-1]
+            assert (line.description, line.total, line.completed) == ("train", 2, 1)
+        line_ended.set()
+        done.result()
+    assert "beside work: 4 of 4" in caplog.text

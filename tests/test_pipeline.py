@@ -61,12 +61,17 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert any(ln.startswith("wrote ") and "report.md" in ln for ln in lines)
     # The workers' output ("(RayTrainWorker pid=123) ...") went to the log file instead.
     assert re.search(r" pid=\d+\)", log) and not re.search(r" pid=\d+\)", done.stdout)
-    # The peers, the content index and their prerankers fit while the trainings run: each
-    # finished after the trainings began.
-    mtmh = json.loads((run / "models" / "mtmh" / "stage.json").read_text())
-    for folder in ("peers", "indexes/content", "preranker/ease", "preranker/content"):
-        beside = json.loads((run / folder / "stage.json").read_text())
-        assert beside["finished_at"] > mtmh["finished_at"] - mtmh["seconds"]  # since t0
+
+    # The peers, the content index and their prerankers run beside the trainings, from when
+    # the trainings leave one of the session's two cores idle: once all but one have ended.
+    def marker(folder: str) -> dict[str, float]:
+        return json.loads((run / folder / "stage.json").read_text())
+
+    ended = sorted(marker(f"models/{v}")["finished_at"] for v in ("itemcf", "mtmh", "dat"))
+    peers = marker("peers")
+    assert peers["finished_at"] - peers["seconds"] > ended[-2] - 0.1  # seconds: rounded
+    for folder in ("indexes/content", "preranker/ease", "preranker/content"):
+        assert marker(folder)["finished_at"] > peers["finished_at"]
     fitted = json.loads((run / "preranker" / "summary.json").read_text())["models"]
     assert set(fitted) == {"itemknn", "ease", "content", "itemcf", "mtmh", "dat"}
     report = json.loads((run / "report.json").read_text())
