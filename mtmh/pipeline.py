@@ -5,7 +5,8 @@
 
 The stages that need nothing a training makes (the peers, the content index, the prerankers
 of the peers and of the content encoder) run in a driver thread beside the trainings, from
-when the trainings leave a core idle.
+when the trainings leave a core idle; the evaluation, the first stage that reads them, waits
+for them.
 
 A stage is current when its marker file (`stage.json` in its artifact directory) holds the
 same key: a hash of the config sections the stage reads and of the keys of the stages it
@@ -95,9 +96,10 @@ class Stage:
     key: str
     folder: Path  # the artifact directory; its stage.json records the key
     run: Callable[[], Any] = field(repr=False)
-    # Needs nothing a training makes, and nothing reads it before the prerankers: it runs in
-    # a driver thread beside the trainings, from when they leave a core idle (`_Beside`; its
-    # BLAS, FAISS and torch work releases the GIL, so the driver's loop is not held up).
+    # Needs nothing a training makes, and only the evaluation reads it: it runs in a driver
+    # thread beside the trainings, from when they leave a core idle, and beside the trained
+    # models' index and preranker stages (`_Beside`; its BLAS, FAISS and torch work releases
+    # the GIL, so the driver's loop is not held up).
     beside: bool = False
 
     def current(self) -> bool:
@@ -368,12 +370,14 @@ def run_pipeline(
     trains = any(_kind(s) == "train" for s in todo)
     beside = [s for s in todo if s.beside] if trains else []
     with StageBoard(console) as board, ThreadPoolExecutor(1) as thread:
+        later = _Beside(beside, board, thread)
         for kind, group in _by_kind([s for s in todo if s not in beside]):
+            if kind == "evaluate":
+                later.join()  # the evaluation is the first stage to read what ran beside
             if kind == "train":
-                later = _Beside(beside, board, thread)
                 trainings = {s.name.removeprefix("train:"): s for s in group}
                 _run_trainings(cfg, run_dir, trainings, board, later.start)
-                later.join()  # what ran beside is read by the stages after the trainings
+                later.start()  # if the trainings never left a core idle: they have ended
             elif kind == "preranker" and len(group) > 1:
                 _run_prerankers(cfg, run_dir, group, board)
             else:
@@ -382,6 +386,7 @@ def run_pipeline(
                         s.execute()
                         if len(group) > 1:
                             advance(1)
+        later.join()
     console.print(f"pipeline finished in {time.perf_counter() - started_all:.1f} s")
     report_path = run_dir / "report.json"
     return json.loads(report_path.read_text()) if report_path.is_file() else {}
@@ -391,21 +396,23 @@ class _Beside:
     """The stages that run beside the trainings, started once: when the trainings first leave
     a core idle (on two cores, once the second-last training ends: started with the
     trainings, they would slow the longest one, which the run waits for), or when the
-    trainings end."""
+    trainings end. They may go on beside the trained models' index and preranker stages,
+    which read none of them; the evaluation waits for them (`join`)."""
 
     def __init__(self, stages: list[Stage], board: StageBoard, thread: ThreadPoolExecutor):
         self.stages, self.board, self.thread = stages, board, thread
         self.future: Future[None] | None = None
 
     def start(self) -> None:
-        if self.future is None:
+        if self.future is None and self.stages:
             log.info("beside the trainings: %s", ", ".join(s.name for s in self.stages))
             self.future = self.thread.submit(_run_beside, self.stages, self.board)
 
     def join(self) -> None:
-        self.start()
-        assert self.future is not None
-        self.future.result()
+        if self.stages:
+            self.start()
+            assert self.future is not None
+            self.future.result()
 
 
 def _run_beside(stages: list[Stage], board: StageBoard) -> None:

@@ -72,6 +72,11 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert peers["finished_at"] - peers["seconds"] > ended[-2] - 0.1  # seconds: rounded
     for folder in ("indexes/content", "preranker/ease", "preranker/content"):
         assert marker(folder)["finished_at"] > peers["finished_at"]
+    # They may go on beside the trained models' index and preranker stages; the evaluation,
+    # the first stage to read them, starts after every one has ended.
+    evaluated = marker("eval")
+    beside_ended = max(marker(f)["finished_at"] for f in ("peers", "preranker/content"))
+    assert evaluated["finished_at"] - evaluated["seconds"] > beside_ended - 0.1
     fitted = json.loads((run / "preranker" / "summary.json").read_text())["models"]
     assert set(fitted) == {"itemknn", "ease", "content", "itemcf", "mtmh", "dat"}
     report = json.loads((run / "report.json").read_text())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +98,20 @@ def test_item_log_counts_and_ages_only_what_came_before() -> None:
     end = log.at(log.end)
     assert end.counts.tolist() == [3, 1, 1, 0]
     assert log.at(0).counts.tolist() == [0, 0, 0, 0]
+
+
+def test_threads_that_save_the_item_stats_at_once_each_write_it_whole(tmp_path: Path) -> None:
+    # The pipeline's preranker fits beside the trainings and after them save the same
+    # snapshot from two threads of one process; a temporary file named by the process alone
+    # was renamed away under the other thread (FileNotFoundError).
+    path = tmp_path / "item_stats.npz"
+    n = 50_000
+    stats = [ItemStats(np.full(n, k, np.int64), np.full(n, k, np.float32)) for k in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda s: [s.save(path) for _ in range(20)], stats))
+    saved = ItemStats.load(path)
+    assert saved.counts[0] in (1, 2) and (saved.counts == saved.counts[0]).all()
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
 def test_an_untrained_preranker_is_ann_order_and_depends_on_the_trigger() -> None:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,10 @@ class ItemStats:
         ).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        """Written whole or not at all: concurrent readers (sweep trials) never see a part."""
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
+        """Written whole or not at all: concurrent readers (sweep trials) never see a part.
+        The temporary file is the writer's own (process and thread): the pipeline's fits
+        beside the trainings and after them may save at once."""
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez(tmp, counts=self.counts, age_days=self.age_days)
         os.replace(tmp, path)
 

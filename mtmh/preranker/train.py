@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from mtmh.retrieval.served import served_heads
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
+_SUMMARY_LOCK = threading.Lock()  # one read-modify-write of summary.json at a time
 
 
 class PrerankerTrainingFailed(MtmhError, RuntimeError):
@@ -239,14 +241,15 @@ def fit_prerankers(
                 models[source] = _fitted(source, ray.get, done[0])
                 advance(1)
     path = preranker_dir(run_dir) / SUMMARY_FILE
-    earlier = json.loads(path.read_text())["models"] if path.is_file() else {}
-    summary = {
-        "fit_users": len(fit),
-        "choose_users": len(choose),
-        "seconds": round(time.perf_counter() - started, 1),
-        "models": {**earlier, **{s: models[s] for s in sources}},
-    }
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with _SUMMARY_LOCK:  # the pipeline fits beside the trainings and after them at once
+        earlier = json.loads(path.read_text())["models"] if path.is_file() else {}
+        summary = {
+            "fit_users": len(fit),
+            "choose_users": len(choose),
+            "seconds": round(time.perf_counter() - started, 1),
+            "models": {**earlier, **{s: models[s] for s in sources}},
+        }
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
