@@ -4,9 +4,11 @@ neighbour tables that stand in for the ANN search."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
+from mtmh.peers import itemknn
 from mtmh.peers.build import neighbor_table
 from mtmh.peers.ease import EASE, gram
 from mtmh.peers.itemknn import ItemKNN
@@ -30,6 +32,21 @@ def test_itemknn_is_the_cosine_of_item_columns() -> None:
             norm = np.linalg.norm(a) * np.linalg.norm(b)
             want = float(a @ b / norm) if norm else 0.0
             assert abs(got[i, j] - want) < 1e-5
+
+
+def test_itemknn_scores_the_same_from_its_dense_matrix_and_from_the_sparse_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = _matrix(3, items=30)
+    dense = ItemKNN(x)
+    monkeypatch.setattr(itemknn, "DENSE_MAX_ITEMS", 10)  # a catalog too large for it
+    sparse = ItemKNN(x)
+    assert dense.dense is not None and sparse.dense is None
+    rows = np.array([4, 0, 29, 4])
+    got = dense.scores(rows)
+    assert torch.equal(got, sparse.scores(rows))  # the same arithmetic, element by element
+    got[:] = -1.0  # a caller's edits stay its own
+    assert torch.equal(dense.scores(rows), sparse.scores(rows))
 
 
 def test_ease_matches_its_closed_form() -> None:
