@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pickle
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +48,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from mtmh.atomic_file import write_atomically
 from mtmh.config import HoldoutConfig
 
 
@@ -131,10 +131,8 @@ def load_holdout(run_dir: Path, cfg: HoldoutConfig, max_triggers: int) -> Holdou
             return split
         split = make_holdout(t1, cfg, max_triggers)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # one writer per process
-        with tmp.open("wb") as fh:
-            pickle.dump(split, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)  # readers never see a partial file
+        pickled = pickle.dumps(split, protocol=pickle.HIGHEST_PROTOCOL)
+        write_atomically(cache, lambda p: p.write_bytes(pickled))  # readers never see a part
     return split
 
 

@@ -19,13 +19,13 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from mtmh.atomic_file import write_atomically
 from mtmh.errors import MtmhError
 
 SERVING_FILE = "serving.json"
@@ -128,6 +128,5 @@ def _made_at(root: Path) -> float | None:
 
 
 def _write_atomically(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(record, indent=2) + "\n"
+    write_atomically(path, lambda p: p.write_text(text))

@@ -33,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mtmh.atomic_file import write_atomically
 from mtmh.config import RunConfig, config_to_dict
 from mtmh.holdout import HoldoutSplit, load_holdout
 
@@ -151,9 +150,11 @@ def write_training_pairs(
     num_items = pq.read_metadata(run_dir / "data" / "items.parquet").num_rows
     folder = run_dir / FOLDER / key
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / PAIRS_FILE, lambda p: pq.write_table(table, p, row_group_size=1 << 17))
+    write_atomically(
+        folder / PAIRS_FILE, lambda p: pq.write_table(table, p, row_group_size=1 << 17)
+    )
     frequency = target_log_frequency(table["target_id"].to_numpy(), num_items)
-    _atomic_write(folder / LOG_FREQUENCY_FILE, lambda p: np.save(p, frequency))
+    write_atomically(folder / LOG_FREQUENCY_FILE, lambda p: np.save(p, frequency))
     manifest = {
         "key": key,
         "pairs_read": read,
@@ -165,7 +166,7 @@ def write_training_pairs(
         "shuffled": tc.shuffle,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    _atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    write_atomically(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
     log.info(
         "training pairs: %d rows from %d pairs in %.1f s", table.num_rows, read, manifest["seconds"]
     )
@@ -187,11 +188,3 @@ def target_log_frequency(targets: np.ndarray, num_items: int) -> np.ndarray:
     counts = np.ones(num_items, np.float64)
     counts += np.bincount(targets, minlength=num_items)[:num_items]
     return np.log(counts / counts.sum()).astype(np.float32)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".npy":  # np.save appends .npy to a name without it
-        tmp = tmp.with_suffix(".tmp.npy")
-    write(tmp)
-    os.replace(tmp, path)

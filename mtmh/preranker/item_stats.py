@@ -14,14 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from mtmh.atomic_file import write_atomically
 from mtmh.holdout import HoldoutSplit
 
 DAY = 86_400  # seconds; ages are in days
@@ -42,12 +41,9 @@ class ItemStats:
         ).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        """Written whole or not at all: concurrent readers (sweep trials) never see a part.
-        The temporary file is the writer's own (process and thread): the pipeline's fits
-        beside the trainings and after them may save at once."""
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.npz")
-        np.savez(tmp, counts=self.counts, age_days=self.age_days)
-        os.replace(tmp, path)
+        """Written whole or not at all: concurrent readers (sweep trials) never see a part,
+        and the pipeline's fits beside the trainings and after them may save at once."""
+        write_atomically(path, lambda p: np.savez(p, counts=self.counts, age_days=self.age_days))
 
     @classmethod
     def load(cls, path: Path) -> ItemStats:
