@@ -131,6 +131,8 @@ def measure(run: Path, variants: list[str], steps: int) -> dict[str, dict[str, f
                 started = time.perf_counter()
             rows = slice((step * b) % (len(trig) - b), (step * b) % (len(trig) - b) + b)
             batch = {"trigger_id": trig[rows], "target_id": tgt[rows], "count": torch.ones(b)}
+            if task.cluster_negatives is not None:  # a prompted variant (dat), as in training
+                batch["cluster_negative_id"] = task.cluster_negatives.sample(0, step)
             train_step(task, opt, batch, task.negatives.sample(0, step))
         step_s = (time.perf_counter() - started) / steps
         started = time.perf_counter()

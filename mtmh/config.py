@@ -348,10 +348,12 @@ class IndexConfig:
     autotune: bool = True
     target_recall: Annotated[float, Field(gt=0.0, le=1.0)] = 0.98
     tune_queries: Annotated[int, Field(ge=10)] = 1_000
-    # When autotune measures exact search at least as fast as the tuned setting (small
-    # catalogs: ml-100k's 1,682 items), the head is served exactly instead: perfect recall at
-    # no cost. The metadata says which family was measured and replaced. CPU serving only.
-    exact_if_faster: bool = True
+    # A head is served exactly instead when its tuned setting compares each query with at
+    # least this share of the catalog (small catalogs, where IVF probes most of its lists):
+    # exact search then costs about the same and finds everything. A rule on the setting, not
+    # a timing, so runs of one seed serve the same index; the metadata says which family was
+    # tuned and replaced. None: never. CPU serving only.
+    exact_from_scanned: Annotated[float | None, Field(gt=0.0, le=1.0)] = 0.5
     use_gpu: bool = False  # build and search on a GPU when faiss-gpu is installed (ivf_flat)
     build_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # Ray resources of each head's build task
     build_threads: Annotated[int, Field(ge=1)] = 1  # FAISS OpenMP threads in a build task

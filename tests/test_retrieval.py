@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mtmh.config import IndexConfig
+from mtmh.config import IndexConfig, build_config
 from mtmh.eval.metrics import MatchCounter, RecallMean, recall_at
 from mtmh.index.artifact import IndexMismatchError, load_index, make_meta, save_index
 from mtmh.index.faiss_index import AnnIndexError, build_exact, build_ivf, default_nlist, search
@@ -20,6 +21,7 @@ from mtmh.retrieval.merge import (
     quota_merge,
 )
 from mtmh.retrieval.ranking import blocked_items, rank_candidates, rank_rows
+from tests.tiny_data import write_tiny_run
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -365,28 +367,44 @@ def test_gpu_search_is_refused_for_families_faiss_has_no_gpu_form_of() -> None:
         IndexConfig(family="hnsw", use_gpu=True)
 
 
-def test_exact_search_replaces_an_index_that_is_no_faster() -> None:
-    from mtmh.index.autotune import OperatingPoint, Tuned
+def test_exact_search_replaces_an_index_whose_setting_scans_most_of_the_catalog() -> None:
+    from mtmh.index.autotune import autotune
+    from mtmh.index.faiss_index import build_index
 
-    slow = Tuned(
-        "ivf_flat",
-        "nprobe=32",
-        0.99,
-        20_000.0,
-        26_000.0,
-        169,
-        0.98,
-        True,
-        100,
-        [OperatingPoint("nprobe=32", 0.99, 20_000.0)],
-    )
-    assert slow.exact_is_faster
-    exact = slow.as_exact()
-    assert (exact.family, exact.params, exact.recall, exact.qps) == ("exact", "", 1.0, 26_000.0)
-    assert exact.instead_of == "ivf_flat" and not exact.exact_is_faster
+    x = clustered(4_000, 32, 48, seed=7)
+    index = build_index(x, np.arange(len(x)), IndexConfig(family="ivf_flat", nlist=64))
+    # A wide k on a small catalog needs most lists; a narrow one needs few.
+    wide = autotune(index, x, x[::40], k=1_500, target=0.99)
+    narrow = autotune(index, x, x[::40], k=10, target=0.9)
+    nprobe = {t.params: int(t.params.split("=")[1]) for t in (wide, narrow)}
+    assert wide.scanned == nprobe[wide.params] / 64
+    assert narrow.scanned == nprobe[narrow.params] / 64
+    assert wide.scans_at_least(0.5) and not narrow.scans_at_least(0.5)
+    # The rule reads the setting only: the same setting decides the same way whatever the
+    # timings said (here, an index measured far faster than exact search).
+    faster = replace(wide, qps=100 * wide.exact_qps)
+    assert faster.scans_at_least(0.5)
+    exact = wide.as_exact()
+    assert (exact.family, exact.params, exact.recall, exact.scanned) == ("exact", "", 1.0, 1.0)
+    assert exact.instead_of == "ivf_flat" and not exact.scans_at_least(0.5)
     assert exact.as_meta()["instead_of"] == "ivf_flat"
-    fast = Tuned("ivf_pq", "nprobe=128,k_factor_rf=4", 0.95, 6_000.0, 400.0, 101, 0.95, True, 100)
-    assert not fast.exact_is_faster
+
+
+def test_a_build_serves_exactly_by_the_scanned_share_and_the_same_way_every_time(
+    tmp_path: Path,
+) -> None:
+    from mtmh.index.build import build_head_index
+
+    run = write_tiny_run(tmp_path / "run", 600, 2_000, dim=16)
+    kinds = {}
+    for share in (0.5, None, 0.5):
+        cfg = build_config(
+            overrides=["index.family=ivf_flat", f"index.exact_from_scanned={share or 'null'}"]
+        )
+        meta = build_head_index(run, "content", "content", cfg)
+        kinds.setdefault(share, []).append((meta.kind, meta.search_params))
+    assert kinds[0.5][0] == kinds[0.5][1] == ("exact", "")
+    assert kinds[None][0][0] == "ivf_flat"
 
 
 @pytest.mark.parametrize("family", ["ivf_flat", "ivf_pq", "hnsw", "exact"])

@@ -7,6 +7,10 @@ HNSW's `efSearch`) until recall@k against exact search reaches the target, timin
 setting it tries on the same queries. The fastest setting that reached the target wins; if
 none did, the most accurate one is kept and `met` says so.
 
+Each result also says what share of the catalog one query of the chosen setting compares with
+(`scanned`), estimated from the setting, not timed: the build serves a head exactly when that
+share is large (`index.exact_from_scanned`), so two runs of one seed serve the same index.
+
 Recall is measured against exact inner-product search over every item (FAISS flat), on
 queries the caller passes: at build time, sampled items' own vectors, which is what the
 serving path searches with.
@@ -53,12 +57,13 @@ class Tuned:
     queries: int
     points: list[OperatingPoint] = field(default_factory=list)  # every setting tried
     instead_of: str = ""  # the family measured, when exact search replaced it
+    scanned: float = 1.0  # share of the catalog a query of `params` compares with (estimate)
 
-    @property
-    def exact_is_faster(self) -> bool:
-        """Exact search measured at least as fast as the chosen setting: nothing to gain from
-        an approximate index (a small catalog)."""
-        return self.family != "exact" and self.exact_qps >= self.qps
+    def scans_at_least(self, share: float) -> bool:
+        """An approximate index whose setting compares each query with at least `share` of
+        the catalog: on a catalog this small exact search costs about as much, and finds
+        everything."""
+        return self.family != "exact" and self.scanned >= share
 
     def as_exact(self) -> Tuned:
         """This measurement, with exact search chosen in place of the tuned index."""
@@ -70,6 +75,7 @@ class Tuned:
             qps=self.exact_qps,
             met=True,
             instead_of=self.family,
+            scanned=1.0,
         )
 
     def as_meta(self) -> dict[str, Any]:
@@ -96,6 +102,27 @@ def recall_at(truth: np.ndarray, found: np.ndarray) -> float:
         len(set(t.tolist()) & set(f[f >= 0].tolist())) for t, f in zip(truth, found, strict=True)
     )
     return hits / (k * len(truth))
+
+
+def scanned_share(family: str, index: Any, num_items: int) -> float:
+    """The share of the catalog one query compares with at `index`'s current search setting:
+    IVF probes nprobe of nlist lists (ivf_pq's codes as ivf_flat's vectors); HNSW visits about
+    efSearch nodes and their layer-0 neighbours (2·M each); exact compares with every item. An
+    estimate from the setting alone, the same on every run of one build."""
+    import faiss
+
+    if family == "exact":
+        return 1.0
+    if family == "hnsw":
+        inner: Any = faiss.downcast_index(
+            index.index if isinstance(index, faiss.IndexIDMap) else index
+        )
+        hnsw = inner.hnsw
+        return min(1.0, hnsw.efSearch * hnsw.nb_neighbors(0) / max(num_items, 1))
+    ivf = ivf_part(index)
+    if ivf is None:
+        raise ValueError(f"a {family} index has no IVF part to read nprobe from")
+    return min(1.0, ivf.nprobe / ivf.nlist)
 
 
 def _primary(family: str, index: Any, k: int) -> tuple[str, list[int]]:
@@ -168,6 +195,17 @@ def autotune(
             best.params,
             best.recall,
         )
+    scanned = scanned_share(family, index, len(vectors))
     return Tuned(
-        family, best.params, best.recall, best.qps, exact_qps, k, target, met, len(queries), points
+        family,
+        best.params,
+        best.recall,
+        best.qps,
+        exact_qps,
+        k,
+        target,
+        met,
+        len(queries),
+        points,
+        scanned=scanned,
     )

@@ -49,16 +49,18 @@ def build_head_index(run_dir: Path, model: str, head: str, cfg: RunConfig) -> In
         tuned = autotune(
             index, vectors, queries, search_k(cfg.eval.k_ann_for(n), n), ic.target_recall
         )
-        # Measured on the CPU, so it decides only for CPU serving; a GPU keeps its IVF index.
-        if ic.exact_if_faster and not ic.use_gpu and tuned.exact_is_faster:
+        # A rule on the setting, not a timing, so runs of one seed serve the same index. CPU
+        # serving only: a GPU keeps its IVF index.
+        share = ic.exact_from_scanned
+        if share is not None and not ic.use_gpu and tuned.scans_at_least(share):
             log.info(
-                "%s/%s: exact search (%.0f QPS) is as fast as %s at %s (%.0f QPS): serving exactly",
+                "%s/%s: %s at %s scans %.0f%% of %d items: serving exactly",
                 model,
                 head,
-                tuned.exact_qps,
                 tuned.family,
                 tuned.params,
-                tuned.qps,
+                100 * tuned.scanned,
+                n,
             )
             index = build_exact(vectors, ids)
             tuned = tuned.as_exact()

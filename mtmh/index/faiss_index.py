@@ -9,7 +9,8 @@ families (`IndexConfig.family`):
   family for embeddings that are not tightly clustered.
 - "hnsw": FAISS's HNSW graph over the full vectors (`efSearch` sets the search breadth).
 - "exact": brute-force inner product, the reference the others are measured against, and
-  what a small catalog is served with when it is no slower (`index.exact_if_faster`).
+  what a small catalog is served with when the tuned setting would scan most of it anyway
+  (`index.exact_from_scanned`).
 
 Labels are item ids, so search results need no id mapping. Each family's search setting is
 chosen at build time by measurement (mtmh/index/autotune.py) and set with FAISS's own
