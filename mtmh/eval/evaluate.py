@@ -222,6 +222,13 @@ def _start_curve(
     ]
 
 
+def group_alphas(group: list[ModelSpec], alphas: list[float], alpha: float) -> list[float]:
+    """The alphas a group's rows are merged at: the whole sweep for MTMH's group (the report's
+    alpha sweep is MTMH's), the served alpha alone for every other group, whose other alphas
+    no row of the report shows. Every merge of one alpha is the same either way."""
+    return alphas if MTMH_SPEC in group else [alpha]
+
+
 def _evaluate_sources(
     cfg: RunConfig,
     run_dir: Path,
@@ -243,11 +250,14 @@ def _evaluate_sources(
     # two long tasks do not end the stage on one busy CPU while the other waits.
     def cost(group: list[ModelSpec]) -> tuple[bool, int]:
         partitioned = any(s.partitioned or s.source in prompted for s in group)
-        return not partitioned, -sum(len(alphas) if len(s.heads) == 2 else 1 for s in group)
+        merges = len(group_alphas(group, alphas, cfg.eval.alpha))
+        return not partitioned, -sum(merges if len(s.heads) == 2 else 1 for s in group)
 
     prompted = {s.source for s in models if is_prompted(run_dir, s.source)}
     pending = {
-        task.remote(run_dir.resolve(), group, cfg, users_ref, alphas): group[0].name
+        task.remote(
+            run_dir.resolve(), group, cfg, users_ref, group_alphas(group, alphas, cfg.eval.alpha)
+        ): group[0].name
         for group in sorted(by_group.values(), key=cost)
     }
     results: dict[str, dict[str, Any]] = {}
