@@ -170,17 +170,8 @@ def autotune(
         return Tuned(
             family, "", point.recall, qps, exact_qps, k, target, True, len(queries), [point]
         )
-    points: list[OperatingPoint] = []
-    reached: list[OperatingPoint] = []
-    for line in _settings(family, index, k):
-        for params in line:
-            set_search_params(index, params)
-            found, qps = _timed(index, queries, k, repeats)
-            point = OperatingPoint(params, recall_at(truth, found), qps)
-            points.append(point)
-            if point.recall >= target:
-                reached.append(point)
-                break  # more of the primary knob only costs time on this line
+    points = _sweep(index, family, queries, truth, k, target, repeats)
+    reached = [p for p in points if p.recall >= target]
     met = bool(reached)
     best = (
         max(reached, key=lambda p: p.qps) if met else max(points, key=lambda p: (p.recall, p.qps))
@@ -196,16 +187,27 @@ def autotune(
             best.recall,
         )
     scanned = scanned_share(family, index, len(vectors))
-    return Tuned(
-        family,
-        best.params,
-        best.recall,
-        best.qps,
-        exact_qps,
-        k,
-        target,
-        met,
-        len(queries),
-        points,
-        scanned=scanned,
-    )
+    measured = (best.recall, best.qps, exact_qps, k, target, met, len(queries), points)
+    return Tuned(family, best.params, *measured, scanned=scanned)
+
+
+def _sweep(
+    index: Any,
+    family: str,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    k: int,
+    target: float,
+    repeats: int,
+) -> list[OperatingPoint]:
+    """Every setting tried, each line of the secondary knob up to its first that reaches
+    `target` (more of the primary knob only costs time on that line)."""
+    points: list[OperatingPoint] = []
+    for line in _settings(family, index, k):
+        for params in line:
+            set_search_params(index, params)
+            found, qps = _timed(index, queries, k, repeats)
+            points.append(OperatingPoint(params, recall_at(truth, found), qps))
+            if points[-1].recall >= target:
+                break
+    return points
