@@ -682,6 +682,8 @@ RETIRED_KEYS: dict[str, tuple[str, ...]] = {
         "cpus_per_worker",
         "threads_per_worker",
     ),
+    # A timing chose exact search; a rule on the tuned setting does (index.exact_from_scanned).
+    "index": ("exact_if_faster",),
 }
 
 

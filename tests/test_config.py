@@ -80,8 +80,16 @@ def test_config_is_frozen() -> None:
 def test_a_saved_config_with_retired_keys_still_loads(tmp_path: Path) -> None:
     # As an earlier version saved it beside every artifact.
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"preranker": {"history_length": 20, "dim": 64, "epochs": 2}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "preranker": {"history_length": 20, "dim": 64, "epochs": 2},
+                "index": {"exact_if_faster": True, "nprobe": 8},
+            }
+        )
+    )
     cfg = load_config(path)
     assert cfg.preranker.epochs == 2 and not hasattr(cfg.preranker, "history_length")
+    assert cfg.index.nprobe == 8 and not hasattr(cfg.index, "exact_if_faster")
     with pytest.raises(ConfigError, match="history_length"):
         load_config(overrides=["preranker.history_length=20"])  # still an error when asked for
