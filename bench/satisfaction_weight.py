@@ -1,0 +1,84 @@
+"""Validation recall of each model's preranker at several satisfaction weights, side by side.
+
+The preranker scores p(engage) * p(satisfied | engage) ** w (`preranker.satisfaction_weight`,
+default 1). Its two tasks are learned either way; w only changes how they are combined, so
+the run's fitted prerankers are scored again with each w, without refitting. Measured on the
+choose half of the validation split (the users the serving order is chosen on, never T2),
+with the evaluation's own protocol, at the served alpha. Nothing in the run is changed.
+
+    .venv/bin/python bench/satisfaction_weight.py --run runs/ml-1m --models MTMH EASE
+    .venv/bin/python bench/satisfaction_weight.py --run runs/ml-100k --weights 0 0.5 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from mtmh.config import RunConfig, load_config
+from mtmh.eval import protocol
+from mtmh.eval.protocol import REPORT_MODELS, EvalUser, evaluate_source, holdout_users
+from mtmh.preranker.ranker import Preranker, load_preranker
+from mtmh.preranker.train import fit_split
+
+METRICS = ("recall@20", "recall@100", "recall@500", "ndcg@20")
+
+
+def scored_with(weight: float) -> Any:
+    """`load_preranker` whose model combines its two tasks with `weight`."""
+
+    def load(run_dir: Path, source: str) -> Preranker:
+        pre = load_preranker(run_dir, source)
+        pre.model.satisfaction_weight = weight
+        return pre
+
+    return load
+
+
+def measure(
+    run: Path, cfg: RunConfig, name: str, users: list[EvalUser], weight: float
+) -> dict[str, dict[str, float]]:
+    """{order: metrics} of one report row on `users`, its preranker scored with `weight`."""
+    spec = next(s for s in REPORT_MODELS if s.name == name)
+    protocol.load_preranker = scored_with(weight)  # the evaluation's own loading, patched
+    try:
+        rows = evaluate_source(run, [spec], cfg, users, [cfg.eval.alpha])[name]["by_ranking"]
+    finally:
+        protocol.load_preranker = load_preranker
+    return {order: rows[order][cfg.eval.alpha] for order in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--models", nargs="+", default=["MTMH", "EASE"], help="report rows")
+    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.5, 0.0])
+    args = parser.parse_args()
+    cfg = load_config(args.run / "pipeline.yaml")
+    _, choose = fit_split(cfg, args.run)
+    users = holdout_users(choose)
+    rows = []
+    for weight in args.weights:
+        for name in args.models:
+            result = measure(args.run, cfg, name, users, weight)
+            rows.append({"weight": weight, "model": name, **result})
+            pre, ann = result["preranker"], result["ann"]
+            cells = "  ".join(f"{m} {100 * pre[m]:.2f}" for m in METRICS)
+            print(
+                f"w {weight:g}  {name:10s} preranker: {cells}  (ANN order R@20 "
+                f"{100 * ann['recall@20']:.2f})",
+                flush=True,
+            )
+    out = args.run / "eval" / "satisfaction_weight.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"users": len(users), "rows": rows}, indent=2) + "\n")
+    print(f"{len(users)} validation users (the choose half), alpha {cfg.eval.alpha:g}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
