@@ -46,7 +46,8 @@ def time_steps(run: Path, variant: str, mode: str, steps: int, warmup: int) -> d
     pairs = pq.read_table(ensure_training_pairs(run, base).path)
     trig = torch.from_numpy(pairs["trigger_id"].to_numpy().astype(np.int64))
     tgt = torch.from_numpy(pairs["target_id"].to_numpy().astype(np.int64))
-    count = torch.from_numpy(pairs["count"].to_numpy().astype(np.float32))
+    # Each distinct pair weighs count ** count_power, as the training loop weighs it.
+    count = torch.from_numpy(pairs["count"].to_numpy().astype(np.float32)) ** cfg.train.count_power
     task = build_task(cfg, run)
     opt = make_optimizer(cfg, task.parameters())
     forward = torch.compile(task) if mode == "compile" else task

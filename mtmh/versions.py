@@ -87,7 +87,7 @@ def read_version(root: Path, number: int) -> dict[str, Any]:
 
 def write_version(root: Path, number: int, record: dict[str, Any]) -> Path:
     path = version_dir(root, number) / VERSION_FILE
-    _write_atomically(path, record)
+    _write_record(path, record)
     return path
 
 
@@ -99,7 +99,7 @@ def promote(root: Path, number: int, why: str) -> dict[str, Any]:
     now = time.time()
     entry = {"version": number, "previous": record["version"], "at": now, "why": why}
     new = {"version": number, "since": now, "history": [*record["history"], entry]}
-    _write_atomically(root / SERVING_FILE, new)
+    _write_record(root / SERVING_FILE, new)
     if number:
         made = read_version(root, number)
         write_version(root, number, {**made, "promoted": True})
@@ -127,6 +127,7 @@ def _made_at(root: Path) -> float | None:
     return report.stat().st_mtime if report.is_file() else None
 
 
-def _write_atomically(path: Path, record: dict[str, Any]) -> None:
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """`record` as JSON, written whole or not at all."""
     text = json.dumps(record, indent=2) + "\n"
     write_atomically(path, lambda p: p.write_text(text))
