@@ -46,6 +46,7 @@ from mtmh.model.training import train_variant
 from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.model.variants import get_variant
 from mtmh.peers.build import PEERS, build_peers
+from mtmh.preranker.features import feature_names
 from mtmh.preranker.train import fit_prerankers
 from mtmh.stage_board import StageBoard
 
@@ -289,8 +290,18 @@ def _preranker_stage(
     the index's key) and by how its candidates are cut and labelled."""
     ec = cfg.eval
     neighbours = (ec.k_ann, ec.k_ann_max_catalog_fraction, ec.keep_per_head, ec.max_triggers)
+    # The feature set is part of the key: a preranker fitted on other features cannot score.
+    features = tuple(feature_names(()))
     key = stage_key(
-        "preranker", source, searched, cfg.preranker, cfg.holdout, *neighbours, *extra, cfg.seed
+        "preranker",
+        source,
+        searched,
+        features,
+        cfg.preranker,
+        cfg.holdout,
+        *neighbours,
+        *extra,
+        cfg.seed,
     )
     here = _in_driver(cfg, beside)
     return Stage(
