@@ -197,7 +197,6 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
     from mtmh.preranker.features import feature_names
     from mtmh.preranker.item_stats import ItemStats
     from mtmh.preranker.model import PrerankerModel
-    from mtmh.preranker.pair_counts import PairCounts
     from mtmh.preranker.ranker import Preranker
     from mtmh.retrieval.heads import HeadIndex, NeighborHead
     from mtmh.retrieval.retriever import Retriever
@@ -205,7 +204,7 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
     x = clustered(400, 16, 8, seed=3)
     exact = build_exact(x, np.arange(len(x)))
     heads = {"engagement": HeadIndex("m", "engagement", "v", x, exact)}
-    stats = ItemStats(np.arange(len(x)) % 7, np.zeros(len(x), np.float32), PairCounts.empty(len(x)))
+    stats = ItemStats(np.arange(len(x)) % 7, np.zeros(len(x), np.float32))
     model = PrerankerModel(len(feature_names(("engagement",))), hidden_dim=8)
     ret = Retriever(heads, 50, 10, Preranker(model, ("engagement",), stats))
     triggers = np.array([5, 17])

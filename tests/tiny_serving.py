@@ -22,7 +22,6 @@ from mtmh.index.build import build_head_index
 from mtmh.preranker.features import feature_names
 from mtmh.preranker.item_stats import STATS_FILE, ItemStats
 from mtmh.preranker.model import PrerankerModel
-from mtmh.preranker.pair_counts import PairLog
 from mtmh.preranker.ranker import Preranker, preranker_dir, save_preranker
 from mtmh.retrieval.merge import ENGAGEMENT, RELEVANCE
 from tests.tiny_data import TINY_SYNTHETIC
@@ -91,9 +90,7 @@ def write_preranker(run_dir: Path, seed: int) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(std=0.3)  # a ranking unlike ANN order, so the two paths differ
-    items = np.arange(NUM_ITEMS)
-    pairs = PairLog(items, (items * 7 + 1) % NUM_ITEMS, items, NUM_ITEMS)  # one pair per item
-    stats = ItemStats(items % 37, (items % 11).astype(np.float32), pairs.at(pairs.end))
+    stats = ItemStats(np.arange(NUM_ITEMS) % 37, (np.arange(NUM_ITEMS) % 11).astype(np.float32))
     preranker_dir(run_dir).mkdir(parents=True, exist_ok=True)
     stats.save(preranker_dir(run_dir) / STATS_FILE)
     save_preranker(run_dir, "mtmh", Preranker(model, heads, stats), {"rows": 0})

@@ -11,13 +11,6 @@ row, with what a ranking engineer would reach for:
                        the same trigger, or that list's lowest when g did not retrieve it
     log_hits@g         per head g: log1p(how many of the user's triggers retrieved it)
     sim_sum@g          per head g: its similarity summed over those triggers
-    log_pairs          log1p(the training log's co-engagements of the trigger and candidate)
-    log_pair_sum@g     per head g: log1p(those co-engagements summed over the triggers that
-                       retrieved it in g)
-    log_user_pairs     log1p(its co-engagements summed over all the user's triggers)
-    log_user_share     log1p(the same, each as a share of its trigger's co-engagements:
-                       the sum over the triggers of P(candidate | trigger))
-    log_trigger_count  log1p(the trigger's engagements): what a co-engagement count is out of
     log_recency        log1p(the trigger's position, 0 = most recent)
     log_triggers       log1p(T)
     log_count, log_age the candidate's engagements and age (days) in the training log
@@ -45,11 +38,7 @@ def feature_names(heads: Sequence[str]) -> list[str]:
         "own_sim",
         "log_rank",
         *(f"{kind}@{g}" for g in heads for kind in ("sim", "in")),
-        *(f"{kind}@{g}" for g in heads for kind in ("log_hits", "sim_sum", "log_pair_sum")),
-        "log_pairs",
-        "log_user_pairs",
-        "log_user_share",
-        "log_trigger_count",
+        *(f"{kind}@{g}" for g in heads for kind in ("log_hits", "sim_sum")),
         "log_recency",
         "log_triggers",
         "log_count",
@@ -78,11 +67,9 @@ class _HeadLists:
     items: np.ndarray  # [U] distinct items retrieved by any trigger, sorted
     hits: np.ndarray  # [U] triggers that retrieved each
     sim_sum: np.ndarray  # [U] summed similarity over those triggers
-    pair_sum: np.ndarray  # [U] summed co-engagements with those triggers
 
     def lookup(self, trigger_pos: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
-        """[R, 5]: sim (or the row floor), retrieved?, log1p(hits), summed similarity,
-        log1p(summed co-engagements)."""
+        """[R, 4]: sim (or the row floor), retrieved?, log1p(hits), summed similarity."""
         keys = trigger_pos * (n + 1) + items
         at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         found = self.keys[at] == keys if len(self.keys) else np.zeros(len(keys), bool)
@@ -91,18 +78,10 @@ class _HeadLists:
         known = self.items[u] == items if len(self.items) else np.zeros(len(items), bool)
         hits = np.where(known, self.hits[u] if len(self.hits) else 0, 0)
         sim_sum = np.where(known, self.sim_sum[u] if len(self.sim_sum) else 0.0, 0.0)
-        pair_sum = np.where(known, self.pair_sum[u] if len(self.pair_sum) else 0.0, 0.0)
-        return np.stack([sim, found, np.log1p(hits), sim_sum, np.log1p(pair_sum)], axis=1)
+        return np.stack([sim, found, np.log1p(hits), sim_sum], axis=1)
 
 
-def _index_lists(
-    sims: np.ndarray,
-    cands: np.ndarray,
-    valid: np.ndarray,
-    n: int,
-    pair_counts: np.ndarray,
-) -> _HeadLists:
-    """pair_counts: [E] the co-engagements of each valid entry's trigger and candidate."""
+def _index_lists(sims: np.ndarray, cands: np.ndarray, valid: np.ndarray, n: int) -> _HeadLists:
     t_pos, _ = np.nonzero(valid)
     items, s = cands[valid].astype(np.int64), sims[valid].astype(np.float64)
     keys = t_pos * (n + 1) + items
@@ -111,8 +90,7 @@ def _index_lists(
     floor = np.where(np.isfinite(floor), floor, 0.0)
     uniq, inverse, hits = np.unique(items, return_inverse=True, return_counts=True)
     sim_sum = np.bincount(inverse, weights=s, minlength=len(uniq))
-    pair_sum = np.bincount(inverse, weights=pair_counts, minlength=len(uniq))
-    return _HeadLists(keys[order], s[order], floor, uniq, hits, sim_sum, pair_sum)
+    return _HeadLists(keys[order], s[order], floor, uniq, hits, sim_sum)
 
 
 def candidate_features(
@@ -133,20 +111,13 @@ def candidate_features(
     triggers = np.asarray(triggers, np.int64)
     n = len(blocked) - 1
     valid = {h: valid_mask(searched[h].ids, triggers, blocked) for h in heads}
-    lists, pairs = {}, {}
-    for h in heads:  # co-engagements of each valid (trigger, candidate), looked up once
-        t_pos, col = np.nonzero(valid[h])
-        pairs[h] = np.zeros(valid[h].shape, np.int64)
-        pairs[h][t_pos, col] = stats.pairs.count(triggers[t_pos], searched[h].ids[t_pos, col])
-        lists[h] = _index_lists(
-            searched[h].sims, searched[h].ids, valid[h], n, pairs[h][t_pos, col]
-        )
+    lists = {h: _index_lists(searched[h].sims, searched[h].ids, valid[h], n) for h in heads}
     out = {}
     for hi, h in enumerate(heads):
         sims, cands = searched[h].sims, searched[h].ids
         t_pos, col = np.nonzero(within_reach(valid[h], (reach or {}).get(h)))
         items = cands[t_pos, col].astype(np.int64)
-        cross = [lists[g].lookup(t_pos, items, n) for g in heads]  # per g: [R, 5]
+        cross = [lists[g].lookup(t_pos, items, n) for g in heads]  # per g: [R, 4]
         onehot = np.zeros((len(items), len(heads)), np.float32)
         onehot[:, hi] = 1.0
         features = np.column_stack(
@@ -155,9 +126,6 @@ def candidate_features(
                 np.log1p(col),
                 *(c[:, :2] for c in cross),
                 *(c[:, 2:] for c in cross),
-                np.log1p(pairs[h][t_pos, col]),
-                np.log1p(stats.pairs.summed_over(triggers, items)),  # both columns
-                np.log1p(stats.counts[triggers[t_pos]]),
                 np.log1p(t_pos),
                 np.full(len(items), np.log1p(len(triggers))),
                 stats.features(items),

@@ -1,9 +1,7 @@
-"""Item popularity and age in the training log, and its co-engagement pairs' counts, as the
-preranker reads them.
+"""Item popularity and age in the training log, as the preranker reads them.
 
-All are taken from the rows the models train on (T1 less the validation split's held-out
-rows, and the pairs made of them), so no held-out engagement counts towards its own item's
-popularity or its pair with a trigger. `ItemLog` answers
+Both are taken from the rows the models train on (T1 less the validation split's held-out
+rows), so no held-out engagement counts towards its own item's popularity. `ItemLog` answers
 "as of time t": the preranker's training examples are cut per user, and an example must not
 see interactions from after its user's cut. Serving and the test period read one snapshot at
 the end of the training log (`ItemStats`, saved with the prerankers).
@@ -12,7 +10,6 @@ Example:
     log = ItemLog.from_run(run_dir, split, num_items)
     stats = log.at(log.end)          # ItemStats over the whole training log
     stats.features(np.array([3, 7]))  # [2, 2]: log1p(count), log1p(age in days)
-    stats.pairs.count(np.array([1, 1]), np.array([3, 7]))  # co-engagements of 1 with 3 and 7
 """
 
 from __future__ import annotations
@@ -24,9 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from mtmh.atomic_file import write_atomically
-from mtmh.errors import ArtifactError
 from mtmh.holdout import HoldoutSplit
-from mtmh.preranker.pair_counts import PairCounts, PairLog, PairLookup
 
 DAY = 86_400  # seconds; ages are in days
 STATS_FILE = "item_stats.npz"
@@ -34,12 +29,10 @@ STATS_FILE = "item_stats.npz"
 
 @dataclass(frozen=True)
 class ItemStats:
-    """Per item id: engagements before the reference time, and days since the first one;
-    per (trigger, item) pair: co-engagements before it."""
+    """Per item id: engagements before the reference time, and days since the first one."""
 
     counts: np.ndarray  # [N] int64
     age_days: np.ndarray  # [N] float32 (0 for items never engaged with)
-    pairs: PairLookup
 
     def features(self, items: np.ndarray) -> np.ndarray:
         """[..., 2] float32: log1p(count), log1p(age) of `items` (any shape, ids >= 0)."""
@@ -50,43 +43,20 @@ class ItemStats:
     def save(self, path: Path) -> None:
         """Written whole or not at all: concurrent readers (sweep trials) never see a part,
         and the pipeline's fits beside the trainings and after them may save at once."""
-        pairs = self.pairs.snapshot()
-        write_atomically(
-            path,
-            lambda p: np.savez(
-                p,
-                counts=self.counts,
-                age_days=self.age_days,
-                pairs=pairs.pairs,
-                pair_counts=pairs.counts,
-            ),
-        )
+        write_atomically(path, lambda p: np.savez(p, counts=self.counts, age_days=self.age_days))
 
     @classmethod
     def load(cls, path: Path) -> ItemStats:
         with np.load(path) as f:
-            if "pairs" not in f:
-                raise ArtifactError(
-                    f"{path} has no pair counts (written by an older version): fit the "
-                    "prerankers again (ray_jobs/train_preranker.py)"
-                )
-            counts = f["counts"]
-            pairs = PairCounts(f["pairs"], f["pair_counts"], len(counts))
-            return cls(counts, f["age_days"], pairs)
+            return cls(f["counts"], f["age_days"])
 
 
 class ItemLog:
     """The training log's (item, timestamp) rows, sorted, for counts and first-seen times as
-    of any moment: [M] keys, item id in the high 32 bits and the timestamp's rank in the low;
-    and its pairs (`PairLog`)."""
+    of any moment: [M] keys, item id in the high 32 bits and the timestamp's rank in the low."""
 
-    def __init__(
-        self, items: np.ndarray, timestamps: np.ndarray, num_items: int, pairs: PairLog
-    ) -> None:
-        if pairs.num_items != num_items:
-            raise ValueError(f"pairs over {pairs.num_items} items, the log over {num_items}")
+    def __init__(self, items: np.ndarray, timestamps: np.ndarray, num_items: int) -> None:
         self.num_items = num_items
-        self.pairs = pairs
         self.times = np.unique(timestamps.astype(np.int64))  # distinct timestamps, sorted
         rank = np.searchsorted(self.times, timestamps)
         self.keys = np.sort((items.astype(np.int64) << 32) | rank)
@@ -98,19 +68,7 @@ class ItemLog:
         t1 = pq.read_table(run_dir / "data" / "t1", columns=["user_id", "item_id", "timestamp"])
         ts = t1["timestamp"].to_numpy().astype(np.int64)
         keep = split.training_mask(t1["user_id"].to_numpy().astype(np.int64), ts)
-        pairs = pq.read_table(
-            run_dir / "data" / "pairs",
-            columns=["user_id", "trigger_id", "target_id", "target_timestamp"],
-        )
-        when = pairs["target_timestamp"].to_numpy().astype(np.int64)
-        trains = split.training_mask(pairs["user_id"].to_numpy().astype(np.int64), when)
-        pair_log = PairLog(
-            pairs["trigger_id"].to_numpy()[trains],
-            pairs["target_id"].to_numpy()[trains],
-            when[trains],
-            num_items,
-        )
-        return cls(t1["item_id"].to_numpy()[keep], ts[keep], num_items, pair_log)
+        return cls(t1["item_id"].to_numpy()[keep], ts[keep], num_items)
 
     def at(self, when: int) -> ItemStats:
         """Every item's count and age from the rows before `when` (a timestamp)."""
@@ -126,4 +84,4 @@ class ItemLog:
             else np.zeros(len(items), np.int64)
         )
         age = np.where(counts > 0, (when - first_time) / DAY, 0.0).astype(np.float32)
-        return ItemStats(counts.astype(np.int64), np.maximum(age, 0.0), self.pairs.at(when))
+        return ItemStats(counts.astype(np.int64), np.maximum(age, 0.0))
