@@ -18,7 +18,6 @@ a run (`cp -r runs/ml-1m /tmp/ml-1m-copy`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from choose_half import row_line, write_result
 
 from mtmh.config import RunConfig, load_config
 from mtmh.eval.protocol import (
@@ -37,8 +37,6 @@ from mtmh.eval.protocol import (
     source_retriever,
 )
 from mtmh.preranker.train import fit_prerankers, fit_split
-
-METRICS = ("recall@20", "recall@100", "recall@500", "ndcg@20")
 
 
 def coverage(run: Path, spec: ModelSpec, cfg: RunConfig, users: list[EvalUser]) -> dict[str, Any]:
@@ -84,22 +82,17 @@ def main() -> None:
         if args.coverage:
             row.update(coverage(args.run, spec, cfg, users))
         rows.append(row)
-        pre, ann = result["preranker"], result["ann"]
-        cells = "  ".join(f"{m} {100 * pre[m]:.2f}" for m in METRICS)
-        extra = (
-            f"  covered {100 * row['truth_covered']:.2f} of {row['unique_candidates']:.0f}"
-            if args.coverage
-            else ""
-        )
-        print(
-            f"{spec.name:10s} preranker: {cells}  (ANN order R@20 {100 * ann['recall@20']:.2f}; "
-            f"check logloss {row['check_logloss']:.4f}){extra}",
-            flush=True,
-        )
-    out = args.run / "eval" / "preranker_refit.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"users": len(users), "set": args.set, "rows": rows}, indent=2))
-    print(f"{len(users)} validation users (the choose half), alpha {cfg.eval.alpha:g}; wrote {out}")
+        note = f"; check logloss {row['check_logloss']:.4f}"
+        if args.coverage:
+            note += f"; covered {100 * row['truth_covered']:.2f} of {row['unique_candidates']:.0f}"
+        print(row_line(spec.name, result, note), flush=True)
+    write_result(
+        args.run,
+        "preranker_refit.json",
+        {"set": args.set, "rows": rows},
+        len(users),
+        cfg.eval.alpha,
+    )
 
 
 if __name__ == "__main__":

@@ -13,20 +13,19 @@ with the evaluation's own protocol, at the served alpha. Nothing in the run is c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from choose_half import row_line, write_result
+
 from mtmh.config import RunConfig, load_config
 from mtmh.eval import protocol
 from mtmh.eval.protocol import REPORT_MODELS, EvalUser, evaluate_source, holdout_users
 from mtmh.preranker.ranker import Preranker, load_preranker
 from mtmh.preranker.train import fit_split
-
-METRICS = ("recall@20", "recall@100", "recall@500", "ndcg@20")
 
 
 def scored_with(weight: float) -> Any:
@@ -67,17 +66,8 @@ def main() -> None:
         for name in args.models:
             result = measure(args.run, cfg, name, users, weight)
             rows.append({"weight": weight, "model": name, **result})
-            pre, ann = result["preranker"], result["ann"]
-            cells = "  ".join(f"{m} {100 * pre[m]:.2f}" for m in METRICS)
-            print(
-                f"w {weight:g}  {name:10s} preranker: {cells}  (ANN order R@20 "
-                f"{100 * ann['recall@20']:.2f})",
-                flush=True,
-            )
-    out = args.run / "eval" / "satisfaction_weight.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"users": len(users), "rows": rows}, indent=2) + "\n")
-    print(f"{len(users)} validation users (the choose half), alpha {cfg.eval.alpha:g}; wrote {out}")
+            print(f"w {weight:g}  " + row_line(name, result), flush=True)
+    write_result(args.run, "satisfaction_weight.json", {"rows": rows}, len(users), cfg.eval.alpha)
 
 
 if __name__ == "__main__":
