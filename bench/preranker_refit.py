@@ -25,18 +25,11 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from choose_half import row_line, write_result
+from choose_half import choose_users, measure_row, report_spec, row_line, write_result
 
 from mtmh.config import RunConfig, load_config
-from mtmh.eval.protocol import (
-    REPORT_MODELS,
-    EvalUser,
-    ModelSpec,
-    evaluate_source,
-    holdout_users,
-    source_retriever,
-)
-from mtmh.preranker.train import fit_prerankers, fit_split
+from mtmh.eval.protocol import EvalUser, ModelSpec, source_retriever
+from mtmh.preranker.train import fit_prerankers
 
 
 def coverage(run: Path, spec: ModelSpec, cfg: RunConfig, users: list[EvalUser]) -> dict[str, Any]:
@@ -64,15 +57,13 @@ def main() -> None:
     from mtmh.ray_utils import init_ray
 
     cfg = load_config(args.run / "pipeline.yaml", args.set)
-    specs = [next(s for s in REPORT_MODELS if s.name == name) for name in args.models]
+    specs = [report_spec(name) for name in args.models]
     init_ray(cfg.ray)
     fitted = fit_prerankers(cfg, args.run, sorted({s.source for s in specs}))
-    _, choose = fit_split(cfg, args.run)
-    users = holdout_users(choose)
+    users = choose_users(cfg, args.run)
     rows = []
     for spec in specs:
-        by = evaluate_source(args.run, [spec], cfg, users, [cfg.eval.alpha])[spec.name]
-        result = {order: by["by_ranking"][order][cfg.eval.alpha] for order in by["by_ranking"]}
+        result = measure_row(args.run, spec, cfg, users)
         model = fitted["models"][spec.source]
         row: dict[str, Any] = {
             "model": spec.name,

@@ -19,13 +19,12 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from choose_half import row_line, write_result
+from choose_half import choose_users, measure_row, report_spec, row_line, write_result
 
 from mtmh.config import RunConfig, load_config
 from mtmh.eval import protocol
-from mtmh.eval.protocol import REPORT_MODELS, EvalUser, evaluate_source, holdout_users
+from mtmh.eval.protocol import EvalUser
 from mtmh.preranker.ranker import Preranker, load_preranker
-from mtmh.preranker.train import fit_split
 
 
 def scored_with(weight: float) -> Any:
@@ -43,13 +42,11 @@ def measure(
     run: Path, cfg: RunConfig, name: str, users: list[EvalUser], weight: float
 ) -> dict[str, dict[str, float]]:
     """{order: metrics} of one report row on `users`, its preranker scored with `weight`."""
-    spec = next(s for s in REPORT_MODELS if s.name == name)
     protocol.load_preranker = scored_with(weight)  # the evaluation's own loading, patched
     try:
-        rows = evaluate_source(run, [spec], cfg, users, [cfg.eval.alpha])[name]["by_ranking"]
+        return measure_row(run, report_spec(name), cfg, users)
     finally:
         protocol.load_preranker = load_preranker
-    return {order: rows[order][cfg.eval.alpha] for order in rows}
 
 
 def main() -> None:
@@ -59,8 +56,7 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.5, 0.0])
     args = parser.parse_args()
     cfg = load_config(args.run / "pipeline.yaml")
-    _, choose = fit_split(cfg, args.run)
-    users = holdout_users(choose)
+    users = choose_users(cfg, args.run)
     rows = []
     for weight in args.weights:
         for name in args.models:
