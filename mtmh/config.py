@@ -255,12 +255,20 @@ class HoldoutConfig:
     """The validation split carved from the end of T1 (mtmh/holdout.py): early stopping,
     EASE's lambda and the ranking choice are made on it, never on T2."""
 
-    # Validation users; the last `tail_fraction` of each one's T1 is held out of training.
+    # Validation users; the end of each one's T1 (see `truth`) is held out of training.
     # 0: no validation (fixed epochs, no early stopping).
     users: Annotated[int, Field(ge=0)] = 1_000
-    # ... and at most this share of the eligible users, so a small log keeps most of its
-    # users' recent history for training.
+    # ... and at most this share of the users with `min_history` T1 interactions, so a small
+    # log keeps most of its users' recent history for training.
     max_user_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+    # What a validation user's held-out rows are:
+    # "next_visit": every row after the user's last pause of at least `visit_gap_hours` in T1,
+    #   a later visit, as T2 is for the users it tests (users without such a pause are not
+    #   eligible);
+    # "session_tail": the last `tail_fraction` of the user's rows, most often the rest of the
+    #   session the triggers came from.
+    truth: Literal["next_visit", "session_tail"] = "next_visit"
+    visit_gap_hours: Annotated[float, Field(gt=0.0)] = 24.0
     tail_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2  # as T2 is 20% of the log
     min_history: Annotated[int, Field(ge=2)] = 5  # T1 interactions a validation user needs
     seed: int = 0

@@ -4,13 +4,25 @@ Early stopping, EASE's lambda and the choice between preranker and ANN order nee
 signal that the test period T2 never provides. The split:
 
 - Validation users: up to `holdout.users` users, and at most `holdout.max_user_fraction` of
-  the eligible ones (sampled with `holdout.seed`), among users with at least
-  `holdout.min_history` T1 interactions.
-- For each, the last `holdout.tail_fraction` of their T1 interactions (at least one; every row
-  at or after that user's cut timestamp) is the validation period: its new items are the
-  truth, and those rows are held out of everything that trains (the training pairs, by the
-  target's time; the preranker's examples; the classic peers' user-item matrix). Every other
-  user's T1 is used whole, so the models lose little data.
+  the users with at least `holdout.min_history` T1 interactions (sampled with `holdout.seed`),
+  among those eligible under `holdout.truth`.
+- For each, the end of their T1 is the validation period: its new items are the truth, and
+  those rows are held out of everything that trains (the training pairs, by the target's
+  time; the preranker's examples; the classic peers' user-item matrix). Every other user's T1
+  is used whole, so the models lose little data.
+
+What the end is (`holdout.truth`):
+
+- "next_visit" (the default): every row after the user's last pause of at least
+  `holdout.visit_gap_hours`. T2 starts at one global cut, and the users it tests come back
+  months after their last T1 row (ml-1m: a median of 172 days, `bench/truth_gap.py`).
+  MovieLens users rate in bursts, so the last rows of a user's own T1 are most often the rest
+  of the session their triggers came from (ml-1m: 80% within an hour of the last trigger).
+  A session signal predicts that tail and not T2, and the preranker learns on this split and
+  the serving order is chosen on it; a later visit is the nearest T1 has to T2's truth.
+  Users who never paused that long in T1 are not eligible.
+- "session_tail": the last `holdout.tail_fraction` of the user's rows (at least one; every
+  row at or after that user's cut timestamp).
 
 Why per user and not one global time cut: MovieLens users rate in bursts, so the last 10% of
 T1 by time belongs to a few hundred users (about 390 on ml-1m): too few to tell epochs apart.
@@ -147,11 +159,15 @@ def make_holdout(t1: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSpli
     weight = table["weight"].to_numpy().astype(np.float32)
     bounds = np.flatnonzero(np.diff(user)) + 1
     candidates: list[HoldoutUser] = []
+    with_history = 0  # users with `min_history` rows: what the fraction cap is of
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(user)], strict=True):
         if hi - lo < cfg.min_history:
             continue
-        tail = max(1, round(cfg.tail_fraction * (hi - lo)))
-        cut = int(ts[hi - tail])  # rows tied with the first held-out one go with it
+        with_history += 1
+        start = first_held_out(ts[lo:hi], cfg)
+        if start is None:
+            continue
+        cut = int(ts[lo + start])  # rows tied with the first held-out one go with it
         before, after = item[lo:hi][ts[lo:hi] < cut], item[lo:hi][ts[lo:hi] >= cut]
         if len(before) == 0 or len(after) == 0:
             continue
@@ -169,12 +185,21 @@ def make_holdout(t1: Path, cfg: HoldoutConfig, max_triggers: int) -> HoldoutSpli
         _, first = np.unique(rev, return_index=True)
         triggers = rev[np.sort(first)][:max_triggers]
         candidates.append(HoldoutUser(int(user[lo]), before, triggers, truth, cut, best))
-    wanted = min(cfg.users, max(1, int(cfg.max_user_fraction * len(candidates))))
+    wanted = min(cfg.users, max(1, int(cfg.max_user_fraction * with_history)))
     if len(candidates) > wanted:
         rng = np.random.default_rng(cfg.seed)
         chosen = np.sort(rng.choice(len(candidates), wanted, replace=False))
         candidates = [candidates[i] for i in chosen]
     return HoldoutSplit(users=candidates)
+
+
+def first_held_out(timestamps: np.ndarray, cfg: HoldoutConfig) -> int | None:
+    """Index of the first held-out row among one user's rows in time order (None: the user
+    has no validation period under `cfg.truth`)."""
+    if cfg.truth == "session_tail":
+        return len(timestamps) - max(1, round(cfg.tail_fraction * len(timestamps)))
+    pauses = np.flatnonzero(np.diff(timestamps) >= cfg.visit_gap_hours * 3600)
+    return int(pauses[-1]) + 1 if len(pauses) else None
 
 
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # [T] trigger ids -> [T, N] item scores

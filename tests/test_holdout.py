@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def test_holdout_takes_the_tail_of_each_sampled_users_t1(tmp_path: Path) -> None
     rows = [(u, int(rng.integers(0, 50)), int(t)) for u in range(40) for t in range(u, 100 + u, 5)]
     rows += [(99, 1, 0), (99, 2, 1)]  # too short a history to validate on
     run = write_t1(tmp_path, rows)
-    cfg = HoldoutConfig(users=8, tail_fraction=0.25, max_user_fraction=1.0)
+    cfg = HoldoutConfig(users=8, truth="session_tail", tail_fraction=0.25, max_user_fraction=1.0)
     split = load_holdout(run, cfg, max_triggers=5)
     assert len(split) == 8 and 99 not in split.user_ids
     for user in split.users:
@@ -60,10 +61,50 @@ def test_holdout_takes_the_tail_of_each_sampled_users_t1(tmp_path: Path) -> None
     cut_of = {u.user_id: u.cut for u in split.users}
     want = sum(1 for u, _, t in rows if u in cut_of and t >= cut_of[u])
     assert held.sum() == want == 8 * 5
-    # A fraction cap keeps most users whole on a small log.
-    eligible = len(load_holdout(run, HoldoutConfig(users=1000, max_user_fraction=1.0), 5))
-    capped = load_holdout(run, HoldoutConfig(users=1000, max_user_fraction=0.25), 5)
-    assert eligible >= 38 and len(capped) == int(0.25 * eligible)
+    # A fraction cap keeps most users whole on a small log: a quarter of the 40 users with
+    # `min_history` rows (user 99 has two).
+    tail = HoldoutConfig(users=1000, truth="session_tail", max_user_fraction=1.0)
+    eligible = len(load_holdout(run, tail, 5))
+    capped = load_holdout(run, dataclasses.replace(tail, max_user_fraction=0.25), 5)
+    assert eligible >= 38 and len(capped) == int(0.25 * 40)
+
+
+def test_next_visit_holds_out_the_rows_after_the_last_long_pause(tmp_path: Path) -> None:
+    hour = 3600
+    rows = [
+        # Two visits a week apart, the second with a short pause inside it: held out whole.
+        (1, 10, 0),
+        (1, 11, 60),
+        (1, 12, 120),
+        (1, 13, 7 * 24 * hour),
+        (1, 14, 7 * 24 * hour + 2 * hour),
+        (1, 10, 7 * 24 * hour + 3 * hour),
+        # One long session, its pauses all under a day: not eligible.
+        (2, 10, 0),
+        (2, 11, 20 * hour),
+        (2, 12, 40 * hour),
+        (2, 13, 41 * hour),
+        (2, 14, 42 * hour),
+        # Three visits: only the last is held out.
+        (3, 20, 0),
+        (3, 21, 3 * 24 * hour),
+        (3, 22, 3 * 24 * hour + 1),
+        (3, 23, 9 * 24 * hour),
+        (3, 24, 9 * 24 * hour + 5),
+    ]
+    run = write_t1(tmp_path, rows)
+    cfg = HoldoutConfig(users=10, max_user_fraction=1.0, visit_gap_hours=24)
+    assert cfg.truth == "next_visit"  # the default: T2's users also come back later
+    split = load_holdout(run, cfg, max_triggers=5)
+    by_id = {u.user_id: u for u in split.users}
+    assert sorted(by_id) == [1, 3]
+    assert by_id[1].cut == 7 * 24 * hour and by_id[1].truth.tolist() == [13, 14]
+    assert by_id[1].triggers.tolist() == [12, 11, 10]
+    assert by_id[3].cut == 9 * 24 * hour and by_id[3].truth.tolist() == [23, 24]
+    assert by_id[3].history.tolist() == [20, 21, 22]
+    # A shorter pause makes user 2's last 20-hour gap a visit too.
+    shorter = load_holdout(run, dataclasses.replace(cfg, visit_gap_hours=12), max_triggers=5)
+    assert sorted(u.user_id for u in shorter.users) == [1, 2, 3]
 
 
 def test_threads_that_need_the_split_at_once_make_it_once(
@@ -71,7 +112,7 @@ def test_threads_that_need_the_split_at_once_make_it_once(
 ) -> None:
     # The pipeline's driver fits the peers in a thread while the trainings' pairs are made.
     run = write_t1(tmp_path, [(u, i, u + i) for u in range(20) for i in range(12)])
-    cfg = HoldoutConfig(users=4, max_user_fraction=1.0)
+    cfg = HoldoutConfig(users=4, truth="session_tail", max_user_fraction=1.0)
     made = []
     real = mtmh.holdout.make_holdout
 
@@ -137,7 +178,9 @@ def test_holdout_history_is_in_time_order_with_the_truths_best_weight(tmp_path: 
     rows = [(1, 9, 1), (1, 7, 2), (1, 5, 3), (1, 3, 4), (1, 1, 5), (1, 0, 6)]
     run = write_t1(tmp_path, rows)
     (user,) = load_holdout(
-        run, HoldoutConfig(users=1, tail_fraction=0.3, max_user_fraction=1.0), max_triggers=5
+        run,
+        HoldoutConfig(users=1, truth="session_tail", tail_fraction=0.3, max_user_fraction=1.0),
+        max_triggers=5,
     ).users
     assert user.history.tolist() == [9, 7, 5, 3]  # oldest first, as the preranker reads it
     assert user.triggers.tolist() == [3, 5, 7, 9]  # most recent first
