@@ -380,8 +380,9 @@ class IndexConfig:
 class PeersConfig:
     """The classic peers every report carries (mtmh/peers/): ItemKNN (cosine) and EASE."""
 
-    # EASE's L2 weights tried on the validation split; the best one is used.
-    ease_lambdas: tuple[float, ...] = (10.0, 50.0, 250.0, 1000.0, 2500.0, 5000.0, 10000.0)
+    # EASE's L2 weights tried on the validation split; the best one is used (a warning says
+    # when it is the grid's smallest or largest, where a better one may lie outside).
+    ease_lambdas: tuple[float, ...] = (1.0, 3.0, 10.0, 50.0, 250.0, 1000.0, 2500.0, 5000.0, 10000.0)
     # EASE inverts a dense N x N matrix (O(N^3)): larger catalogs leave it out of the report.
     ease_max_items: Annotated[int, Field(ge=1)] = 10_000
 

@@ -203,7 +203,9 @@ def test_halves_partition_the_users_the_same_way_every_time() -> None:
     assert len(one) == 1 and not none
 
 
-def test_ease_lambda_is_chosen_with_the_evaluations_keep_and_top_k() -> None:
+def test_ease_lambda_is_chosen_with_the_evaluations_keep_and_top_k(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from mtmh.config import EvalConfig
     from mtmh.peers.build import _choose_lambda
     from mtmh.peers.ease import EASE, gram
@@ -219,7 +221,9 @@ def test_ease_lambda_is_chosen_with_the_evaluations_keep_and_top_k() -> None:
     ]
     split = HoldoutSplit(users)
     ec = EvalConfig(keep_per_head=2, top_k=3)
-    _, curve = _choose_lambda(g, split, (1.0, 50.0), ec)
+    best, curve = _choose_lambda(g, split, (1.0, 50.0), ec)
     for row in curve:
         want = ann_order_recall(EASE(g, row["lambda"]).scores, split, keep=2, top_k=3)
         assert row["recall@100"] == want[100] and row["recall@500"] == want[500]
+    # Two values: the choice is always an edge, and the log says so.
+    assert f"best validation lambda {best.lam:g} is at the edge" in caplog.text

@@ -141,4 +141,11 @@ def _choose_lambda(
         if score > best_score:
             best, best_score = model, score
     assert best is not None
+    if len(lambdas) > 1 and best.lam in (min(lambdas), max(lambdas)):
+        log.warning(
+            "EASE's best validation lambda %g is at the edge of peers.ease_lambdas %s: "
+            "a better one may lie beyond it",
+            best.lam,
+            list(lambdas),
+        )
     return best, curve
