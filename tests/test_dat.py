@@ -137,7 +137,11 @@ def test_prompted_scores_score_each_item_with_its_clusters_query() -> None:
     got = fn(np.array([3, 17])).numpy()
     for row, trigger in enumerate([3, 17]):
         for j in range(N):
-            assert got[row, j] == pytest.approx(queries[trigger, CLUSTERS[j]] @ emb[j], rel=1e-5)
+            # Scores are float32 products of 8 terms of about 1: compared with the float64
+            # product, a score near 0 is off by float32's rounding of the terms, so the
+            # tolerance is absolute too (rel alone failed on -0.0333 by 5.7e-7).
+            want = queries[trigger, CLUSTERS[j]] @ emb[j]
+            assert got[row, j] == pytest.approx(want, rel=1e-5, abs=1e-5)
     # With `visit`, only the trigger's nearest clusters (by its plain vector) are searched.
     near = prompted_scores(torch.as_tensor(queries), torch.as_tensor(emb).float(), CLUSTERS, 2)
     got = near(np.array([3])).numpy()[0]
