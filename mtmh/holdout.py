@@ -15,11 +15,11 @@ What the end is (`holdout.truth`):
 
 - "next_visit" (the default): every row after the user's last pause of at least
   `holdout.visit_gap_hours`. T2 starts at one global cut, and the users it tests come back
-  months after their last T1 row (ml-1m: a median of 172 days, `bench/truth_gap.py`).
-  MovieLens users rate in bursts, so the last rows of a user's own T1 are most often the rest
-  of the session their triggers came from (ml-1m: 80% within an hour of the last trigger).
-  A session signal predicts that tail and not T2, and the preranker learns on this split and
-  the serving order is chosen on it; a later visit is the nearest T1 has to T2's truth.
+  months after their last T1 row. MovieLens users rate in bursts, so the last rows of a
+  user's own T1 are most often the rest of the session their triggers came from. A session
+  signal predicts that tail and not T2, and the preranker learns on this split and the
+  serving order is chosen on it; a later visit is the nearest T1 has to T2's truth
+  (`bench/truth_gap.py` measures both gaps; docs/results.md has them).
   Users who never paused that long in T1 are not eligible.
 - "session_tail": the last `holdout.tail_fraction` of the user's rows (at least one; every
   row at or after that user's cut timestamp).
@@ -62,6 +62,7 @@ import torch
 
 from mtmh.atomic_file import write_atomically
 from mtmh.config import HoldoutConfig
+from mtmh.data.split import HOUR
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def first_held_out(timestamps: np.ndarray, cfg: HoldoutConfig) -> int | None:
     has no validation period under `cfg.truth`)."""
     if cfg.truth == "session_tail":
         return len(timestamps) - max(1, round(cfg.tail_fraction * len(timestamps)))
-    pauses = np.flatnonzero(np.diff(timestamps) >= cfg.visit_gap_hours * 3600)
+    pauses = np.flatnonzero(np.diff(timestamps) >= cfg.visit_gap_hours * HOUR)
     return int(pauses[-1]) + 1 if len(pauses) else None
 
 
