@@ -5,13 +5,19 @@ training pairs, one torch thread. For each mode it times `--steps` steps after a
 
 - `eager`: the training step as it runs today;
 - `compile`: the task's forward through `torch.compile` (its compile time is the warm-up's);
-- `bf16`: the forward under bfloat16 autocast on the CPU (changes every number it computes).
+- `bf16`: the forward under bfloat16 autocast on the CPU (changes every number it computes);
+- `heap`: the eager step in a process whose freed blocks stay in its heap (`ray.malloc_keep_mb`,
+  what every Ray worker of a job gets); the other modes run under glibc's defaults.
+
+Each mode also reports the page faults per step: a fresh block from the kernel is zeroed one
+page fault at a time.
 
 With `--copies N` each mode runs in N processes at once, as N trainings share the cores in a
 pipeline run; the per-step time is each copy's, side by side.
 
     .venv/bin/python bench/step_cost.py --run runs/ml-1m --variant mtmh
     .venv/bin/python bench/step_cost.py --run runs/ml-1m --modes eager --copies 2 3
+    .venv/bin/python bench/step_cost.py --run runs/ml-1m --modes eager heap --steps 100
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -30,7 +37,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-MODES = ("eager", "compile", "bf16")
+MODES = ("eager", "compile", "bf16", "heap")
+MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def time_steps(run: Path, variant: str, mode: str, steps: int, warmup: int) -> dict[str, float]:
@@ -70,17 +78,29 @@ def time_steps(run: Path, variant: str, mode: str, steps: int, warmup: int) -> d
     for i in range(warmup):
         step(i)
     warm = time.perf_counter() - started
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     started = time.perf_counter()
     for i in range(warmup, warmup + steps):
         step(i)
-    return {"ms_per_step": 1000 * (time.perf_counter() - started) / steps, "warmup_s": warm}
+    return {
+        "ms_per_step": 1000 * (time.perf_counter() - started) / steps,
+        "warmup_s": warm,
+        "faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps,
+    }
 
 
 def side_by_side(args: argparse.Namespace, mode: str, copies: int) -> list[dict[str, float]]:
     """`copies` processes of one mode at once; each one's result."""
     command = [sys.executable, __file__, "--run", str(args.run), "--variant", args.variant]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--one", mode]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    from mtmh.ray_utils import malloc_env
+
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}  # glibc's defaults
+    if mode == "heap":
+        env.update(malloc_env(32))
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(copies)
+    ]
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
 
 
@@ -103,7 +123,11 @@ def main() -> None:
             rows = side_by_side(args, mode, copies)
             each = ", ".join(f"{r['ms_per_step']:.1f}" for r in rows)
             warm = max(r["warmup_s"] for r in rows)
-            print(f"{args.variant} {mode:7s} x{copies}: {each} ms/step (warm-up {warm:.1f} s)")
+            faults = max(r["faults_per_step"] for r in rows)
+            print(
+                f"{args.variant} {mode:7s} x{copies}: {each} ms/step "
+                f"({faults:.0f} page faults a step, warm-up {warm:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

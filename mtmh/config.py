@@ -154,6 +154,11 @@ class RayConfig:
     data_task_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # CPUs per Ray Data task
     dashboard: bool = False  # start the Ray dashboard with a local Ray
     omp_num_threads: Annotated[int, Field(ge=1)] = 1  # thread cap per worker (BLAS, torch)
+    # Freed blocks up to this size stay in each worker's heap (glibc's mmap threshold; None:
+    # glibc's default). A training step allocates and frees several [B, B + L] float
+    # matrices; past the threshold each new one is fresh pages the kernel zeroes one fault at
+    # a time (bench/malloc_step.py measures the step both ways). 32 is glibc's maximum.
+    malloc_keep_mb: Annotated[int | None, Field(ge=1, le=32)] = 32
 
 
 @dataclass(frozen=True, config=_STRICT)

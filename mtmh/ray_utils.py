@@ -11,6 +11,18 @@ log = logging.getLogger(__name__)
 NO_PROGRESS_BARS = "RAY_DATA_DISABLE_PROGRESS_BARS"  # Ray Data's own switch
 
 
+def malloc_env(keep_mb: int | None) -> dict[str, str]:
+    """glibc's environment tunables that keep freed blocks up to `keep_mb` MiB in the heap
+    (none for None). The trim threshold rises with it, or the heap's top would go back to the
+    kernel at every free. Read when a process starts, so they go to the workers' environment."""
+    if keep_mb is None:
+        return {}
+    return {
+        "MALLOC_MMAP_THRESHOLD_": str(keep_mb * 1024**2),
+        "MALLOC_TRIM_THRESHOLD_": str(1024**3),
+    }
+
+
 def init_ray(cfg: RayConfig) -> None:
     """Join the cluster named by `cfg.address` or $RAY_ADDRESS (as under `ray job submit`),
     else start a local Ray of the job's own, sized by `cfg`. Threads are capped in every
@@ -28,6 +40,7 @@ def init_ray(cfg: RayConfig) -> None:
         "MKL_NUM_THREADS": threads,
         "TOKENIZERS_PARALLELISM": "false",
     }
+    env.update(malloc_env(cfg.malloc_keep_mb))
     # A quiet job (mtmh/job_output.py) sends the workers' output to a log file, where
     # progress bars are only noise: it sets this, and the workers get it too.
     if os.environ.get(NO_PROGRESS_BARS):

@@ -61,3 +61,20 @@ def test_a_job_starts_its_own_ray_beside_a_ray_start_cluster_and_joins_it_when_t
     finally:
         cluster.shutdown()
         shutil.rmtree(machine_tmp, ignore_errors=True)
+
+
+def test_every_worker_keeps_freed_blocks_in_its_heap(ray_local: None) -> None:
+    """`ray.malloc_keep_mb` reaches a worker's environment, where glibc reads it at start."""
+    import os
+
+    import ray
+
+    from mtmh.ray_utils import malloc_env
+
+    @ray.remote(num_cpus=0.1)
+    def worker_env() -> dict[str, str | None]:
+        return {name: os.environ.get(name) for name in malloc_env(32)}
+
+    assert ray.get(worker_env.remote()) == malloc_env(32)
+    assert malloc_env(32)["MALLOC_MMAP_THRESHOLD_"] == str(32 * 1024**2)
+    assert malloc_env(None) == {}
