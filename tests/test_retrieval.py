@@ -20,7 +20,7 @@ from mtmh.retrieval.merge import (
     pool_candidates,
     quota_merge,
 )
-from mtmh.retrieval.ranking import blocked_items, rank_candidates, rank_rows
+from mtmh.retrieval.ranking import blocked_items, rank_candidates, rank_rows, score_order
 from tests.tiny_data import write_tiny_run
 
 
@@ -139,6 +139,45 @@ def test_rank_rows_breaks_ties_by_item_id_and_skips_invalid() -> None:
     items = np.array([[7, 3, 5, 9]])
     scores = np.array([[1.0, 2.0, 2.0, -np.inf]])
     assert rank_rows(items, scores, keep=3) == [[(3, 2.0), (5, 2.0), (7, 1.0)]]
+
+
+def test_rank_rows_matches_a_row_by_row_loop() -> None:
+    """The vectorised cut against the plain loop it replaced: ties, -inf, NaN, short rows."""
+
+    def plain(items: np.ndarray, scores: np.ndarray, keep: int) -> list[list[tuple[int, float]]]:
+        out = []
+        for row_items, row_scores in zip(items, scores, strict=True):
+            ranked: list[tuple[int, float]] = []
+            for j in np.lexsort((row_items, -row_scores)):
+                if not np.isfinite(row_scores[j]) or len(ranked) == keep:
+                    break
+                ranked.append((int(row_items[j]), float(row_scores[j])))
+            out.append(ranked)
+        return out
+
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, 50, (40, 25))
+    scores = rng.integers(0, 6, (40, 25)).astype(float)  # many ties
+    scores[rng.random((40, 25)) < 0.3] = -np.inf
+    scores[3] = -np.inf  # a row with nothing valid
+    scores[5, 0] = np.nan
+    for keep in (1, 7, 25, 30):
+        assert rank_rows(items, scores, keep) == plain(items, scores, keep)
+
+
+def test_score_order_matches_a_row_by_row_loop() -> None:
+    rng = np.random.default_rng(1)
+    cands = rng.integers(0, 50, (30, 20))
+    scores = rng.integers(0, 5, (30, 20)).astype(np.float32)  # many ties
+    valid = rng.random((30, 20)) < 0.6
+    valid[4] = False  # a row with nothing valid
+    for (ids, s), row_ids, row_s, ok in zip(
+        score_order(cands, scores, valid), cands, scores, valid, strict=True
+    ):
+        want_ids, want_s = row_ids[ok].astype(np.int64), row_s[ok].astype(np.float64)
+        order = np.lexsort((want_ids, -want_s))
+        np.testing.assert_array_equal(ids, want_ids[order])
+        np.testing.assert_array_equal(s, want_s[order])
 
 
 def test_rank_candidates_never_returns_the_trigger_seen_items_or_faiss_padding() -> None:

@@ -48,16 +48,16 @@ def resolved_ranking(cfg: RunConfig, run_dir: Path) -> Ranking:
 
 def rank_rows(items: np.ndarray, scores: np.ndarray, keep: int) -> list[Ranked]:
     """Per row, the top `keep` valid (score > -inf) items by score, ties by smaller item id."""
-    out = []
-    for row_items, row_scores in zip(items, scores, strict=True):
-        order = np.lexsort((row_items, -row_scores))
-        ranked: Ranked = []
-        for j in order:
-            if not np.isfinite(row_scores[j]) or len(ranked) == keep:
-                break
-            ranked.append((int(row_items[j]), float(row_scores[j])))
-        out.append(ranked)
-    return out
+    order = np.lexsort((items, -scores), axis=-1)[:, :keep]  # every row at once
+    top_items = np.take_along_axis(items, order, axis=1)
+    top_scores = np.take_along_axis(scores, order, axis=1)
+    finite = np.isfinite(top_scores)
+    # Each row ends at its first non-finite score (they sort last, after every valid one).
+    lengths = np.where(finite.all(axis=1), finite.shape[1], finite.argmin(axis=1))
+    return [
+        list(zip(row_items[:n].tolist(), row_scores[:n].tolist(), strict=True))
+        for row_items, row_scores, n in zip(top_items, top_scores, lengths.tolist(), strict=True)
+    ]
 
 
 def blocked_items(num_items: int, seen: Iterable[int]) -> np.ndarray:
@@ -98,12 +98,10 @@ def within_reach(valid: np.ndarray, reach: int | None) -> np.ndarray:
 
 def score_order(cands: np.ndarray, scores: np.ndarray, valid: np.ndarray) -> Ordered:
     """Per row, its `valid` candidates by score, best first (ties by item id)."""
-    out: Ordered = []
-    for row_ids, row_s, ok in zip(cands, scores, valid, strict=True):
-        ids, s = row_ids[ok].astype(np.int64), row_s[ok].astype(np.float64)
-        order = np.lexsort((ids, -s))
-        out.append((ids[order], s[order]))
-    return out
+    ids, s = cands.astype(np.int64), scores.astype(np.float64)
+    order = np.lexsort((ids, -s, ~valid), axis=-1)  # every row at once, its valid ones first
+    ids, s = np.take_along_axis(ids, order, axis=1), np.take_along_axis(s, order, axis=1)
+    return [(ids[r, :n], s[r, :n]) for r, n in enumerate(valid.sum(axis=1).tolist())]
 
 
 def preranker_order(
