@@ -93,11 +93,12 @@ def side_by_side(args: argparse.Namespace, mode: str, copies: int) -> list[dict[
     """`copies` processes of one mode at once; each one's result."""
     command = [sys.executable, __file__, "--run", str(args.run), "--variant", args.variant]
     command += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--one", mode]
+    from mtmh.config import RayConfig
     from mtmh.ray_utils import malloc_env
 
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}  # glibc's defaults
-    if mode == "heap":
-        env.update(malloc_env(32))
+    if mode == "heap":  # what init_ray gives every worker by default
+        env.update(malloc_env(RayConfig().malloc_keep_mb))
     procs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(copies)
     ]

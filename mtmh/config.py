@@ -157,7 +157,7 @@ class RayConfig:
     # Freed blocks up to this size stay in each worker's heap (glibc's mmap threshold; None:
     # glibc's default). A training step allocates and frees several [B, B + L] float
     # matrices; past the threshold each new one is fresh pages the kernel zeroes one fault at
-    # a time (bench/malloc_step.py measures the step both ways). 32 is glibc's maximum.
+    # a time (`bench/step_cost.py --modes eager heap` measures both). 32 is glibc's maximum.
     malloc_keep_mb: Annotated[int | None, Field(ge=1, le=32)] = 32
 
 
