@@ -38,7 +38,6 @@ import pyarrow.parquet as pq
 import torch
 
 MODES = ("eager", "compile", "bf16", "heap")
-MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def time_steps(run: Path, variant: str, mode: str, steps: int, warmup: int) -> dict[str, float]:
@@ -96,7 +95,8 @@ def side_by_side(args: argparse.Namespace, mode: str, copies: int) -> list[dict[
     from mtmh.config import RayConfig
     from mtmh.ray_utils import malloc_env
 
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARS}  # glibc's defaults
+    tunables = malloc_env(1)  # the variables it sets, whatever their values
+    env = {k: v for k, v in os.environ.items() if k not in tunables}  # glibc's defaults
     if mode == "heap":  # what init_ray gives every worker by default
         env.update(malloc_env(RayConfig().malloc_keep_mb))
     procs = [

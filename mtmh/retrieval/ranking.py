@@ -47,17 +47,13 @@ def resolved_ranking(cfg: RunConfig, run_dir: Path) -> Ranking:
 
 
 def rank_rows(items: np.ndarray, scores: np.ndarray, keep: int) -> list[Ranked]:
-    """Per row, the top `keep` valid (score > -inf) items by score, ties by smaller item id."""
-    order = np.lexsort((items, -scores), axis=-1)[:, :keep]  # every row at once
-    top_items = np.take_along_axis(items, order, axis=1)
-    top_scores = np.take_along_axis(scores, order, axis=1)
-    finite = np.isfinite(top_scores)
-    # Each row ends at its first non-finite score (they sort last, after every valid one).
-    lengths = np.where(finite.all(axis=1), finite.shape[1], finite.argmin(axis=1))
-    return [
-        list(zip(row_items[:n].tolist(), row_scores[:n].tolist(), strict=True))
-        for row_items, row_scores, n in zip(top_items, top_scores, lengths.tolist(), strict=True)
-    ]
+    """Per row, the top `keep` valid (finite score) items by score, ties by smaller item id."""
+    return first_ranked(score_order(items, scores, np.isfinite(scores)), keep)
+
+
+def first_ranked(ordered: Ordered, keep: int) -> list[Ranked]:
+    """Each row's first `keep` (item, score) pairs, as Python numbers."""
+    return [list(zip(ids[:keep].tolist(), s[:keep].tolist(), strict=True)) for ids, s in ordered]
 
 
 def blocked_items(num_items: int, seen: Iterable[int]) -> np.ndarray:
@@ -133,12 +129,9 @@ def ann_order(
     """Per trigger, its `keep` most similar valid candidates (a partitioned head's `cut`:
     each cluster's quota of them), each scored by its similarity as a share of the list's
     best, clipped at zero (the scale-free score ANN order pools)."""
-    if cut is None:
-        ranked = rank_candidates(cands, sims.astype(np.float64), triggers, blocked, keep)
-    else:
-        valid = valid_mask(cands, triggers, blocked) & np.isfinite(sims)
-        ordered = cut.apply(score_order(cands, sims, valid))
-        ranked = [list(zip(i[:keep].tolist(), s[:keep].tolist(), strict=True)) for i, s in ordered]
+    valid = valid_mask(cands, triggers, blocked) & np.isfinite(sims)
+    ordered = score_order(cands, sims, valid)
+    ranked = first_ranked(cut.apply(ordered) if cut is not None else ordered, keep)
     out = []
     for row in ranked:
         best = row[0][1] if row and row[0][1] > 0 else 1.0
