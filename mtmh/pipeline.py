@@ -41,9 +41,8 @@ from mtmh.embeddings import CONTENT_SOURCE
 from mtmh.eval.content_quality import content_topic_match
 from mtmh.eval.evaluate import evaluate_run
 from mtmh.index.build import build_indexes
-from mtmh.model.train_loop import ReadPairs
+from mtmh.model.slots import train_in_slots
 from mtmh.model.training import train_variant
-from mtmh.model.training_pairs import ensure_training_pairs
 from mtmh.model.variants import get_variant
 from mtmh.peers.build import PEERS, build_peers
 from mtmh.preranker.features import feature_names
@@ -142,53 +141,6 @@ def variant_config(cfg: RunConfig, variant: VariantName) -> RunConfig:
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, variant=variant), train=train
     )
-
-
-def _train_remote(cfg: RunConfig, run_dir: Path, pairs: ReadPairs) -> dict[str, Any]:
-    """A Ray task holding one TorchTrainer (its workers get their own resources)."""
-    return train_variant(cfg, run_dir, pairs=pairs)
-
-
-def training_cores(cfg: RunConfig) -> int:
-    """The cores one training keeps busy: its workers' torch threads."""
-    return cfg.train.num_workers * cfg.train.threads_per_worker
-
-
-def train_concurrently(
-    configs: dict[str, RunConfig],
-    run_dir: Path,
-    concurrent: int,
-    on_done: Callable[[str], None],
-    on_idle_core: Callable[[], None] = lambda: None,
-) -> dict[str, dict[str, Any]]:
-    """Train each variant, at most `concurrent` at a time; each driver is a 0-CPU Ray task.
-    Variants on the same training pairs share one read of them. `on_idle_core` is called
-    whenever the running trainings keep fewer cores busy than the cluster has (and none
-    waits to start): the first moment other work can run without slowing them."""
-    import ray
-
-    cores = ray.cluster_resources().get("CPU", 1.0)
-
-    task = ray.remote(_train_remote).options(num_cpus=0)
-    run_dir = run_dir.resolve()  # as the tasks see it
-    read: dict[Path, ReadPairs] = {}
-    queue = list(configs)
-    running: dict[Any, str] = {}
-    out = {}
-    while queue or running:
-        while queue and len(running) < concurrent:
-            v = queue.pop(0)
-            path = ensure_training_pairs(run_dir, configs[v]).path
-            if path not in read:
-                read[path] = ReadPairs.read(path, configs[v].train.data_cpus)
-            running[task.remote(configs[v], run_dir, read[path])] = v
-        if not queue and sum(training_cores(configs[v]) for v in running.values()) < cores:
-            on_idle_core()
-        done, _ = ray.wait(list(running), num_returns=1)
-        v = running.pop(done[0])
-        out[v] = ray.get(done[0])
-        on_done(v)
-    return out
 
 
 def plan(cfg: RunConfig, run_dir: Path) -> list[Stage]:
@@ -493,4 +445,4 @@ def _run_trainings(
             log.info("train:%s: done at %.1f s", v, time.perf_counter() - t0)
             advance(1)
 
-        train_concurrently(configs, run_dir, cfg.pipeline.concurrent_trainings, done, on_idle_core)
+        train_in_slots(configs, run_dir, cfg.pipeline.concurrent_trainings, done, on_idle_core)

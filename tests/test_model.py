@@ -169,22 +169,14 @@ def test_a_training_can_start_from_an_earlier_runs_model_with_new_items(tmp_path
     """train.init_from through Ray Train: one step at a learning rate too small to move
     anything leaves the earlier model's rows in place and the new items' rows copied."""
     from mtmh.model.inputs import load_item_tables
-    from mtmh.model.train_loop import ReadPairs, fit
-    from mtmh.model.training_pairs import ensure_training_pairs
+    from mtmh.model.train_loop import fit
     from mtmh.model.warm_start import ID_ROWS, content_nearest
 
     base = write_tiny_run(tmp_path / "base", N_ITEMS - 4)
-    base_cfg = _train_cfg("train.max_steps=4")
-    base_pairs = ReadPairs.read(ensure_training_pairs(base, base_cfg).path, 0.5)
-    assert fit(base_cfg, base, pairs=base_pairs).error is None  # pairs read before, as shared
+    assert fit(_train_cfg("train.max_steps=4"), base).error is None
     before = torch.load(base / "models" / "mtmh" / "model.pt")[ID_ROWS]
     grown = write_tiny_run(tmp_path / "grown", N_ITEMS)
     cfg = _train_cfg(f"train.init_from={base}", "train.max_steps=1", "train.lr=1e-12")
-    (grown / "models" / "mtmh").mkdir(parents=True)
-    (grown / "models" / "mtmh" / "metrics.jsonl").write_text("{}\n")  # an earlier training's
-    with pytest.raises(ValueError, match=r"trains on .*grown.* but was given .*base"):
-        fit(cfg, grown, pairs=base_pairs)
-    assert (grown / "models" / "mtmh" / "metrics.jsonl").exists()  # the error removed nothing
     assert fit(cfg, grown).error is None
     after = torch.load(grown / "models" / "mtmh" / "model.pt")[ID_ROWS]
     assert after.shape == (N_ITEMS, 8)
@@ -211,6 +203,69 @@ def test_a_failed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     steps = [json.loads(line)["step"] for line in lines]
     # Step 10 was reported before the failure and again after resuming from step 8.
     assert steps.count(10) == 2 and steps.count(8) == 1
+
+
+def test_every_rank_of_a_slot_takes_the_same_variant_in_any_interleaving() -> None:
+    from mtmh.model.slots import VariantQueue
+
+    queue = VariantQueue(["mtmh", "dat", "itemcf"])
+    assert queue.take(0) == queue.take(0) == "mtmh"  # two ranks of slot 0
+    assert queue.take(1) == "dat"
+    queue.finish(0, "mtmh", None)  # rank 1 of slot 0 ends first and takes the next variant
+    assert queue.take(0) == "itemcf"
+    queue.finish(0, "mtmh", {"step": 3})  # rank 0's finish of mtmh frees nothing more
+    assert queue.take(0) == "itemcf"
+    assert queue.status(0) == ([("mtmh", {"step": 3})], 0, 2)
+    queue.finish(1, "dat", {"step": 5})
+    assert queue.take(1) is None and queue.held_by(0) == "itemcf"
+    assert queue.status(1) == ([("dat", {"step": 5})], 0, 1)
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_one_slot_trains_variants_one_after_another_as_fit_does(tmp_path: Path) -> None:
+    """Two variants through one worker group learn exactly what each learns with a trainer
+    of its own, and each gets its own outputs and summary."""
+    from mtmh.model.slots import train_in_slots
+    from mtmh.model.train_loop import fit
+
+    run = write_tiny_run(tmp_path / "run", N_ITEMS)
+    configs = {v: _train_cfg(f"model.variant={v}", "train.epochs=2") for v in ("itemcf", "mtmh")}
+    done: list[str] = []
+    summaries = train_in_slots(configs, run, 1, done.append)
+    assert done == ["itemcf", "mtmh"]
+    assert {v: s["steps"] for v, s in summaries.items()} == {"itemcf": 32, "mtmh": 32}
+    shared = {v: torch.load(run / "models" / v / "model.pt") for v in configs}
+    for v in configs:
+        summary = json.loads((run / "models" / v / "summary.json").read_text())
+        assert summary["steps"] == 32 and "time/steps_s" in summary["timings"]
+    alone = write_tiny_run(tmp_path / "alone", N_ITEMS)
+    assert fit(configs["mtmh"], alone).error is None
+    own = torch.load(alone / "models" / "mtmh" / "model.pt")
+    assert own.keys() == shared["mtmh"].keys()
+    for key, value in own.items():
+        assert torch.equal(value, shared["mtmh"][key]), key
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_failed_slot_resumes_the_variant_it_was_training(tmp_path: Path) -> None:
+    from mtmh.model.slots import train_in_slots
+
+    run = write_tiny_run(tmp_path / "run", N_ITEMS)
+    marker = tmp_path / "failed-once"
+    extra = ("train.epochs=2", "train.checkpoint_every=4")
+    configs = {v: _train_cfg(f"model.variant={v}", *extra) for v in ("itemcf", "neucf")}
+    failure = {"fail_at_step": 10, "fail_marker": str(marker)}  # the first to reach it fails
+    summaries = train_in_slots(configs, run, 1, lambda v: None, **failure)
+    assert marker.exists(), "the planned failure did not happen"
+    assert {v: s["steps"] for v, s in summaries.items()} == {"itemcf": 32, "neucf": 32}
+    steps = {
+        v: [json.loads(line)["step"] for line in (run / "models" / v / "metrics.jsonl").open()]
+        for v in configs
+    }
+    # itemcf failed at step 10, after reporting it, and resumed from its checkpoint at step 8;
+    # neucf, trained after it in the restarted worker group, started at step 0.
+    assert steps["itemcf"].count(10) == 2 and steps["itemcf"].count(8) == 1
+    assert steps["neucf"].count(10) == 1 and steps["neucf"][0] == 2
 
 
 def test_hashed_id_table_is_bounded_and_spreads_neighbouring_ids() -> None:

@@ -77,12 +77,15 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return inner
 
 
-def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, progress: Progress) -> Any:
-    """A Ray Train Checkpoint of the model, the optimizer and the progress."""
+def save_checkpoint(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, progress: Progress, name: str
+) -> Any:
+    """A Ray Train Checkpoint of training `name`: its model, optimizer and progress."""
     import ray.train
 
     folder = Path(tempfile.mkdtemp(prefix="mtmh-ckpt-"))
     state = {
+        "name": name,
         "model": unwrap(model).state_dict(),
         "optimizer": opt.state_dict(),
         "progress": progress,
@@ -91,9 +94,13 @@ def save_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer, progress
     return ray.train.Checkpoint.from_directory(str(folder))
 
 
-def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, patience: int) -> Progress:
+def restore(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, patience: int, name: str
+) -> Progress:
     """The progress of Ray Train's latest checkpoint, with the model and the optimizer loaded
-    from it; a fresh Progress when the run starts anew."""
+    from it, when that checkpoint is of training `name`; a fresh Progress when the training
+    starts anew. (A worker group that trains several models one after another, see
+    mtmh/model/slots.py, restarts with the checkpoint of the one it was training.)"""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -101,6 +108,8 @@ def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, patience: int) -
         return Progress(EarlyStopping(patience))
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+    if state.get("name") != name:
+        return Progress(EarlyStopping(patience))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     progress: Progress = state["progress"]
@@ -151,10 +160,10 @@ class Reporter:
         self.emit(row, self.save())
         self.reported_step = -1  # the tail's losses still get their own row at the end
 
-    def final(self, progress: Progress, epoch: int) -> None:
+    def final(self, progress: Progress, epoch: int) -> dict[str, float]:
         """The last report: the final checkpoint, the tail steps since the last row (an epoch
         rarely ends on a report boundary) and the best epoch. Flagged "final", not "done":
-        Ray Tune reads a reported "done" as the end of the trial."""
+        Ray Tune reads a reported "done" as the end of the trial. Returns the row."""
         stopper = progress.stopper
         row: dict[str, float] = {"step": progress.step, "final": 1.0}
         tail = progress.step > self.reported_step and self.window_pairs
@@ -165,6 +174,7 @@ class Reporter:
             row["val/best_score"] = stopper.best_score
         row.update({f"time/{name}_s": round(s, 2) for name, s in self.seconds.items()})
         self.emit(row, self.save(), to_file="loss" in row)
+        return row
 
     def window_row(self, step: int, epoch: int) -> dict[str, float]:
         assert self.last_losses is not None

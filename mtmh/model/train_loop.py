@@ -2,8 +2,9 @@
 
 `fit(cfg, run_dir)` makes sure the run's training pairs exist (mtmh/model/training_pairs.py:
 held-out pairs removed, deduplicated and shuffled once per run, shared by every variant) and
-builds a `TorchTrainer` that streams them to the workers as Ray Data shards. Each worker runs
-`train_loop_per_worker`: a loop over epochs calling `train_epoch` (whose step is
+builds a `TorchTrainer` that streams them to the workers as Ray Data shards (the pipeline's
+trainings share a few trainers instead, mtmh/model/slots.py). Each worker runs
+`train_in_worker`: a loop over epochs calling `train_epoch` (whose step is
 `mtmh/model/step.py:train_step`), with what every training needs around it from
 mtmh/model/harness.py:
 
@@ -231,39 +232,50 @@ def train_epoch(
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """The Ray Train worker function; `config` carries the run config as a dict."""
+    """The Ray Train worker function of one training; `config` carries the run config as a
+    dict."""
+    import ray.train
+
+    cfg = build_config(config["run_config"])
+    torch.set_num_threads(cfg.train.threads_per_worker)
+    shard = ray.train.get_dataset_shard("train")
+    train_in_worker(cfg, Path(config["run_dir"]), shard, config)
+
+
+def train_in_worker(
+    cfg: RunConfig, run_dir: Path, shard: Any, config: dict[str, Any]
+) -> dict[str, float]:
+    """Train `cfg.model.variant` on this worker's `shard` of its pairs, from Ray Train's
+    latest checkpoint when that is of this training; rank 0 writes the outputs. Returns the
+    final metrics row. `config`: the loop's config (a test's planned failure)."""
     import ray.train
     import ray.train.torch
 
-    cfg = build_config(config["run_config"])
-    run_dir = Path(config["run_dir"])
-    tc = cfg.train
-    torch.set_num_threads(tc.threads_per_worker)
+    tc, name = cfg.train, model_name(cfg)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     task = build_task(cfg, run_dir)
     if tc.init_from:  # a checkpoint of this training (restore, below) still comes first
-        earlier = warm_start_source(tc.init_from, model_name(cfg))
+        earlier = warm_start_source(tc.init_from, name)
         grown = warm_start_from(task.tower, earlier, run_dir)
         log.info("rank %d starts from %s (%d new id rows)", rank, earlier, grown)
     split = load_holdout(run_dir, cfg.holdout, cfg.eval.max_triggers)
     opt = make_optimizer(cfg, task.parameters())
-    progress = restore(task, opt, tc.patience)
+    progress = restore(task, opt, tc.patience, name)
     if progress.step:
         log.info("rank %d resumed at step %d (epoch %d)", rank, progress.step, progress.epoch)
     model = ray.train.torch.prepare_model(task)
-    metrics = model_dir(run_dir, model_name(cfg)) / "metrics.jsonl"
+    metrics = model_dir(run_dir, name) / "metrics.jsonl"
     reporter = Reporter(
         tc,
         metrics if rank == 0 else None,
-        lambda: save_checkpoint(model, opt, progress) if rank == 0 else None,
+        lambda: save_checkpoint(model, opt, progress, name) if rank == 0 else None,
         world,
         rank,
     )
     if tc.init_from and split and not progress.step:
         validate_start(task, split, cfg, reporter)
     hooks = step_hooks(config, cfg, run_dir, rank)
-    shard = ray.train.get_dataset_shard("train")
     epoch = progress.epoch
     for epoch in range(progress.epoch, tc.epochs):
         batches = shard.iter_torch_batches(dtypes=torch.int64, **batch_options(cfg, epoch))
@@ -273,12 +285,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if split and end_of_epoch(task, split, cfg, epoch, progress, reporter):
             break
     progress.epoch, progress.step_in_epoch = tc.epochs, 0  # a restart now trains nothing
-    reporter.final(progress, min(epoch, tc.epochs - 1))
+    final = reporter.final(progress, min(epoch, tc.epochs - 1))
     if progress.stopper.best_state is not None:
         task.load_state_dict(progress.stopper.best_state)  # the best epoch is what ships
     if rank == 0:
         hard = task.cluster_negatives
         write_outputs(task.tower, cfg, run_dir, hard.assignments.numpy() if hard else None)
+    return final
 
 
 def validate_start(
@@ -372,37 +385,41 @@ class ReadPairs:
         return cls(path, ray.data.read_parquet(str(path), num_cpus=data_cpus).materialize())
 
 
-def fit(
-    cfg: RunConfig,
-    run_dir: Path,
-    callbacks: list[Any] | None = None,
-    pairs: ReadPairs | None = None,
-    **loop_extras: Any,
-) -> Any:
-    """Train `cfg.model.variant` on the run's training pairs with a TorchTrainer; returns
-    Ray's Result. `callbacks` go to Ray Train's RunConfig (a Tune trial passes
-    TuneReportCallback). `pairs`: those pairs already read, so that trainings side by side
-    share one copy in the object store instead of each reading its own."""
+def start_clean(cfg: RunConfig, run_dir: Path) -> Path:
+    """Check what training `cfg` reads, then remove its earlier outputs; returns the path of
+    its training pairs (made when missing)."""
     # What the training reads is checked before anything of an earlier training is removed.
     if get_variant(cfg.model.variant).prompted:
         load_clusters(run_dir)  # a clear error when there are none
     if cfg.train.init_from:  # likewise for the model a warm start reads
         warm_start_source(cfg.train.init_from, model_name(cfg))
     path = ensure_training_pairs(run_dir, cfg).path
-    if pairs is not None and pairs.path != path:
-        raise ValueError(f"{model_name(cfg)} trains on {path}, but was given {pairs.path}")
     out = model_dir(run_dir, model_name(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     # A new training starts clean: Ray Train resumes from whatever checkpoint it finds under
     # the same storage path and name, so an earlier run's final checkpoint would make this
-    # one train nothing. (Recovery from a failure inside this fit() is Ray's, unaffected.)
+    # one train nothing. (Recovery from a failure inside this training is Ray's, unaffected.)
     shutil.rmtree(out / "ray_train", ignore_errors=True)
     shutil.rmtree(out / "fresh", ignore_errors=True)  # snapshots of an earlier training
     shutil.rmtree(out / "queries", ignore_errors=True)  # an earlier prompted training's
     (out / "target_log_frequency.npy").unlink(missing_ok=True)  # now in RUN/training_pairs
-    if pairs is None:
-        pairs = ReadPairs.read(path, cfg.train.data_cpus)
+    return path
+
+
+def fit(
+    cfg: RunConfig,
+    run_dir: Path,
+    callbacks: list[Any] | None = None,
+    **loop_extras: Any,
+) -> Any:
+    """Train `cfg.model.variant` on the run's training pairs with a TorchTrainer of its own;
+    returns Ray's Result. `callbacks` go to Ray Train's RunConfig (a Tune trial passes
+    TuneReportCallback). Several trainings of one run share worker groups instead:
+    mtmh/model/slots.py."""
+    path = start_clean(cfg, run_dir)
+    out = model_dir(run_dir, model_name(cfg))
+    pairs = ReadPairs.read(path, cfg.train.data_cpus)
     loop_config = {
         "run_config": config_to_dict(cfg),
         "run_dir": str(run_dir.resolve()),

@@ -11,7 +11,7 @@ from typing import Any
 from mtmh.config import RunConfig
 from mtmh.errors import MtmhError
 from mtmh.model.curves import plot_loss_curves, read_metrics
-from mtmh.model.train_loop import START, ReadPairs, fit, model_dir, model_name
+from mtmh.model.train_loop import START, fit, model_dir, model_name
 
 
 class TrainingFailed(MtmhError, RuntimeError):
@@ -21,18 +21,23 @@ class TrainingFailed(MtmhError, RuntimeError):
 
 
 def train_variant(
-    cfg: RunConfig,
-    run_dir: Path,
-    callbacks: list[Any] | None = None,
-    pairs: ReadPairs | None = None,
+    cfg: RunConfig, run_dir: Path, callbacks: list[Any] | None = None
 ) -> dict[str, Any]:
-    """Train `cfg.model.variant` into RUN/models/<model.name or variant>; returns (and writes)
-    its summary. `pairs`: its training pairs already read (see `fit`)."""
+    """Train `cfg.model.variant` into RUN/models/<model.name or variant> with a TorchTrainer
+    of its own; returns (and writes) its summary."""
     started = time.perf_counter()
-    name = model_name(cfg)
-    result = fit(cfg, run_dir, callbacks=callbacks, pairs=pairs)
+    result = fit(cfg, run_dir, callbacks=callbacks)
     if result.error is not None:
-        raise TrainingFailed(f"training {name} failed: {result.error}")
+        raise TrainingFailed(f"training {model_name(cfg)} failed: {result.error}")
+    return write_summary(cfg, run_dir, result.metrics, time.perf_counter() - started)
+
+
+def write_summary(
+    cfg: RunConfig, run_dir: Path, final: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """summary.json and loss_curves.png of a finished training, from its metrics.jsonl and
+    its `final` metrics row (Reporter.final); `seconds`: the training's wall time."""
+    name = model_name(cfg)
     out = model_dir(run_dir, name)
     rows = read_metrics(out / "metrics.jsonl")
     plot_loss_curves(out / "metrics.jsonl", out / "loss_curves.png", name)
@@ -42,13 +47,13 @@ def train_variant(
     summary = {
         "variant": cfg.model.variant,
         "name": name,
-        "steps": int(result.metrics["step"]),
+        "steps": int(final["step"]),
         "epochs_run": len(val_rows) or None,
         "best_epoch": int(val_rows[-1]["val/best_epoch"]) if val_rows else None,
         "validation_score": [round(r["val/score"], 4) for r in val_rows],
         # a warm start's score before any step: the earlier model on this validation split
         "start_validation_score": None if start is None else round(start, 4),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
         "first": _losses(rows[0]) if rows else {},
         "last": _losses(rows[-1]) if rows else {},
         # None when no step window was reported (a training shorter than train.report_every)
@@ -57,7 +62,7 @@ def train_variant(
         ),
         # rank 0's seconds waiting for batches, in steps, validating and reporting; the
         # rest of "seconds" is start-up, reading the pairs and writing the outputs.
-        "timings": {k: v for k, v in result.metrics.items() if k.startswith("time/")},
+        "timings": {k: v for k, v in final.items() if k.startswith("time/")},
         "outputs": str(out),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
