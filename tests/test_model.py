@@ -221,6 +221,16 @@ def test_every_rank_of_a_slot_takes_the_same_variant_in_any_interleaving() -> No
     assert queue.status(1) == ([("dat", {"step": 5})], 0, 1)
 
 
+def test_slots_refuse_trainings_that_need_other_worker_groups() -> None:
+    from mtmh.model.slots import slot_train_config
+
+    same = {v: _train_cfg(f"model.variant={v}") for v in ("itemcf", "mtmh")}
+    assert slot_train_config(same) == same["itemcf"].train
+    other = {**same, "neucf": _train_cfg("model.variant=neucf", "train.cpus_per_worker=1.0")}
+    with pytest.raises(ValueError, match=r"neucf differs .* in train\.cpus_per_worker"):
+        slot_train_config(other)
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_one_slot_trains_variants_one_after_another_as_fit_does(tmp_path: Path) -> None:
     """Two variants through one worker group learn exactly what each learns with a trainer
