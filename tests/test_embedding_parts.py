@@ -69,3 +69,16 @@ def test_parts_of_another_encoder_are_discarded(tmp_path: Path) -> None:
     schema = embeddings_schema(DIM)
     assert len(EmbeddingParts.open(out, schema, "encoder-a").done_ids()) == 10
     assert len(EmbeddingParts.open(out, schema, "encoder-b").done_ids()) == 0
+
+
+def test_the_file_is_the_same_whatever_order_the_actors_finish_in(tmp_path: Path) -> None:
+    blocks = [np.arange(i, i + 10) for i in range(0, 40, 10)]
+    files = []
+    for name, order in (("in_order", blocks), ("reversed", blocks[::-1])):
+        out = tmp_path / name / "item_embeddings.parquet"
+        out.parent.mkdir()
+        write_embeddings(_stream(order), out, DIM, 40, "encoder-a")
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    ids = pq.read_table(tmp_path / "reversed" / "item_embeddings.parquet")["item_id"]
+    assert ids.to_pylist() == list(range(40))

@@ -93,7 +93,10 @@ class EmbeddingParts:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        table = pa.concat_tables(self._buffer)
+        # In item order, not the order the embedding actors finished: a catalog that fits in
+        # one part is then written byte for byte the same by every run, so its version (a
+        # hash of the file's bytes, mtmh/embeddings.py) names its vectors, not the schedule.
+        table = pa.concat_tables(self._buffer).sort_by("item_id")
         self._buffer = []
         path = self.folder / f"part-{len(self._parts()):05d}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
