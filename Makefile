@@ -19,8 +19,10 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install chromium run serve test test-slow test-cluster bench bench-prepare bench-encode bench-train bench-index bench-serve sweep lint format clean
 
-UV_INSTALL = $(PY) -m pip install 'uv>=0.9,<1' && \
-  $(VENV)/bin/uv pip install --python $(PY) $$($(PY) tools/pip_index_args.py) -e '.[cpu,dev]'
+# The flags go through a variable first, so a failure to read pip's configuration stops the
+# uv install (and pip takes over) instead of letting uv run without this machine's sources.
+UV_INSTALL = $(PY) -m pip install 'uv>=0.9,<1' && flags=$$($(PY) tools/pip_index_args.py) && \
+  $(VENV)/bin/uv pip install --python $(PY) $$flags -e '.[cpu,dev]'
 PIP_INSTALL = $(PY) -m pip install --upgrade pip && $(PY) -m pip install --no-compile -e '.[cpu,dev]'
 
 install: $(STAMP)
