@@ -291,10 +291,10 @@ class TrainConfig:
     optimizer: Literal["adagrad", "adam"] = "adam"  # the paper's is Adagrad
     # At most this many epochs; with a validation split, training stops once validation
     # recall has not improved for `patience` epochs, and the best epoch's weights are kept.
-    # 4, not 3: at 3 the cap stopped half the variants while their validation score still
-    # rose (MTMH on ml-100k gained 1.3 points in a fourth epoch, then lost 1.0 in a fifth);
-    # a higher cap would let the slowest ml-1m variants run on, past its time budget.
-    epochs: Annotated[int, Field(ge=1)] = 4
+    # 3 is a time budget as much as a verdict: some variants still gain a little in their
+    # third epoch, but a fourth made the ml-1m pipeline take half as long again, past its
+    # 45 minutes (docs/results.md, "A fourth epoch").
+    epochs: Annotated[int, Field(ge=1)] = 3
     patience: Annotated[int, Field(ge=1)] = 1
     # Each epoch's pairs are globally shuffled (Ray Data random_shuffle). Pairs are written
     # user by user, so without it a batch holds dozens of rows of one user.
