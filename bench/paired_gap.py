@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 from choose_half import choose_users, report_spec
 
-from mtmh.config import load_config
+from mtmh.config import RunConfig, load_config
 from mtmh.eval.metrics import recall_at
 from mtmh.eval.protocol import EvalUser, ModelSpec, sample_users, source_retriever
 from mtmh.retrieval.merge import POOLING, pool
@@ -38,10 +38,10 @@ KS = (5, 20, 100, 500)
 
 
 def per_user_recall(
-    run: Path, spec: ModelSpec, order: str, users: list[EvalUser], alpha: float, top_k: int
+    run: Path, spec: ModelSpec, order: str, users: list[EvalUser], cfg: RunConfig
 ) -> np.ndarray:
-    """[users, len(KS)] recall of the row's pooled list, served in `order`."""
-    cfg = load_config(run / "pipeline.yaml")
+    """[users, len(KS)] recall of the row's pooled list, served in `order` at the served
+    alpha (the evaluation's own steps, one user at a time)."""
     ret, _ = source_retriever(run, [spec], cfg)
     out = np.zeros((len(users), len(KS)))
     for i, u in enumerate(users):
@@ -52,8 +52,8 @@ def per_user_recall(
             if order == "preranker"
             else ret.ann_ordered(u.triggers, seen, searched)
         )
-        per_trigger = ret.merge({h: kept[h] for h in spec.heads}, alpha, order)
-        pooled = [item for item, _ in pool(per_trigger, top_k, POOLING[order])]
+        per_trigger = ret.merge({h: kept[h] for h in spec.heads}, cfg.eval.alpha, order)
+        pooled = [item for item, _ in pool(per_trigger, cfg.eval.top_k, POOLING[order])]
         out[i] = list(recall_at(pooled, set(u.truth), KS).values())
     return out
 
@@ -102,7 +102,7 @@ def main() -> None:
     result: dict[str, Any] = {"rows": args.rows, "alpha": cfg.eval.alpha}
     for label, users in groups.items():
         a, b = (
-            per_user_recall(args.run, spec, order, users, cfg.eval.alpha, cfg.eval.top_k)
+            per_user_recall(args.run, spec, order, users, cfg)
             for spec, order in ((spec_a, order_a), (spec_b, order_b))
         )
         result[label] = paired(a, b)
