@@ -47,11 +47,7 @@ def per_user_recall(
     for i, u in enumerate(users):
         seen = u.history if cfg.eval.exclude_seen else ()
         searched = ret.search(u.triggers, seen)
-        kept = (
-            ret.preranked(u.triggers, seen, searched)
-            if order == "preranker"
-            else ret.ann_ordered(u.triggers, seen, searched)
-        )
+        kept = ret.ordered(order, u.triggers, seen, searched)
         per_trigger = ret.merge({h: kept[h] for h in spec.heads}, cfg.eval.alpha, order)
         pooled = [item for item, _ in pool(per_trigger, cfg.eval.top_k, POOLING[order])]
         out[i] = list(recall_at(pooled, set(u.truth), KS).values())

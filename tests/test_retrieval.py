@@ -261,6 +261,12 @@ def test_ann_order_ranks_the_searched_candidates_by_similarity() -> None:
         _, top = search(exact, x[[t]], 51)
         assert set(ids.tolist()) <= set(top[0].tolist()) - {5, 17, 30} and len(ids) >= 47
         assert ids[:10].tolist() == [i for i, _ in ann_row] and np.all(np.diff(probs) <= 0)
+    # `ordered` names either order as `merge` does, and no other.
+    assert ret.ordered("ann", triggers, seen, searched)["engagement"] == ann
+    by_name = ret.ordered("preranker", triggers, seen, searched)["engagement"]
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(by_name, pre, strict=True))
+    with pytest.raises(ValueError, match="ranking order 'best'"):
+        ret.ordered("best", triggers, seen, searched)
     # A peer's neighbour table serves through the same path.
     ids = np.tile(np.arange(1, 6), (4, 1)).astype(np.int32)
     table = NeighborHead(

@@ -40,7 +40,7 @@ from mtmh.index.autotune import recall_at
 from mtmh.index.faiss_index import build_exact, search
 from mtmh.preranker.ranker import load_preranker
 from mtmh.retrieval.heads import PEER_HEAD, NeighborHead
-from mtmh.retrieval.merge import POOLING, Candidate, Kept, pool
+from mtmh.retrieval.merge import POOLING, Candidate, pool
 from mtmh.retrieval.ranking import RANKINGS
 from mtmh.retrieval.retriever import Retriever
 from mtmh.retrieval.served import served_heads
@@ -230,10 +230,7 @@ def accumulate(
     for u in users:
         seen = u.history if ec.exclude_seen else ()
         searched = ret.search(u.triggers, seen)
-        kept: dict[str, Kept] = {
-            "preranker": ret.preranked(u.triggers, seen, searched),
-            "ann": ret.ann_ordered(u.triggers, seen, searched),
-        }
+        kept = {order: ret.ordered(order, u.triggers, seen, searched) for order in RANKINGS}
         for order, order_kept in kept.items():
             for s in specs:
                 spec_kept = {h: order_kept[h] for h in s.heads}

@@ -108,6 +108,21 @@ class Retriever:
             for name, found in searched.items()
         }
 
+    def ordered(
+        self,
+        order: str,
+        triggers: np.ndarray,
+        seen: Iterable[int] = (),
+        searched: Searched | None = None,
+    ) -> Kept:
+        """Each head's candidates in a ranking order: `preranked` ("preranker") or
+        `ann_ordered` ("ann"), what `merge` takes with the same `order`."""
+        if order == "preranker":
+            return self.preranked(triggers, seen, searched)
+        if order == "ann":
+            return self.ann_ordered(triggers, seen, searched)
+        raise ValueError(f"ranking order {order!r}: expected 'preranker' or 'ann'")
+
     def merge(self, kept: Kept, alpha: float, order: str = "ann") -> list[list[Candidate]]:
         """Per trigger, the K candidates of `order` ("preranker" or "ann") merged by alpha."""
         return merge_order(order, kept, self.keep, alpha)

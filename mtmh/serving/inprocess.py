@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from mtmh.retrieval.heads import HeadIndex
-from mtmh.retrieval.merge import Candidate, Kept
+from mtmh.retrieval.merge import Candidate
 from mtmh.retrieval.retriever import Retriever
 from mtmh.serving.partition import ServedPartition
 from mtmh.serving.plan import RetrievalPlan, merge_and_pool
@@ -40,9 +40,4 @@ class InProcessRetrieval:
         retriever = Retriever(
             heads, self.run.k_ann, plan.keep, self.preranker, self.run.relevance_k_ann
         )
-        kept: Kept
-        if plan.ranking == "ann":
-            kept = retriever.ann_ordered(plan.triggers, plan.seen)
-        else:
-            kept = retriever.preranked(plan.triggers, plan.seen)
-        return merge_and_pool(kept, plan)
+        return merge_and_pool(retriever.ordered(plan.ranking, plan.triggers, plan.seen), plan)
